@@ -1,0 +1,1 @@
+"""Activation-ranked channel pruning: the DVC stages and the modules they share."""

@@ -1,0 +1,106 @@
+"""From sweep confusion matrices to the per-K table and the scalar metrics DVC tracks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from stages.metrics import accuracy, balanced_accuracy
+
+BEAT_RANDOM_STDS = 2.0  # "beats random" means more than this many random std above the random mean
+WITHIN_POINTS = 1.0  # max_k_within_1pt: accuracy stays within this many points of baseline
+
+
+def milestone_ks(channels: int) -> dict[str, int]:
+    """K values whose accuracy is reported as a scalar; named by share, so every model has the same keys."""
+    return {
+        "acc_at_quarter": channels // 4,
+        "acc_at_half": channels // 2,
+        "acc_at_three_quarters": 3 * channels // 4,
+        "acc_at_last": channels - 1,
+    }
+
+
+def resolve_ks(ks: str | list[int], k_step: int, channels: int) -> list[int]:
+    """The K values to evaluate: the requested ones plus 0 (baseline) and the milestones."""
+    requested = range(0, channels, k_step) if ks == "all" else ks
+    return sorted({0, *requested, *milestone_ks(channels).values()})
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Accuracy and balanced accuracy per K, in %; std is over random orders (None otherwise)."""
+
+    acc: np.ndarray
+    bacc: np.ndarray
+    acc_std: np.ndarray | None = None
+    bacc_std: np.ndarray | None = None
+
+
+def curve_from_confusions(confusions: np.ndarray) -> Curve:
+    """confusions: R×len(ks)×C×C. One order gives the curve; several give mean and std."""
+    acc, bacc = accuracy(confusions), balanced_accuracy(confusions)
+    if len(confusions) == 1:
+        return Curve(acc[0], bacc[0])
+    return Curve(acc.mean(0), bacc.mean(0), acc.std(0), bacc.std(0))
+
+
+def sweep_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
+    """One row per K: k, acc_<name>, bacc_<name> (and _std columns for random orders)."""
+    columns: dict[str, np.ndarray] = {"k": np.asarray(ks)}
+    for name, curve in curves.items():
+        columns[f"acc_{name}"] = curve.acc
+        columns[f"bacc_{name}"] = curve.bacc
+    for name, curve in curves.items():
+        if curve.acc_std is not None:
+            columns[f"acc_{name}_std"] = curve.acc_std
+            columns[f"bacc_{name}_std"] = curve.bacc_std
+    return pd.DataFrame(columns)
+
+
+def max_k_within(ks: np.ndarray, acc: np.ndarray, baseline: float, points: float = WITHIN_POINTS) -> int:
+    """The largest K such that accuracy at every evaluated K' <= K stays within `points` of baseline."""
+    ok = acc >= baseline - points
+    first_bad = np.flatnonzero(~ok)
+    last_ok = len(ks) - 1 if len(first_bad) == 0 else first_bad[0] - 1
+    return int(ks[last_ok]) if last_ok >= 0 else 0
+
+
+def beats_random_fraction(ks: np.ndarray, bacc: np.ndarray, random: Curve) -> float:
+    """Share of K >= 1 where balanced accuracy exceeds the random mean by > 2 random std."""
+    pruned = ks >= 1
+    threshold = random.bacc + BEAT_RANDOM_STDS * (random.bacc_std if random.bacc_std is not None else 0.0)
+    return float(np.mean(bacc[pruned] > threshold[pruned])) if pruned.any() else 0.0
+
+
+def summary_metrics(
+    ks: list[int], curves: dict[str, Curve], channels: int, majority_floor: float, n_classes: int, n_test: int
+) -> dict:
+    """Scalars only (DVC drops lists); nested dicts flatten to criteria.<name>.<metric>."""
+    ks_arr = np.asarray(ks)
+    first = next(iter(curves.values()))
+    baseline_acc, baseline_bacc = float(first.acc[0]), float(first.bacc[0])
+    random = curves.get("random")
+    per_criterion = {}
+    for name, curve in curves.items():
+        entry = {
+            "auc": float(curve.acc.mean()),
+            "bacc_auc": float(curve.bacc.mean()),
+            "max_k_within_1pt": max_k_within(ks_arr, curve.acc, baseline_acc),
+        }
+        for key, k in milestone_ks(channels).items():
+            entry[key] = float(curve.acc[ks.index(k)])
+        if random is not None and name != "random":
+            entry["beats_random_frac"] = beats_random_fraction(ks_arr, curve.bacc, random)
+        per_criterion[name] = entry
+    return {
+        "channels": channels,
+        "n_test": n_test,
+        "baseline_accuracy": baseline_acc,
+        "baseline_balanced_accuracy": baseline_bacc,
+        "majority_floor": majority_floor,
+        "balanced_floor": 100.0 / n_classes,
+        "criteria": per_criterion,
+    }

@@ -1,0 +1,90 @@
+"""Channel ranking criteria: one registry, each entry a small function.
+
+A criterion returns removal orders: an R×P integer array whose row r lists channels in
+the order they are pruned (first = pruned at K = 1). Score-based criteria return one order:
+ascending score, ties broken by channel index. `random` returns R seeded permutations and
+`reverse` the headline order backwards (most important first: the sanity bound).
+
+Adding a criterion means adding one function to `CRITERIA`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from stages.activations import ActivationStats
+from stages.errors import UserError
+from stages.models import PrunableNet
+
+RANDOM_STREAM = 104_729  # separates the random-order stream from every other use of the seed
+
+
+@dataclass(frozen=True)
+class RankingContext:
+    stats: ActivationStats
+    model: PrunableNet
+    headline: str
+    seed: int
+    random_orders: int
+
+
+def order_from_scores(scores: np.ndarray) -> np.ndarray:
+    """Channels by ascending score; equal scores (e.g. dead ReLU channels) by channel index."""
+    return np.argsort(np.asarray(scores), kind="stable")
+
+
+def _scored(score: Callable[[RankingContext], np.ndarray]) -> Callable[[RankingContext], np.ndarray]:
+    def orders(ctx: RankingContext) -> np.ndarray:
+        return order_from_scores(score(ctx))[None, :]
+
+    orders.__doc__ = score.__doc__
+    return orders
+
+
+def _weights(ctx: RankingContext) -> np.ndarray:
+    return ctx.model.block.conv.weight.detach().cpu().double().numpy()
+
+
+def bn_gamma_scores(ctx: RankingContext) -> np.ndarray:
+    """|γ| of the BatchNorm after the pruned conv (network slimming)."""
+    bn = ctx.model.block.bn
+    if bn is None:  # params validation refuses this combination; this guards direct callers
+        raise UserError("bn_gamma needs a BatchNorm after the pruned conv")
+    return bn.weight.detach().cpu().double().abs().numpy()
+
+
+def random_orders(ctx: RankingContext) -> np.ndarray:
+    """R uniform random permutations, reproducible under params `seed`."""
+    rng = np.random.default_rng([ctx.seed, RANDOM_STREAM])
+    return np.stack([rng.permutation(ctx.stats.channels) for _ in range(ctx.random_orders)])
+
+
+def reverse_order(ctx: RankingContext) -> np.ndarray:
+    """The headline criterion's order, backwards."""
+    return CRITERIA[ctx.headline](ctx)[:, ::-1].copy()
+
+
+CRITERIA: dict[str, Callable[[RankingContext], np.ndarray]] = {
+    # Mean of the block output after BN and ReLU: the lab's criterion, done on the right tensor.
+    "mean_activation": _scored(lambda ctx: ctx.stats.act_mean),
+    # Mean of the raw conv output, as the handout's code ranks.
+    "mean_conv_output": _scored(lambda ctx: ctx.stats.conv_mean),
+    # abs(mean raw conv output), as the report's code ranks.
+    "abs_mean_conv_output": _scored(lambda ctx: np.abs(ctx.stats.conv_mean)),
+    # Average percentage of zeros after ReLU (Hu et al. 2016): highest APoZ is pruned first.
+    "apoz": _scored(lambda ctx: -ctx.stats.apoz),
+    # L1 norm of each filter (Li et al. 2017).
+    "l1_norm": _scored(lambda ctx: np.abs(_weights(ctx)).sum(axis=(1, 2, 3))),
+    "bn_gamma": _scored(bn_gamma_scores),
+    # First-order Taylor (Molchanov et al. 2017): mean over samples of |mean_m a_m · dL/da_m|.
+    "taylor": _scored(lambda ctx: ctx.stats.taylor),
+    "random": random_orders,
+    "reverse": reverse_order,
+}
+
+
+def removal_orders(criterion: str, ctx: RankingContext) -> np.ndarray:
+    return CRITERIA[criterion](ctx)

@@ -1,0 +1,42 @@
+"""Scores that do not hide class imbalance, computed from confusion matrices.
+
+Everything is in percent. Balanced accuracy is the mean recall over the classes present in
+the true labels, so predicting the majority class always scores 100 / n_classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def confusion(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """confusion[..., true, predicted] counts; `predictions` may have leading batch dims."""
+    flat = labels * n_classes + predictions
+    counts = torch.zeros(*predictions.shape[:-1], n_classes * n_classes, dtype=torch.int64, device=predictions.device)
+    counts.scatter_add_(-1, flat, torch.ones_like(flat))
+    return counts.view(*predictions.shape[:-1], n_classes, n_classes)
+
+
+def accuracy(conf: np.ndarray) -> np.ndarray:
+    conf = np.asarray(conf, dtype=np.float64)
+    return 100.0 * np.trace(conf, axis1=-2, axis2=-1) / conf.sum(axis=(-2, -1))
+
+
+def balanced_accuracy(conf: np.ndarray) -> np.ndarray:
+    conf = np.asarray(conf, dtype=np.float64)
+    support = conf.sum(axis=-1)  # per true class
+    recall = np.diagonal(conf, axis1=-2, axis2=-1) / np.where(support > 0, support, 1)
+    present = support > 0
+    return 100.0 * (recall * present).sum(axis=-1) / present.sum(axis=-1)
+
+
+def majority_floor(labels: torch.Tensor | np.ndarray) -> float:
+    """Accuracy of always answering the most common class, in percent."""
+    counts = np.bincount(np.asarray(labels))
+    return float(100.0 * counts.max() / counts.sum())
+
+
+def scores_from_predictions(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> tuple[float, float]:
+    conf = confusion(labels, predictions, n_classes).cpu().numpy()
+    return float(accuracy(conf)), float(balanced_accuracy(conf))

@@ -1,0 +1,323 @@
+"""The one place where params.yaml is read and validated.
+
+Every stage calls `load_params()` before doing any work. A user mistake raises
+`UserError` with one line that names the dotted params.yaml key, the value given and
+what is allowed; `stages.runtime.stage_main` turns that into a non-zero exit with no
+stack trace.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.errors import UserError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+# --------------------------------------------------------------------------- checks
+# Each check takes (key, value) and returns the normalised value or raises UserError.
+Check = Callable[[str, Any], Any]
+
+
+def _fail(key: str, value: Any, allowed: str) -> UserError:
+    return UserError(f"params.yaml: {key}={value!r} is invalid; allowed: {allowed}")
+
+
+def integer(low: int | None = None, high: int | None = None) -> Check:
+    def check(key: str, value: Any) -> int:
+        bounds = _bounds_text(low, high)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(key, value, f"an integer{bounds}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise _fail(key, value, f"an integer{bounds}")
+        return value
+
+    return check
+
+
+def _bounds_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    if low is not None:
+        return f" >= {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""
+
+
+def positive_float() -> Check:
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise _fail(key, value, "a number > 0")
+        return float(value)
+
+    return check
+
+
+def fraction(allow_zero: bool = False) -> Check:
+    """A share strictly inside (0, 1); `allow_zero` also admits 0 (meaning 'none')."""
+    interval = "[0, 1)" if allow_zero else "(0, 1)"
+
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(key, value, f"a number in {interval}")
+        if not (0 < value < 1 or (allow_zero and value == 0)):
+            raise _fail(key, value, f"a number in {interval}")
+        return float(value)
+
+    return check
+
+
+def choice(options: Callable[[], list[str]] | list[str]) -> Check:
+    def check(key: str, value: Any) -> str:
+        allowed = options() if callable(options) else options
+        if not isinstance(value, str) or value not in allowed:
+            raise _fail(key, value, _one_of(allowed))
+        return value
+
+    return check
+
+
+def boolean() -> Check:
+    def check(key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _fail(key, value, "true or false")
+        return value
+
+    return check
+
+
+def _one_of(allowed: list[str]) -> str:
+    return "one of " + ", ".join(allowed)
+
+
+def criteria_list() -> Check:
+    def check(key: str, value: Any) -> list[str]:
+        from stages.criteria import CRITERIA
+
+        allowed = _one_of(list(CRITERIA))
+        if not isinstance(value, list) or not value:
+            raise _fail(key, value, f"a non-empty list of criteria, each {allowed}")
+        for item in value:
+            if not isinstance(item, str) or item not in CRITERIA:
+                raise UserError(f"params.yaml: {key} contains unknown criterion {item!r}; allowed: {allowed}")
+        duplicates = sorted({c for c in value if value.count(c) > 1})
+        if duplicates:
+            raise UserError(
+                f"params.yaml: {key} lists {', '.join(duplicates)} more than once; allowed: each criterion at most once"
+            )
+        if value[0] in ("random", "reverse"):
+            raise UserError(
+                f"params.yaml: {key} starts with {value[0]!r}, but the first criterion is the "
+                "headline ranking; allowed: a ranking criterion first (e.g. mean_activation)"
+            )
+        return list(value)
+
+    return check
+
+
+def ks_spec() -> Check:
+    """`all`, or a non-empty list of distinct non-negative integers (upper bound checked later)."""
+
+    def check(key: str, value: Any) -> str | list[int]:
+        if value == "all":
+            return value
+        if (
+            not isinstance(value, list)
+            or not value
+            or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in value)
+            or len(set(value)) != len(value)
+        ):
+            raise _fail(key, value, "'all' or a non-empty list of distinct integers K >= 0")
+        return sorted(value)
+
+    return check
+
+
+def device_name() -> Check:
+    def check(key: str, value: Any) -> str:
+        value = choice(["auto", "cpu", "cuda"])(key, value)
+        if value == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UserError(
+                    f"params.yaml: {key}='cuda' but this machine has no usable CUDA device; allowed here: auto or cpu"
+                )
+        return value
+
+    return check
+
+
+# --------------------------------------------------------------------------- schema
+def _sources() -> list[str]:
+    from stages.data import SOURCES
+
+    return list(SOURCES)
+
+
+def _archs() -> list[str]:
+    from stages.models import ARCHS
+
+    return list(ARCHS)
+
+
+SCHEMA: dict[str, Any] = {
+    "seed": integer(0, 2**31 - 1),
+    "data": {
+        "source": choice(_sources),
+        "task": choice(["pairs", "classification"]),
+        "n_pairs": integer(10),
+        "test_fraction": fraction(),
+        "same_fraction": fraction(),
+        "val_fraction": fraction(allow_zero=True),
+    },
+    "model": {"arch": choice(_archs)},
+    "train": {
+        "epochs": integer(1),
+        "batch_size": integer(1),
+        "lr": positive_float(),
+        "device": device_name(),
+        "class_weight": choice(["none", "balanced"]),
+    },
+    "activations": {
+        "split": choice(["test", "train", "val"]),
+        "batch_size": integer(1),
+    },
+    "prune": {
+        "criteria": criteria_list(),
+        "mode": choice(["remove", "zero_weights"]),
+        "ks": ks_spec(),
+        "k_step": integer(1),
+        "random_orders": integer(1, 10_000),
+        "compare_zero_weights": boolean(),
+    },
+    "plot": {
+        "dpi": integer(30, 600),
+        "cmap": choice(["viridis", "magma", "gray", "inferno", "cividis"]),
+    },
+}
+
+# Params that only mean something for one task. For the other task they are named as
+# ignored in the stage log (never silently misread).
+TASK_ONLY_KEYS: dict[str, list[str]] = {
+    "pairs": ["data.n_pairs", "data.same_fraction"],
+    "classification": [],
+}
+
+
+# --------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class Params:
+    """Validated params, as plain nested dicts (the shape of params.yaml)."""
+
+    raw: dict[str, Any]
+
+    def __getitem__(self, section: str) -> Any:
+        return self.raw[section]
+
+    @property
+    def seed(self) -> int:
+        return self.raw["seed"]
+
+    def ignored_keys(self) -> list[str]:
+        """Keys that the chosen task does not use."""
+        task = self.raw["data"]["task"]
+        return [key for other, keys in TASK_ONLY_KEYS.items() if other != task for key in keys]
+
+
+def _all_keys(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for name, sub in schema.items():
+        dotted = f"{prefix}{name}"
+        keys.append(dotted)
+        if isinstance(sub, dict):
+            keys.extend(_all_keys(sub, dotted + "."))
+    return keys
+
+
+def _unknown_key_error(dotted: str) -> UserError:
+    candidates = _all_keys(SCHEMA)
+    close = difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return UserError(f"params.yaml: unknown key {dotted}{hint}")
+
+
+def _validate_section(schema: dict[str, Any], values: Any, prefix: str) -> dict[str, Any]:
+    where = prefix.rstrip(".") or "params.yaml"
+    if not isinstance(values, dict):
+        raise UserError(f"params.yaml: {where} must be a mapping of keys, got {values!r}")
+    for name in values:
+        if name not in schema:
+            raise _unknown_key_error(f"{prefix}{name}")
+    result: dict[str, Any] = {}
+    for name, check in schema.items():
+        dotted = f"{prefix}{name}"
+        if name not in values:
+            raise UserError(f"params.yaml: missing key {dotted}")
+        if isinstance(check, dict):
+            result[name] = _validate_section(check, values[name], dotted + ".")
+        else:
+            result[name] = check(dotted, values[name])
+    return result
+
+
+def _validate_relations(params: dict[str, Any]) -> None:
+    """Checks that involve more than one key."""
+    from stages.models import ARCHS
+
+    arch = ARCHS[params["model"]["arch"]]
+    channels = arch.channels
+    if "bn_gamma" in params["prune"]["criteria"] and not arch.batchnorm:
+        raise UserError(
+            f"params.yaml: prune.criteria has bn_gamma, but model.arch={params['model']['arch']} has no "
+            "BatchNorm after the pruned conv; allowed: the other criteria"
+        )
+    ks = params["prune"]["ks"]
+    if ks != "all" and max(ks) >= channels:
+        raise UserError(
+            f"params.yaml: prune.ks={ks!r} contains K >= P; allowed: K from 0 to {channels - 1} "
+            f"({params['model']['arch']} has P={channels} channels)"
+        )
+    if params["prune"]["k_step"] >= channels:
+        raise UserError(
+            f"params.yaml: prune.k_step={params['prune']['k_step']} is invalid; "
+            f"allowed: an integer from 1 to {channels - 1}"
+        )
+    if params["activations"]["split"] == "val" and params["data"]["val_fraction"] == 0:
+        raise UserError(
+            "params.yaml: activations.split='val' needs a validation split; "
+            "allowed: set data.val_fraction in (0, 1), or use split test or train"
+        )
+    if params["data"]["test_fraction"] + params["data"]["val_fraction"] >= 1:
+        raise UserError(
+            "params.yaml: data.test_fraction + data.val_fraction must leave training data; allowed: a sum < 1"
+        )
+
+
+def validate(raw: Any) -> Params:
+    """Validate a parsed params.yaml; raise UserError on the first problem."""
+    params = _validate_section(SCHEMA, raw, "")
+    _validate_relations(params)
+    return Params(params)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; run from the project root") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    return validate(raw)

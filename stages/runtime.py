@@ -1,0 +1,106 @@
+"""What every stage shares at run time: entry point, seeding, device, progress, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from stages.errors import UserError
+
+T = TypeVar("T")
+
+
+def stage_main(main: Callable[[], None]) -> None:
+    """Run a stage; a UserError becomes one line on stderr and exit status 2."""
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted: no partial outputs were written", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels."""
+    # cuBLAS needs this set before its first use to be deterministic.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present. `cuda` without CUDA was already refused in params."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """A progress bar on stderr, silent under CI (CI=true) or when TQDM_DISABLE is set."""
+    quiet = bool(os.environ.get("CI")) or bool(os.environ.get("TQDM_DISABLE"))
+    return iter(tqdm(items, desc=desc, total=total, disable=quiet, leave=False, file=sys.stderr))
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- atomic writes
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it over `path` only on success.
+
+    An interrupted or failing stage therefore never leaves a half-written output, and the
+    previous version of the file stays intact until the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path | str, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: Path | str, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch(path: Path | str, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: Path | str, what: str) -> Any:
+    """torch.load with weights_only=True; a missing or unreadable file is a one-line UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: {what} not found; run the stage that writes it (dvc repro)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise UserError(f"{path}: cannot read {what} ({type(err).__name__}); delete it and rerun") from None
