@@ -120,15 +120,18 @@ def sweep_confusions(
     n_classes: int,
     mode: str = "remove",
     dtype: torch.dtype = torch.float64,
-    chunk_elements: int = 1 << 22,
+    chunk_elements: int = 1 << 25,
+    stash_elements: int = 1 << 21,
 ) -> np.ndarray:
     """Confusion matrices (R×len(ks)×C×C) for pruning orders[r][:k] from the block outputs.
 
-    fc1(z) = b + Σ_c W_c z_c, so removing channels subtracts their contributions W_c z_c;
-    in zero_weights mode a pruned channel contributes W_c v_c instead (v_c its constant
-    output). Contributions are computed once per sample chunk; each order then needs one
-    cumulative sum and the rest of the head (ReLU → fc2) per K. float64 by default, so the
-    result matches a reference forward pass up to summation order.
+    fc1(z) = b + Σ_c W_c z_c, so removing a channel subtracts its contribution W_c z_c (in
+    zero_weights mode it leaves W_c v_c instead, v_c being its constant output). The
+    contributions are computed once per sample chunk and shared by every order; each order
+    then walks K upwards, subtracting one contribution per step from a running
+    pre-activation that stays in cache, and runs only the rest of the head (ReLU → fc2) at
+    the requested K. float64 by default, so results match a reference forward pass up to
+    summation order.
     """
     device = outputs.device
     p = model.channels
@@ -138,14 +141,16 @@ def sweep_confusions(
     weight = fc1.weight.detach().to(device, dtype).view(hidden, p, per_channel).permute(1, 2, 0)  # P×S×H
     bias = fc1.bias.detach().to(device, dtype)
     rest = copy.deepcopy(model.head.rest).to(device, dtype).eval()
+    for layer in rest.modules():
+        if isinstance(layer, nn.ReLU):
+            layer.inplace = True  # it only ever sees our scratch stash; saves a large allocation per block
     replaced = replacement_values(model, mode, tuple(outputs.shape[2:])).to(device, dtype).view(p, 1, per_channel)
     replaced_contribution = torch.bmm(replaced, weight)  # P×1×H
 
     ks_list = list(ks)
-    max_k = max(ks_list)
-    orders_t = torch.as_tensor(np.ascontiguousarray(orders[:, :max_k]), dtype=torch.long, device=device)
-    ks_t = torch.as_tensor(ks_list, dtype=torch.long, device=device)
-    result = torch.zeros(len(orders), len(ks_list), n_classes, n_classes, dtype=torch.int64, device=device)
+    slot = {k: i for i, k in enumerate(ks_list)}  # row of each requested K in the result
+    orders_list = np.asarray(orders)[:, : max(ks_list)].tolist()
+    result = torch.zeros(len(orders_list), len(ks_list), n_classes, n_classes, dtype=torch.int64, device=device)
     labels = labels.to(device)
     chunk = max(1, chunk_elements // (p * hidden))
     for start in range(0, len(outputs), chunk):
@@ -153,14 +158,34 @@ def sweep_confusions(
         n = z.shape[1]
         contribution = torch.bmm(z, weight)  # P×n×H: channel c's share of fc1's pre-activation
         full = contribution.sum(0) + bias  # n×H, nothing removed
-        delta = contribution.sub_(replaced_contribution)  # what removing c takes away
+        delta = contribution.sub_(replaced_contribution)  # what removing channel c takes away
+        running = torch.empty_like(full)
+        # Pre-activations at requested K are written straight into a stash and sent through
+        # the rest of the head in blocks: one batched matmul instead of a tiny one per K.
+        stash = torch.empty(
+            max(1, min(len(ks_list), stash_elements // (n * hidden))), n, hidden, dtype=dtype, device=device
+        )
+        predictions = torch.empty(len(orders_list), len(ks_list), n, dtype=torch.int64, device=device)
+        for r, order in enumerate(orders_list):
+            current, stashed = full, []
+            for k in range(len(order) + 1):
+                if k in slot and len(stashed) == len(stash):
+                    running.copy_(current)  # the head below overwrites the stash in place
+                    current = running
+                    predictions[r, stashed] = rest(stash).argmax(-1)
+                    stashed = []
+                target = stash[len(stashed)] if k in slot else running
+                if k == 0:
+                    target.copy_(full)
+                else:
+                    torch.sub(current, delta[order[k - 1]], out=target)
+                current = target
+                if k in slot:
+                    stashed.append(slot[k])
+            if stashed:
+                predictions[r, stashed] = rest(stash[: len(stashed)]).argmax(-1)
         y = labels[start : start + n].expand(len(ks_list), n)
-        for r in range(len(orders)):
-            removed_prefix = torch.zeros(max_k + 1, n, hidden, dtype=dtype, device=device)
-            torch.cumsum(delta.index_select(0, orders_t[r]), dim=0, out=removed_prefix[1:])
-            pre_activation = torch.sub(full, removed_prefix.index_select(0, ks_t))  # |ks|×n×H
-            predictions = rest(pre_activation).argmax(-1)
-            result[r] += confusion(y, predictions, n_classes)
+        result += confusion(y, predictions, n_classes)
     return result.cpu().numpy()
 
 
