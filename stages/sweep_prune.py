@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from stages.activations import load_stats
 from stages.comparison import Curve, curve_from_confusions, resolve_ks, summary_metrics, sweep_table
 from stages.criteria import RankingContext, removal_orders
@@ -15,7 +17,7 @@ from stages.metrics import majority_floor
 from stages.models import load_model
 from stages.params import load_params
 from stages.pruning import block_outputs, sweep_confusions
-from stages.runtime import atomic_path, log, progress, resolve_device, seed_everything, stage_main, write_json
+from stages.runtime import atomic_path, log, resolve_device, seed_everything, stage_main, write_json
 
 SWEEP_PATH = Path("metrics/sweep.csv")
 METRICS_PATH = Path("metrics/metrics.json")
@@ -37,14 +39,21 @@ def main() -> None:
     ctx = RankingContext(stats, model, headline, params.seed, prune["random_orders"])
     n_classes = info.input.n_classes
 
-    def run(criterion: str, mode: str) -> Curve:
-        orders = removal_orders(criterion, ctx)
-        return curve_from_confusions(sweep_confusions(model, outputs, labels, orders, ks, n_classes, mode))
+    def run(criteria: list[str], mode: str) -> dict[str, Curve]:
+        """Sweep every criterion's orders in one call, so block contributions are computed once."""
+        orders = {name: removal_orders(name, ctx) for name in criteria}
+        stacked = np.concatenate(list(orders.values()))
+        confusions = sweep_confusions(model, outputs, labels, stacked, ks, n_classes, mode)
+        bounds = np.cumsum([0, *(len(o) for o in orders.values())])
+        return {
+            name: curve_from_confusions(confusions[a:b])
+            for name, a, b in zip(criteria, bounds[:-1], bounds[1:], strict=True)
+        }
 
-    curves = {name: run(name, prune["mode"]) for name in progress(prune["criteria"], desc="sweep")}
+    curves = run(prune["criteria"], prune["mode"])
     if prune["compare_zero_weights"] and prune["mode"] == "remove":
         # The lab's own method on the headline ranking, to show what weight zeroing does.
-        curves[f"{headline}_zero_weights"] = run(headline, "zero_weights")
+        curves[f"{headline}_zero_weights"] = run([headline], "zero_weights")[headline]
     table = sweep_table(ks, curves)
     metrics = summary_metrics(ks, curves, model.channels, majority_floor(labels), n_classes, len(labels))
     metrics["ranking_split_is_test"] = int(split == "test")

@@ -1,0 +1,118 @@
+"""Pairing: counts, fractions, disjoint splits, determinism, capacity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.data import (
+    Pool,
+    load_mnist_5k,
+    make_classification_splits,
+    make_pair_splits,
+    pair_capacity,
+    pair_counts,
+    sample_pairs,
+)
+from stages.errors import UserError
+from stages.params import load_params, validate
+from tests.helpers import ROOT
+
+
+def default_params(**data_overrides: object):
+    raw = load_params(ROOT / "params.yaml").raw
+    raw = {**raw, "data": {**raw["data"], **data_overrides}}
+    return validate(raw)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Pool:
+    return load_mnist_5k(ROOT / "data/raw")
+
+
+def test_bundled_pool_is_real_mnist(pool: Pool) -> None:
+    assert pool.images.shape == (5000, 1, 28, 28) and pool.images.dtype == np.uint8
+    assert np.bincount(pool.labels).tolist() == [500] * 10
+    assert pool.images.max() == 255 and pool.official_test is None
+
+
+def test_default_pairs_match_the_lab(pool: Pool) -> None:
+    splits = make_pair_splits(pool, default_params(), np.random.default_rng(0))
+    assert len(splits["test"].labels) == 600 and len(splits["train"].labels) == 5400
+    assert len(splits["val"].labels) == 0
+    for name in ("test", "train"):
+        assert splits[name].labels.mean() == pytest.approx(0.1)
+        assert splits[name].images.shape[1:] == (2, 28, 28)
+
+
+def test_pair_labels_say_whether_digits_match(pool: Pool) -> None:
+    splits = make_pair_splits(pool, default_params(), np.random.default_rng(0))
+    for split in splits.values():
+        ids = split.image_ids
+        np.testing.assert_array_equal(split.labels, (pool.labels[ids[:, 0]] == pool.labels[ids[:, 1]]).astype(int))
+        np.testing.assert_array_equal(split.images[:, 0], pool.images[ids[:, 0], 0])
+        np.testing.assert_array_equal(split.images[:, 1], pool.images[ids[:, 1], 0])
+        assert (ids[:, 0] != ids[:, 1]).all()
+
+
+def test_no_image_in_two_splits(pool: Pool) -> None:
+    splits = make_pair_splits(pool, default_params(val_fraction=0.1), np.random.default_rng(0))
+    used = {name: set(split.image_ids.ravel().tolist()) for name, split in splits.items()}
+    assert used["val"], "val split should exist"
+    assert not used["test"] & used["train"]
+    assert not used["test"] & used["val"]
+    assert not used["val"] & used["train"]
+
+
+def test_pairs_are_distinct(pool: Pool) -> None:
+    splits = make_pair_splits(pool, default_params(), np.random.default_rng(0))
+    for split in splits.values():
+        keys = {tuple(sorted(pair)) for pair in split.image_ids.tolist()}
+        assert len(keys) == len(split.labels)
+
+
+def test_pairing_is_deterministic_under_seed(pool: Pool) -> None:
+    a = make_pair_splits(pool, default_params(), np.random.default_rng(3))
+    b = make_pair_splits(pool, default_params(), np.random.default_rng(3))
+    c = make_pair_splits(pool, default_params(), np.random.default_rng(4))
+    np.testing.assert_array_equal(a["train"].image_ids, b["train"].image_ids)
+    assert not np.array_equal(a["train"].image_ids, c["train"].image_ids)
+
+
+def test_fractions_are_parameters(pool: Pool) -> None:
+    params = default_params(n_pairs=1000, test_fraction=0.2, same_fraction=0.5)
+    splits = make_pair_splits(pool, params, np.random.default_rng(0))
+    assert len(splits["test"].labels) == 200 and len(splits["train"].labels) == 800
+    assert splits["test"].labels.mean() == 0.5
+
+
+def test_pair_counts_split_the_total() -> None:
+    counts = pair_counts(6000, 0.1, 0.1, 0.1)
+    assert counts == {"test": (60, 540), "val": (54, 486), "train": (486, 4374)}
+
+
+def test_capacity_counts_distinct_pairs() -> None:
+    labels = np.array([0, 0, 0, 1, 1])
+    assert pair_capacity(labels) == (3 + 1, 10 - 4)
+
+
+def test_sampling_near_capacity_enumerates_every_pair() -> None:
+    labels = np.array([0, 0, 0, 1, 1])
+    pairs, same = sample_pairs(labels, 4, 6, np.random.default_rng(0))
+    assert len({tuple(sorted(p)) for p in pairs.tolist()}) == 10
+    assert same.sum() == 4
+
+
+def test_too_many_pairs_is_a_user_error_naming_the_key(pool: Pool) -> None:
+    small = Pool(pool.images[:40], pool.labels[:40], None)
+    with pytest.raises(UserError, match=r"data\.n_pairs=6000 .* allowed: at most \d+"):
+        make_pair_splits(small, default_params(), np.random.default_rng(0))
+
+
+def test_classification_uses_official_test_split(pool: Pool) -> None:
+    official = np.zeros(len(pool.labels), dtype=bool)
+    official[-1000:] = True
+    tagged = Pool(pool.images, pool.labels, official)
+    splits = make_classification_splits(tagged, default_params(task="classification"), np.random.default_rng(0))
+    assert set(splits["test"].image_ids.ravel().tolist()) == set(range(4000, 5000))
+    assert len(splits["train"].labels) == 4000 and splits["train"].images.shape[1:] == (1, 28, 28)
