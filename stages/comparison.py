@@ -60,6 +60,13 @@ def sweep_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def long_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
+    """The same curves in long format (k, criterion, acc, bacc): one plot definition in
+    dvc.yaml then draws whichever criteria a run chose."""
+    parts = [pd.DataFrame({"k": ks, "criterion": name, "acc": c.acc, "bacc": c.bacc}) for name, c in curves.items()]
+    return pd.concat(parts, ignore_index=True)
+
+
 def max_k_within(ks: np.ndarray, acc: np.ndarray, baseline: float, points: float = WITHIN_POINTS) -> int:
     """The largest K such that accuracy at every evaluated K' <= K stays within `points` of baseline."""
     ok = acc >= baseline - points

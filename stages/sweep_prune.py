@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.activations import load_stats
-from stages.comparison import Curve, curve_from_confusions, resolve_ks, summary_metrics, sweep_table
+from stages.comparison import Curve, curve_from_confusions, long_table, resolve_ks, summary_metrics, sweep_table
 from stages.criteria import RankingContext, removal_orders
 from stages.data import load_info, load_split
 from stages.metrics import majority_floor
@@ -20,6 +20,7 @@ from stages.pruning import block_outputs, sweep_confusions
 from stages.runtime import atomic_path, log, resolve_device, seed_everything, stage_main, write_json
 
 SWEEP_PATH = Path("metrics/sweep.csv")
+SWEEP_LONG_PATH = Path("metrics/sweep_long.csv")
 METRICS_PATH = Path("metrics/metrics.json")
 
 
@@ -59,6 +60,8 @@ def main() -> None:
     metrics["ranking_split_is_test"] = int(split == "test")
     with atomic_path(SWEEP_PATH) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(SWEEP_LONG_PATH) as tmp:
+        long_table(ks, curves).to_csv(tmp, index=False, float_format="%.4f")
     write_json(METRICS_PATH, metrics)
     first = curves[headline]
     log(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -24,24 +25,19 @@ def declared_outputs(repo: Path) -> list[str]:
     return paths
 
 
-def plotted_columns(repo: Path) -> dict[str, list[str]]:
-    """{csv file: [every column a top-level plot names]} from dvc.yaml."""
+def plotted_columns(repo: Path) -> dict[str, set[str]]:
+    """{csv file: every column a top-level plot in dvc.yaml names}."""
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
-    columns: dict[str, list[str]] = {}
+    columns: dict[str, set[str]] = {}
     for entry in spec["plots"]:
         if isinstance(entry, str):
-            continue
-        (name, props), = entry.items()
+            continue  # an image
+        ((name, props),) = entry.items()
         y = props.get("y", [])
-        if isinstance(y, dict):
-            for path, cols in y.items():
-                columns.setdefault(path, []).extend([cols] if isinstance(cols, str) else cols)
-        else:
-            columns.setdefault(name, []).extend([y] if isinstance(y, str) else y)
-            columns[name].append(props["x"])
-        if isinstance(y, dict):
-            for path in y:
-                columns[path].append(props["x"])
+        sources = y if isinstance(y, dict) else {name: y}
+        for path, cols in sources.items():
+            columns.setdefault(path, set()).update([cols] if isinstance(cols, str) else cols)
+            columns[path].add(props["x"])
     return columns
 
 
@@ -64,7 +60,7 @@ def test_stages_write_nothing_undeclared(tiny_repo: Path) -> None:
 def test_plotted_columns_exist_in_csv_headers(tiny_repo: Path) -> None:
     for path, columns in plotted_columns(tiny_repo).items():
         header = set(pd.read_csv(tiny_repo / path, nrows=0).columns)
-        missing = set(columns) - header
+        missing = columns - header
         assert not missing, f"{path} lacks plotted columns {missing}"
 
 
@@ -115,3 +111,18 @@ def test_plots_show_renders_html(tiny_repo: Path, tmp_path: Path) -> None:
     result = dvc(tiny_repo, "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "acc_mean_activation" in html and "feature_maps.png" in html, result.stderr
+
+
+def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo, repo, symlinks=True)
+    result = dvc(repo, "exp", "run", "-S", "prune.criteria=[l1_norm,random]")
+    assert "Running stage 'train'" not in result.stdout  # only the sweep and the plots rerun
+    table = pd.read_csv(repo / "metrics/sweep.csv")
+    assert {"acc_l1_norm", "bacc_l1_norm", "acc_random", "acc_random_std"} <= set(table.columns)
+    assert "acc_mean_activation" not in table.columns
+    long = pd.read_csv(repo / "metrics/sweep_long.csv")
+    assert set(long["criterion"]) == {"l1_norm", "random", "l1_norm_zero_weights"}
+    dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert '"criterion": "l1_norm"' in html
