@@ -7,6 +7,7 @@ first-order Taylor term, which needs a backward pass through the head only.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def load_stats(path: Path, model: PrunableNet) -> tuple[ActivationStats, str]:
         with np.load(path, allow_pickle=False) as raw:
             values = {f.name: raw[f.name] for f in fields(ActivationStats)}
             split = str(raw["split"])
-    except (KeyError, ValueError, OSError) as err:
+    # A truncated .npz is a broken zip (BadZipFile) or ends early (EOFError).
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise UserError(
             f"{path}: unreadable activation statistics ({type(err).__name__}); rerun collect_activations"
         ) from None

@@ -149,10 +149,12 @@ def load_model(path: Path | str, arch: str, spec: InputSpec) -> PrunableNet:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         raise UserError(f"{path}: checkpoint does not fit model.arch={arch} ({detail}); rerun the train stage")
     for name, tensor in model.state_dict().items():
-        if state[name].shape != tensor.shape:
+        # weights_only also admits plain numbers and strings, which have no shape.
+        shape = tuple(state[name].shape) if isinstance(state[name], torch.Tensor) else type(state[name]).__name__
+        if shape != tuple(tensor.shape):
             raise UserError(
                 f"{path}: checkpoint does not fit model.arch={arch} "
-                f"({name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}); rerun the train stage"
+                f"({name} has shape {shape}, expected {tuple(tensor.shape)}); rerun the train stage"
             )
     model.load_state_dict(state)
     return model.eval()

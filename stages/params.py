@@ -9,6 +9,8 @@ stack trace.
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +56,9 @@ def _bounds_text(low: float | None, high: float | None) -> str:
 
 def positive_float() -> Check:
     def check(key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise _fail(key, value, "a number > 0")
+        # math.isfinite: `.inf` is a YAML float too, and no step size or rate may be infinite.
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
+            raise _fail(key, value, "a finite number > 0")
         return float(value)
 
     return check
@@ -243,25 +246,31 @@ def _all_keys(schema: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def _unknown_key_error(dotted: str) -> UserError:
-    candidates = _all_keys(SCHEMA)
-    close = difflib.get_close_matches(dotted, candidates, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    return UserError(f"params.yaml: unknown key {dotted}{hint}")
+def _unknown_key_error(dotted: str, value: Any, allowed: list[str]) -> UserError:
+    """Name the closest valid key. A misspelt section (`trian:` holding `epochs`) is reported
+    by its first key, `trian.epochs`, so the hint can be the full key `train.epochs`."""
+    if isinstance(value, dict) and value:
+        dotted = f"{dotted}.{next(iter(value))}"
+    close = difflib.get_close_matches(dotted, _all_keys(SCHEMA), n=1, cutoff=0.7)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return UserError(f"params.yaml: unknown key {dotted}; {hint}allowed: {', '.join(allowed)}")
 
 
 def _validate_section(schema: dict[str, Any], values: Any, prefix: str) -> dict[str, Any]:
-    where = prefix.rstrip(".") or "params.yaml"
     if not isinstance(values, dict):
-        raise UserError(f"params.yaml: {where} must be a mapping of keys, got {values!r}")
+        allowed = f"a mapping of the keys {', '.join(f'{prefix}{k}' for k in schema)}"
+        if not prefix:
+            raise UserError(f"params.yaml: the file holds {values!r}; allowed: {allowed}")
+        raise _fail(prefix.rstrip("."), values, allowed)
     for name in values:
         if name not in schema:
-            raise _unknown_key_error(f"{prefix}{name}")
+            raise _unknown_key_error(f"{prefix}{name}", values[name], [f"{prefix}{k}" for k in schema])
     result: dict[str, Any] = {}
     for name, check in schema.items():
         dotted = f"{prefix}{name}"
         if name not in values:
-            raise UserError(f"params.yaml: missing key {dotted}")
+            keys = ", ".join(f"{prefix}{k}" for k in schema)
+            raise UserError(f"params.yaml: {dotted} is missing; allowed: a value for each of {keys}")
         if isinstance(check, dict):
             result[name] = _validate_section(check, values[name], dotted + ".")
         else:
@@ -309,15 +318,48 @@ def validate(raw: Any) -> Params:
     return Params(params)
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """yaml.safe_load that reads numbers as DVC does (YAML 1.2): PyYAML (YAML 1.1) reads
+    `1e-3` as the text '1e-3', while DVC, `dvc exp run -S` and dvc.lock see the number 0.001."""
+
+
+_ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _duplicate_key(node: yaml.Node, prefix: str = "") -> tuple[str, int] | None:
+    """The first key given twice in one mapping, dotted, and its line. PyYAML would silently
+    keep the last value; DVC refuses the file with a vaguer message."""
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key: validate() names it as unknown
+            dotted = f"{prefix}{key_node.value}"
+            if key_node.value in seen:
+                return dotted, key_node.start_mark.line + 1
+            seen.add(key_node.value)
+            found = _duplicate_key(value_node, f"{dotted}.")
+            if found:
+                return found
+    return None
+
+
 def load_params(path: Path = PARAMS_FILE) -> Params:
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise UserError(f"{path}: file not found; run from the project root") from None
     try:
-        raw = yaml.safe_load(text)
+        duplicate = _duplicate_key(yaml.compose(text, Loader=_ParamsLoader))
+        raw = yaml.load(text, Loader=_ParamsLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}: not valid YAML{where}") from None
+    if duplicate:
+        raise UserError(f"{path}: {duplicate[0]} is given twice (line {duplicate[1]}); allowed: each key once")
     return validate(raw)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.data import PREPARED_DIR, RAW_DIR, SOURCES, TASKS, dataset_info, ignored_params, save_prepared
+from stages.errors import UserError
 from stages.params import load_params
 from stages.runtime import log, seed_everything, stage_main, write_json
 
@@ -23,6 +24,19 @@ def split_summary(labels: np.ndarray, task: str) -> dict:
     return summary
 
 
+def check_not_empty(splits: dict, data: dict) -> None:
+    """Every split a later stage reads must hold samples (train crashed on an empty test split).
+    Checked before anything is written; val may be empty only when data.val_fraction is 0."""
+    for name, split in splits.items():
+        if len(split.labels) == 0 and (name != "val" or data["val_fraction"] > 0):
+            size = f"data.n_pairs={data['n_pairs']}" if data["task"] == "pairs" else f"data.source={data['source']}"
+            raise UserError(
+                f"params.yaml: {size} with data.test_fraction={data['test_fraction']} and "
+                f"data.val_fraction={data['val_fraction']} leaves the {name} split empty; "
+                "allowed: values that give every split at least one sample"
+            )
+
+
 def main() -> None:
     params = load_params()
     data = params["data"]
@@ -32,6 +46,7 @@ def main() -> None:
     pool = SOURCES[data["source"]].load(RAW_DIR)
     rng = np.random.default_rng(params.seed)
     splits = TASKS[data["task"]](pool, params, rng)
+    check_not_empty(splits, data)
     info = dataset_info(params, pool)
     save_prepared(PREPARED_DIR, info, splits)
     summary = {

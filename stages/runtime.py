@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -21,8 +22,22 @@ from stages.errors import UserError
 T = TypeVar("T")
 
 
+class Terminated(Exception):
+    """SIGTERM (a CI timeout, `kill`, a container stop), raised so that clean-up runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def stage_main(main: Callable[[], None]) -> None:
-    """Run a stage; a UserError becomes one line on stderr and exit status 2."""
+    """Run a stage; a UserError becomes one line on stderr and exit status 2.
+
+    Ctrl-C and SIGTERM unwind the stack, so `atomic_path` deletes its temporary file; the
+    default SIGTERM action would end the process on the spot and leave it behind.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         main()
     except UserError as err:
@@ -31,6 +46,11 @@ def stage_main(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted: no partial outputs were written", file=sys.stderr)
         raise SystemExit(130) from None
+    except Terminated:
+        print("terminated: no partial outputs were written", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def seed_everything(seed: int) -> None:
@@ -62,20 +82,41 @@ def log(message: str) -> None:
 
 
 # --------------------------------------------------------------------------- atomic writes
+TMP_SUFFIX = ".tmp"
+
+
+def temp_name_pattern(path: Path) -> str:
+    """Glob for the temporary siblings `atomic_path` creates for `path` (hidden: a leading dot)."""
+    return f".{path.name}.*{TMP_SUFFIX}"
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it over `path` only on success.
 
     An interrupted or failing stage therefore never leaves a half-written output, and the
-    previous version of the file stays intact until the new one is complete.
+    previous version of the file stays intact until the new one is complete. The temporary
+    file lives in the same folder (so the rename is atomic: same file system) under a hidden
+    name. A SIGKILL skips the `finally` below and can leave one behind; it is never read as
+    an output, and the next write of the same output deletes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Leftovers of a killed earlier write of this output (one writer per output path).
+    for stale in path.parent.glob(temp_name_pattern(path)):
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates the file 0600; give the output the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        # On disk before the rename, so a crash cannot leave a renamed but empty file.
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -91,8 +132,14 @@ def write_json(path: Path | str, data: Any) -> None:
 
 
 def save_torch(path: Path | str, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save, atomically and byte-for-byte reproducibly.
+
+    Given a file *name*, torch.save names the records inside its zip archive after that
+    name, here the random temporary one, so equal tensors gave different bytes (and a new
+    DVC hash) on every run. Given an open file it always uses the fixed name `archive`.
+    """
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_torch(path: Path | str, what: str) -> Any:

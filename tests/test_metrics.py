@@ -52,7 +52,12 @@ def test_ks_always_include_baseline_and_milestones() -> None:
     assert resolve_ks("all", 1, 8) == list(range(8))
     assert resolve_ks("all", 2, 32) == sorted({*range(0, 32, 2), 8, 16, 24, 31})
     assert resolve_ks([3], 1, 128) == [0, 3, 32, 64, 96, 127]
-    assert milestone_ks(128) == {"acc_at_quarter": 32, "acc_at_half": 64, "acc_at_three_quarters": 96, "acc_at_last": 127}
+    assert milestone_ks(128) == {
+        "acc_at_quarter": 32,
+        "acc_at_half": 64,
+        "acc_at_three_quarters": 96,
+        "acc_at_last": 127,
+    }
 
 
 def test_max_k_within_stops_at_the_first_drop() -> None:

@@ -1,0 +1,587 @@
+"""Bad input is refused before any work: one line on stderr naming the key (or the file), the
+value and what is allowed; exit status 2; no traceback; no output written or lost.
+
+Most cases run in-process through the real entry function, `stage_main(<stage>.main)`, in a
+folder that holds only params.yaml (a subprocess costs seconds of torch import each); a
+handful run as real `python -m stages.<name>` subprocesses, and must print the same line.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from stages.activations import ActivationStats, save_stats
+from stages.models import InputSpec, build_model
+from stages.runtime import stage_main
+from tests.helpers import ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
+
+STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "plot"]
+ALL_CRITERIA_BUT_BN = [
+    "mean_activation",
+    "mean_conv_output",
+    "abs_mean_conv_output",
+    "apoz",
+    "l1_norm",
+    "taylor",
+    "random",
+    "reverse",
+]
+
+
+def base_params() -> dict[str, Any]:
+    """The project's params.yaml with the tiny CI overrides: valid, so each case breaks one thing."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in TINY_OVERRIDES.items():
+        *path, last = dotted.split(".")
+        node = params
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return params
+
+
+# --------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Case:
+    id: str
+    stage: str  # the entry point that must refuse it
+    edit: Callable[[dict[str, Any]], None] | None  # changes the parsed params
+    expected: tuple[str, ...]  # substrings of the one error line
+    text: Callable[[str], str] | None = None  # or: changes the params.yaml text itself
+
+
+def put(**dotted: Any) -> Callable[[dict[str, Any]], None]:
+    """put(**{"train.epochs": 0}): set keys (dotted as in params.yaml)."""
+
+    def edit(params: dict[str, Any]) -> None:
+        for key, value in dotted.items():
+            *path, last = key.split(".")
+            node = params
+            for part in path:
+                node = node[part]
+            node[last] = value
+
+    return edit
+
+
+def rename(section: str, key: str | None, new: str) -> Callable[[dict[str, Any]], None]:
+    """Rename a top-level section (key=None) or a key inside a section, keeping its value."""
+
+    def edit(params: dict[str, Any]) -> None:
+        node = params if key is None else params[section]
+        node[new] = node.pop(section if key is None else key)
+
+    return edit
+
+
+def drop(section: str, key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda params: params[section].pop(key)
+
+
+CASES = [
+    # seed
+    Case("seed-string", "prepare_data", put(seed="zero"), ("seed='zero'", "allowed: an integer from 0 to 2147483647")),
+    Case("seed-negative", "train", put(seed=-1), ("seed=-1", "allowed: an integer from 0")),
+    # data
+    Case("source-unknown", "prepare_data", put(**{"data.source": "imagenet"}), ("data.source='imagenet'", "mnist_5k")),
+    Case("task-unknown", "prepare_data", put(**{"data.task": "regression"}), ("data.task='regression'", "pairs")),
+    Case("n_pairs-zero", "prepare_data", put(**{"data.n_pairs": 0}), ("data.n_pairs=0", "allowed: an integer >= 10")),
+    Case("n_pairs-negative", "prepare_data", put(**{"data.n_pairs": -300}), ("data.n_pairs=-300", "an integer >= 10")),
+    Case("n_pairs-string", "prepare_data", put(**{"data.n_pairs": "many"}), ("data.n_pairs='many'", "an integer")),
+    Case("n_pairs-float", "prepare_data", put(**{"data.n_pairs": 300.5}), ("data.n_pairs=300.5", "an integer")),
+    Case(
+        "n_pairs-beyond-pool",
+        "prepare_data",
+        put(**{"data.n_pairs": 10_000_000}),
+        ("data.n_pairs=10000000", "data.source=mnist_5k", "allowed: at most"),
+    ),
+    Case(
+        "n_pairs-leaves-test-empty",
+        "prepare_data",
+        put(**{"data.n_pairs": 10, "data.test_fraction": 0.01}),
+        ("data.n_pairs=10", "data.test_fraction=0.01", "test split empty", "allowed:"),
+    ),
+    Case("test_fraction-zero", "prepare_data", put(**{"data.test_fraction": 0}), ("data.test_fraction=0", "(0, 1)")),
+    Case("test_fraction-one", "prepare_data", put(**{"data.test_fraction": 1.0}), ("data.test_fraction=1.0", "(0, 1)")),
+    Case("same_fraction-negative", "prepare_data", put(**{"data.same_fraction": -0.1}), ("data.same_fraction=-0.1",)),
+    Case("same_fraction-above-one", "prepare_data", put(**{"data.same_fraction": 1.5}), ("data.same_fraction=1.5",)),
+    Case("val_fraction-one", "prepare_data", put(**{"data.val_fraction": 1}), ("data.val_fraction=1", "[0, 1)")),
+    Case(
+        "fractions-leave-no-train",
+        "prepare_data",
+        put(**{"data.test_fraction": 0.5, "data.val_fraction": 0.5}),
+        ("data.test_fraction + data.val_fraction", "allowed: a sum < 1"),
+    ),
+    Case("section-not-mapping", "prepare_data", put(data=5), ("data=5", "data.source")),
+    # model
+    Case("arch-unknown", "train", put(**{"model.arch": "resnet50"}), ("model.arch='resnet50'", "pair_cnn, simple_cnn")),
+    # train
+    Case("epochs-zero", "train", put(**{"train.epochs": 0}), ("train.epochs=0", "allowed: an integer >= 1")),
+    Case("epochs-float", "train", put(**{"train.epochs": 2.5}), ("train.epochs=2.5", "an integer >= 1")),
+    Case("epochs-bool", "train", put(**{"train.epochs": True}), ("train.epochs=True", "an integer >= 1")),
+    Case("batch_size-zero", "train", put(**{"train.batch_size": 0}), ("train.batch_size=0", "an integer >= 1")),
+    Case("lr-zero", "train", put(**{"train.lr": 0}), ("train.lr=0", "a finite number > 0")),
+    Case("lr-infinite", "train", put(**{"train.lr": float("inf")}), ("train.lr=inf", "a finite number > 0")),
+    Case("lr-string", "train", put(**{"train.lr": "fast"}), ("train.lr='fast'", "a finite number > 0")),
+    Case("device-unknown", "train", put(**{"train.device": "tpu"}), ("train.device='tpu'", "auto, cpu, cuda")),
+    Case("class_weight-unknown", "train", put(**{"train.class_weight": "inverse"}), ("train.class_weight='inverse'",)),
+    # activations
+    Case(
+        "split-unknown",
+        "collect_activations",
+        put(**{"activations.split": "holdout"}),
+        ("activations.split='holdout'", "test, train, val"),
+    ),
+    Case(
+        "activations-batch_size-zero",
+        "collect_activations",
+        put(**{"activations.batch_size": 0}),
+        ("activations.batch_size=0", "an integer >= 1"),
+    ),
+    Case(
+        "split-val-without-val-data",
+        "collect_activations",
+        put(**{"activations.split": "val"}),
+        ("activations.split='val'", "data.val_fraction"),
+    ),
+    # prune
+    Case("criteria-empty", "sweep_prune", put(**{"prune.criteria": []}), ("prune.criteria=[]", "a non-empty list")),
+    Case(
+        "criteria-not-a-list",
+        "sweep_prune",
+        put(**{"prune.criteria": "mean_activation"}),
+        ("prune.criteria='mean_activation'", "a non-empty list"),
+    ),
+    Case(
+        "criteria-duplicate",
+        "sweep_prune",
+        put(**{"prune.criteria": ["mean_activation", "random", "mean_activation"]}),
+        ("prune.criteria", "mean_activation more than once", "allowed: each criterion at most once"),
+    ),
+    Case(
+        "criteria-unknown",
+        "sweep_prune",
+        put(**{"prune.criteria": ["mean_activation", "magnitude"]}),
+        ("prune.criteria", "'magnitude'", "apoz"),
+    ),
+    Case(
+        "criteria-baseline-first",
+        "sweep_prune",
+        put(**{"prune.criteria": ["random", "mean_activation"]}),
+        ("prune.criteria", "'random'", "a ranking criterion first"),
+    ),
+    Case(
+        "bn_gamma-without-batchnorm",
+        "sweep_prune",
+        put(**{"model.arch": "simple_cnn"}),
+        ("prune.criteria has bn_gamma", "model.arch=simple_cnn", "allowed: the other criteria"),
+    ),
+    Case("mode-unknown", "sweep_prune", put(**{"prune.mode": "mask"}), ("prune.mode='mask'", "remove, zero_weights")),
+    Case(
+        "ks-K-equals-P",
+        "sweep_prune",
+        put(**{"prune.ks": [0, 64, 128]}),
+        ("prune.ks=[0, 64, 128]", "K >= P", "K from 0 to 127"),
+    ),
+    Case(
+        "ks-K-above-P-simple_cnn",
+        "plot",
+        put(**{"model.arch": "simple_cnn", "prune.criteria": ALL_CRITERIA_BUT_BN, "prune.ks": [0, 40]}),
+        ("prune.ks=[0, 40]", "K from 0 to 31", "P=32"),
+    ),
+    Case("ks-negative", "sweep_prune", put(**{"prune.ks": [-1, 2]}), ("prune.ks=[-1, 2]", "integers K >= 0")),
+    Case("ks-word", "sweep_prune", put(**{"prune.ks": "some"}), ("prune.ks='some'", "'all'")),
+    Case("k_step-zero", "sweep_prune", put(**{"prune.k_step": 0}), ("prune.k_step=0", "an integer >= 1")),
+    Case("k_step-P", "sweep_prune", put(**{"prune.k_step": 128}), ("prune.k_step=128", "from 1 to 127")),
+    Case("random_orders-zero", "sweep_prune", put(**{"prune.random_orders": 0}), ("prune.random_orders=0",)),
+    Case(
+        "compare_zero_weights-string",
+        "sweep_prune",
+        put(**{"prune.compare_zero_weights": "maybe"}),
+        ("prune.compare_zero_weights='maybe'", "true or false"),
+    ),
+    # plot
+    Case("dpi-too-low", "plot", put(**{"plot.dpi": 5}), ("plot.dpi=5", "from 30 to 600")),
+    Case("cmap-unknown", "plot", put(**{"plot.cmap": "rainbow"}), ("plot.cmap='rainbow'", "viridis")),
+    # keys
+    Case(
+        "typo-section",
+        "prepare_data",
+        rename("train", None, "trian"),
+        ("unknown key trian.epochs", "did you mean train.epochs?"),
+    ),
+    Case(
+        "typo-key",
+        "train",
+        rename("train", "epochs", "epohcs"),
+        ("unknown key train.epohcs", "did you mean train.epochs?", "allowed: train.epochs"),
+    ),
+    Case("unknown-top-level", "plot", put(extra=1), ("unknown key extra", "allowed: seed, data")),
+    Case("missing-key", "train", drop("train", "lr"), ("train.lr is missing", "allowed:", "train.lr")),
+    # the file itself
+    Case(
+        "duplicate-key",
+        "train",
+        None,
+        ("train.epochs is given twice", "allowed: each key once"),
+        text=lambda t: t.replace("  epochs: 1\n", "  epochs: 1\n  epochs: 3\n"),
+    ),
+    Case("not-yaml", "sweep_prune", None, ("params.yaml: not valid YAML at line",), text=lambda t: t + "prune: [\n"),
+    Case("empty-file", "plot", None, ("the file holds None", "allowed: a mapping"), text=lambda t: ""),
+]
+CASE_IDS = [case.id for case in CASES]
+# The ones also run as real subprocesses: every stage once, and the trickiest checks.
+SUBPROCESS_IDS = ["typo-section", "epochs-zero", "split-unknown", "criteria-duplicate", "cmap-unknown"]
+SUBPROCESS_IDS += ["n_pairs-beyond-pool"]
+
+
+def test_the_table_covers_every_section_and_stage() -> None:
+    from stages.params import SCHEMA
+
+    assert len(CASES) >= 25 and len(set(CASE_IDS)) == len(CASES)
+    named = " ".join(part for case in CASES for part in case.expected)
+    for section in SCHEMA:
+        assert f"{section}." in named or f"{section}=" in named, section
+    assert {case.stage for case in CASES} == set(STAGE_NAMES)
+
+
+def write_case_params(folder: Path, case: Case) -> None:
+    params = copy.deepcopy(base_params())
+    if case.edit:
+        case.edit(params)
+    text = yaml.safe_dump(params, sort_keys=False)
+    (folder / "params.yaml").write_text(case.text(text) if case.text else text)
+
+
+def assert_one_line(err: str, expected: tuple[str, ...]) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for part in expected:
+        assert part in line, f"{part!r} not in {line!r}"
+    return line
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_torch_state() -> Any:
+    """In-process stages may call seed_everything (deterministic algorithms); undo it."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    if cublas is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, folder: Path, name: str) -> str:
+    """Run stage `name` as its __main__ does (stage_main), in `folder`; return its stderr."""
+    module = importlib.import_module(f"stages.{name}")
+    monkeypatch.chdir(folder)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        stage_main(module.main)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_bad_params_are_refused_in_one_line_before_any_work(
+    case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    write_case_params(tmp_path, case)
+    err = run_in_process(monkeypatch, capsys, tmp_path, case.stage)
+    assert_one_line(err, case.expected)
+    # Refused before any work: nothing was created next to params.yaml.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_device_cuda_without_cuda_is_refused_by_every_stage(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    write_case_params(tmp_path, Case("cuda", name, put(**{"train.device": "cuda"}), ()))
+    err = run_in_process(monkeypatch, capsys, tmp_path, name)
+    assert_one_line(err, ("train.device='cuda'", "no usable CUDA device", "allowed here: auto or cpu"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_yaml_exponent_is_a_number_as_dvc_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyYAML alone reads `lr: 1e-3` as text; DVC (YAML 1.2) and `dvc exp run -S` as 0.001."""
+    from stages.params import load_params
+
+    write_case_params(tmp_path, Case("exp", "train", None, (), text=lambda t: t.replace("lr: 0.001", "lr: 1e-3")))
+    monkeypatch.chdir(tmp_path)
+    assert load_params()["train"]["lr"] == pytest.approx(0.001)
+
+
+def test_missing_params_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    err = run_in_process(monkeypatch, capsys, tmp_path, "train")
+    assert_one_line(err, ("params.yaml: file not found", "project root"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS_IDS], ids=SUBPROCESS_IDS)
+def test_bad_params_through_the_real_entry_point(case: Case, tmp_path: Path) -> None:
+    repo = project_copy(tmp_path / "repo", git=False)
+    write_case_params(repo, case)
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*") if "__pycache__" not in p.parts)
+    result = stage(repo, case.stage)
+    assert result.returncode == 2, result.stderr
+    assert_one_line(result.stderr, case.expected)
+    after = sorted(p.relative_to(repo) for p in repo.rglob("*") if "__pycache__" not in p.parts)
+    assert after == before
+
+
+# --------------------------------------------------------------------------- corrupted inputs
+def replace_file(path: Path, data: bytes) -> None:
+    """Write new content as a new file (never through a link into the DVC cache)."""
+    path.unlink()
+    path.write_bytes(data)
+
+
+def save_object(path: Path, obj: Any) -> None:
+    path.unlink()
+    torch.save(obj, path)
+
+
+def real_state(repo: Path) -> dict[str, torch.Tensor]:
+    return torch.load(repo / "data/model.pt", weights_only=True)
+
+
+class RunsCodeWhenUnpickled:
+    """A 'checkpoint' whose unpickling would create a file: what weights_only=True prevents."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+def corrupt_stats(repo: Path) -> None:
+    p = 32  # the tiny repo's model has P = 128
+    rng = np.random.default_rng(0)
+    stats = ActivationStats(
+        conv_mean=rng.random(p),
+        act_mean=rng.random(p),
+        feature_maps=rng.random((p, 7, 7)),
+        apoz=rng.random(p),
+        taylor=rng.random(p),
+        n_samples=30,
+    )
+    (repo / "data/activations.npz").unlink()
+    save_stats(repo / "data/activations.npz", stats, "test")
+
+
+def truncate(path: Path) -> None:
+    replace_file(path, path.read_bytes()[: path.stat().st_size // 2])
+
+
+@dataclass(frozen=True)
+class Corruption:
+    id: str
+    stage: str
+    damage: Callable[[Path], None]
+    expected: tuple[str, ...]
+
+
+CORRUPTIONS = [
+    Corruption(
+        "model-other-arch",
+        "collect_activations",
+        lambda r: save_object(r / "data/model.pt", build_model("simple_cnn", InputSpec(2, 28, 2)).state_dict()),
+        ("data/model.pt: checkpoint does not fit model.arch=pair_cnn", "missing"),
+    ),
+    Corruption(
+        "model-missing-keys",
+        "sweep_prune",
+        lambda r: save_object(
+            r / "data/model.pt", {k: v for k, v in real_state(r).items() if not k.startswith("head.fc1")}
+        ),
+        ("data/model.pt: checkpoint does not fit model.arch=pair_cnn", "missing ['head.fc1.bias', 'head.fc1.weight']"),
+    ),
+    Corruption(
+        "model-other-shapes",
+        "plot",
+        lambda r: save_object(r / "data/model.pt", build_model("pair_cnn", InputSpec(2, 28, 10)).state_dict()),
+        ("data/model.pt: checkpoint does not fit", "head.rest.1.weight has shape (10, 256), expected (2, 256)"),
+    ),
+    Corruption(
+        "model-non-tensor-value",
+        "collect_activations",
+        lambda r: save_object(r / "data/model.pt", {**real_state(r), "head.fc1.bias": 3}),
+        ("data/model.pt: checkpoint does not fit", "head.fc1.bias has shape int"),
+    ),
+    Corruption(
+        "model-not-a-state-dict",
+        "collect_activations",
+        lambda r: save_object(r / "data/model.pt", [torch.zeros(3)]),
+        ("data/model.pt: not a state_dict",),
+    ),
+    Corruption(
+        "model-not-torch",
+        "collect_activations",
+        lambda r: replace_file(r / "data/model.pt", b"these are not the weights you are looking for\n"),
+        ("data/model.pt: cannot read model checkpoint", "delete it and rerun"),
+    ),
+    Corruption(
+        "model-truncated",
+        "sweep_prune",
+        lambda r: truncate(r / "data/model.pt"),
+        ("data/model.pt: cannot read model checkpoint",),
+    ),
+    Corruption(
+        "model-empty",
+        "plot",
+        lambda r: replace_file(r / "data/model.pt", b""),
+        ("data/model.pt: cannot read model checkpoint",),
+    ),
+    Corruption(
+        "model-pickled-code",
+        "collect_activations",
+        lambda r: save_object(r / "data/model.pt", RunsCodeWhenUnpickled(r / "PWNED")),
+        ("data/model.pt: cannot read model checkpoint (UnpicklingError)",),
+    ),
+    Corruption(
+        "activations-other-P",
+        "sweep_prune",
+        corrupt_stats,
+        ("data/activations.npz: statistics for 32 channels do not match the model's P=128",),
+    ),
+    Corruption(
+        "activations-other-P-plot",
+        "plot",
+        corrupt_stats,
+        ("data/activations.npz: statistics for 32 channels do not match the model's P=128",),
+    ),
+    Corruption(
+        "activations-truncated",
+        "sweep_prune",
+        lambda r: truncate(r / "data/activations.npz"),
+        ("data/activations.npz: unreadable activation statistics",),
+    ),
+    Corruption(
+        "activations-not-npz",
+        "plot",
+        lambda r: replace_file(r / "data/activations.npz", b"\x80\x04K\x01."),
+        ("data/activations.npz: unreadable activation statistics",),
+    ),
+    Corruption(
+        "prepared-train-truncated",
+        "train",
+        lambda r: truncate(r / "data/prepared/train.pt"),
+        ("data/prepared/train.pt: cannot read prepared train split",),
+    ),
+    Corruption(
+        "prepared-test-truncated",
+        "collect_activations",
+        lambda r: truncate(r / "data/prepared/test.pt"),
+        ("data/prepared/test.pt: cannot read prepared test split",),
+    ),
+    Corruption(
+        "prepared-test-pickled-code",
+        "sweep_prune",
+        lambda r: save_object(r / "data/prepared/test.pt", RunsCodeWhenUnpickled(r / "PWNED")),
+        ("data/prepared/test.pt: cannot read prepared test split (UnpicklingError)",),
+    ),
+]
+
+# What each stage writes: a failed stage must leave every one of them as it was.
+STAGE_OUTPUTS = {
+    "train": ["data/model.pt", "metrics/train_curve.csv"],
+    "collect_activations": ["data/activations.npz"],
+    "sweep_prune": ["metrics/sweep.csv", "metrics/metrics.json"],
+    "plot": ["metrics/plots/feature_maps.png", "metrics/plots/accuracy_vs_k.png", "metrics/plots/criteria.png"],
+}
+
+
+@pytest.fixture
+def broken_repo(tiny_repo: Path, tmp_path: Path) -> Path:
+    return copy_repo(tiny_repo, tmp_path / "repo")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("corruption", CORRUPTIONS, ids=[c.id for c in CORRUPTIONS])
+def test_corrupted_inputs_are_named_in_one_line(
+    corruption: Corruption,
+    broken_repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    corruption.damage(broken_repo)
+    outputs = {p: (broken_repo / p).read_bytes() for p in STAGE_OUTPUTS[corruption.stage]}
+    err = run_in_process(monkeypatch, capsys, broken_repo, corruption.stage)
+    assert_one_line(err, corruption.expected)
+    # Nothing lost: the stage's previous outputs are intact and no temporary file is left.
+    assert {p: (broken_repo / p).read_bytes() for p in outputs} == outputs
+    assert temp_leftovers(broken_repo) == []
+    assert not (broken_repo / "PWNED").exists()
+
+
+@pytest.mark.integration
+def test_corrupted_checkpoint_through_the_real_entry_point(broken_repo: Path) -> None:
+    replace_file(broken_repo / "data/model.pt", b"not a checkpoint")
+    result = stage(broken_repo, "collect_activations")
+    assert result.returncode == 2
+    assert_one_line(result.stderr, ("data/model.pt: cannot read model checkpoint",))
+
+
+def torch_load_calls() -> list[tuple[str, ast.Call]]:
+    calls = []
+    for path in sorted([*(ROOT / "stages").glob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
+                calls.append((f"{path.relative_to(ROOT)}:{node.lineno}", node))
+    return calls
+
+
+def test_every_torch_load_is_weights_only() -> None:
+    calls = torch_load_calls()
+    assert calls, "stages.runtime.load_torch calls torch.load"
+    for where, call in calls:
+        flags = {kw.arg: kw.value for kw in call.keywords}
+        assert isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True, where
+
+
+def test_load_torch_refuses_pickled_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from stages.errors import UserError
+    from stages.runtime import load_torch
+
+    marker = tmp_path / "PWNED"
+    torch.save(RunsCodeWhenUnpickled(marker), tmp_path / "model.pt")
+    with pytest.raises(UserError, match=r"model.pt: cannot read model checkpoint \(UnpicklingError\)"):
+        load_torch(tmp_path / "model.pt", "model checkpoint")
+    assert not marker.exists()
+
+
+def test_user_errors_in_the_tree_are_one_line() -> None:
+    """Every literal UserError message in stages/ is a single line (no embedded newlines)."""
+    for path in (ROOT / "stages").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "UserError":
+                for part in ast.walk(node):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        assert "\n" not in part.value, f"{path.name}:{node.lineno}"

@@ -1,0 +1,233 @@
+"""Same numbers twice, bit for bit; and an interrupted stage never loses or half-writes a result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stages.activations import collect_stats
+from stages.models import InputSpec, build_model
+from stages.runtime import atomic_path, save_torch, seed_everything, stage_main, write_json
+from stages.training import train_model
+from tests.helpers import (
+    copy_repo,
+    declared_files,
+    dvc,
+    file_bytes,
+    running_stages,
+    set_params,
+    temp_leftovers,
+    tool_env,
+)
+
+STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "plot"]
+# Written by stages that run after train: a killed train must not touch them.
+DOWNSTREAM_RESULTS = ["metrics/data.json", "metrics/metrics.json", "metrics/sweep.csv", "data/activations.npz"]
+
+
+# --------------------------------------------------------------------------- bit for bit
+@pytest.mark.integration
+def test_repro_force_gives_byte_identical_outputs(tiny_repo: Path, tmp_path: Path) -> None:
+    """tiny_repo is one full run; `dvc repro --force` in a copy is a second one, from scratch."""
+    repo = copy_repo(tiny_repo, tmp_path / "repo")
+    files = declared_files(tiny_repo)
+    assert {"data/model.pt", "metrics/metrics.json", "metrics/sweep.csv"} <= set(files)
+    result = dvc(repo, "repro", "--force")
+    assert running_stages(result.stdout) == STAGES
+    second = file_bytes(repo, [*files, "dvc.lock"])
+    first = file_bytes(tiny_repo, [*files, "dvc.lock"])
+    assert [f for f in files if second[f] != first[f]] == []
+    assert second["dvc.lock"] == first["dvc.lock"]
+
+
+def test_save_torch_bytes_do_not_depend_on_the_file_name(tmp_path: Path) -> None:
+    """torch.save(obj, name) names the archive after the (random) temporary file."""
+    state = build_model("pair_cnn", InputSpec(2, 28, 2)).state_dict()
+    save_torch(tmp_path / "a.pt", state)
+    save_torch(tmp_path / "sub" / "model.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "sub" / "model.pt").read_bytes()
+    loaded = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def tiny_run(threads: int) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """Train one epoch and collect statistics with `threads` intra-op threads."""
+    previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    try:
+        seed_everything(0)
+        gen = torch.Generator().manual_seed(1)
+        x, y = torch.randn(48, 2, 28, 28, generator=gen), torch.randint(0, 2, (48,), generator=gen)
+        model = build_model("pair_cnn", InputSpec(2, 28, 2))
+        cpu = torch.device("cpu")
+        train_model(
+            model, (x, y), (x[:16], y[:16]), n_classes=2, epochs=1, batch_size=16, lr=1e-3,
+            class_weight="balanced", device=cpu, seed=0,
+        )  # fmt: skip
+        stats = collect_stats(model.eval(), x, y, batch_size=20, device=cpu)
+        return model.state_dict(), vars(stats)
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1])
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_training_and_statistics_repeat_bit_for_bit_at_a_given_thread_count(threads: int) -> None:
+    """Twice the same bits for one thread count, odd counts included. (Across thread counts
+    the first conv's weight gradient can differ in the last bits: oneDNN splits its batch
+    reduction by thread; set OMP_NUM_THREADS alike to compare machines bit for bit.)"""
+    state_a, stats_a = tiny_run(threads)
+    state_b, stats_b = tiny_run(threads)
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    for key, value in stats_a.items():
+        assert np.array_equal(value, stats_b[key]), key
+
+
+# --------------------------------------------------------------------------- atomic writes
+def test_a_failing_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    write_json(target, {"auc": 1.0})
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"auc": 0.')  # half a file, then the writer dies
+        raise RuntimeError("disk full")
+    assert target.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_temp_left_by_a_killed_write_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    """SIGKILL skips clean-up; the next write of the same output removes the leftover, and
+    writes of other outputs leave it alone."""
+    leftover = tmp_path / ".sweep.csv.k1ll3d00.tmp"
+    leftover.write_text("k,acc\n0,9")
+    write_json(tmp_path / "metrics.json", {})
+    assert leftover.exists()
+    with atomic_path(tmp_path / "sweep.csv") as tmp:
+        tmp.write_text("k,acc\n0,90\n")
+    assert not leftover.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "sweep.csv"]
+
+
+def test_sigterm_during_a_write_keeps_the_old_file_and_removes_the_temp(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"the previous checkpoint")
+
+    def main() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a ch")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_info:
+        stage_main(main)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "terminated: no partial outputs were written\n"
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert list(tmp_path.iterdir()) == [target]
+    assert signal.getsignal(signal.SIGTERM) is handler  # stage_main restores the handler
+
+
+def test_outputs_get_the_permissions_of_a_plain_write(tmp_path: Path) -> None:
+    """Temporary files are created 0600; the output must be readable as a plain open() makes it."""
+    (tmp_path / "plain").write_text("x")
+    write_json(tmp_path / "atomic.json", {})
+    mode = stat.S_IMODE((tmp_path / "atomic.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
+def start_until(cmd: list[str], repo: Path, marker: str) -> subprocess.Popen:
+    """Start `cmd` in its own process group and return once a line starting with `marker`
+    appeared on its output (the stage is then inside its training loop)."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    watchdog = threading.Timer(300, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    watchdog.start()
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(marker):
+                return proc
+    finally:
+        watchdog.cancel()
+    raise AssertionError(f"{cmd} ended before {marker!r}:\n{''.join(seen)}")
+
+
+def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> tuple[int, str]:
+    """Send `sig` to the process group; return the exit status and the rest of the output."""
+    os.killpg(proc.pid, sig)
+    rest, _ = proc.communicate(timeout=120)
+    return proc.returncode, rest
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_stage_leaves_every_previous_output_intact(tiny_repo: Path, tmp_path: Path, sig: int) -> None:
+    """Kill `python -m stages.train` mid-training: its own previous outputs and everything
+    after it are byte-identical, and no temporary file is left. SIGTERM is reported in one
+    line with status 143; SIGKILL cannot be caught (status -9)."""
+    repo = copy_repo(tiny_repo, tmp_path / "repo")
+    files = declared_files(repo)
+    before = file_bytes(repo, files)
+    set_params(repo / "params.yaml", {"train.epochs": 10_000})
+    status, rest = kill(start_until([sys.executable, "-m", "stages.train"], repo, "epoch 1:"), sig)
+    if sig == signal.SIGTERM:
+        assert status == 128 + signal.SIGTERM
+        assert rest.strip().splitlines()[-1] == "terminated: no partial outputs were written"
+        assert "Traceback" not in rest
+    else:
+        assert status == -signal.SIGKILL
+    assert file_bytes(repo, files) == before
+    assert temp_leftovers(repo) == []
+
+
+@pytest.mark.integration
+def test_killed_dvc_repro_then_plain_repro_completes(tiny_repo: Path, tmp_path: Path) -> None:
+    """SIGKILL a `dvc repro` while train runs. DVC itself removed train's outputs before
+    starting it (they stay in git and the DVC cache); every other result is intact. A plain
+    `dvc repro` afterwards reruns train only and restores the very same bytes."""
+    repo = copy_repo(tiny_repo, tmp_path / "repo")
+    files = declared_files(repo)
+    before = file_bytes(repo, [*files, "dvc.lock"])
+    set_params(repo / "params.yaml", {"train.epochs": 10_000})
+    kill(start_until([str(Path(sys.executable).parent / "dvc"), "repro"], repo, "epoch 1:"))
+    assert file_bytes(repo, [*DOWNSTREAM_RESULTS, "dvc.lock"]) == {
+        p: before[p] for p in [*DOWNSTREAM_RESULTS, "dvc.lock"]
+    }
+    assert temp_leftovers(repo) == []
+
+    set_params(repo / "params.yaml", {"train.epochs": 1})
+    result = dvc(repo, "repro")
+    assert running_stages(result.stdout) == ["train"]
+    assert file_bytes(repo, [*files, "dvc.lock"]) == before
+    assert "up to date" in dvc(repo, "status").stdout
+
+
+@pytest.mark.integration
+def test_leftover_temp_files_do_not_change_dvc_status(tiny_repo: Path, tmp_path: Path) -> None:
+    """What a SIGKILL during a write would leave next to the outputs is not an output."""
+    repo = copy_repo(tiny_repo, tmp_path / "repo")
+    (repo / "metrics/.metrics.json.k1ll3d00.tmp").write_text('{"auc": ')
+    (repo / "data/.model.pt.k1ll3d00.tmp").write_bytes(b"PK\x03\x04")
+    (repo / "metrics/plots/.criteria.png.k1ll3d00.tmp").write_bytes(b"\x89PNG")
+    assert "up to date" in dvc(repo, "status").stdout
