@@ -521,7 +521,10 @@ def load_info(folder: Path = PREPARED_DIR) -> DatasetInfo:
     path = folder / "info.json"
     if not path.exists():
         raise UserError(f"{path}: prepared data not found; run the prepare_data stage (dvc repro)")
-    return DatasetInfo.from_json(json.loads(path.read_text()))
+    try:
+        return DatasetInfo.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: unreadable prepared-data info ({type(err).__name__}); rerun prepare_data") from None
 
 
 def load_split(
@@ -531,14 +534,14 @@ def load_split(
     from stages.runtime import load_torch
 
     info = info or load_info(folder)
-    raw = load_torch(folder / f"{name}.pt", f"prepared {name} split")
+    path = folder / f"{name}.pt"
+    raw = load_torch(path, f"prepared {name} split")
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), torch.Tensor) for k in ("images", "labels")):
+        raise UserError(f"{path}: not a prepared split (needs 'images' and 'labels' tensors); rerun prepare_data")
     images, labels = raw["images"], raw["labels"]
     expected = (info.input.channels, info.input.size, info.input.size)
     if tuple(images.shape[1:]) != expected or len(images) != len(labels):
-        raise UserError(
-            f"{folder / f'{name}.pt'}: shape {tuple(images.shape)} does not match {folder}/info.json; "
-            "rerun prepare_data"
-        )
+        raise UserError(f"{path}: shape {tuple(images.shape)} does not match {folder}/info.json; rerun prepare_data")
     mean = torch.tensor(info.mean).view(1, -1, 1, 1)
     std = torch.tensor(info.std).view(1, -1, 1, 1)
     return (images.float() / 255.0 - mean) / std, labels

@@ -501,6 +501,18 @@ CORRUPTIONS = [
         lambda r: save_object(r / "data/prepared/test.pt", RunsCodeWhenUnpickled(r / "PWNED")),
         ("data/prepared/test.pt: cannot read prepared test split (UnpicklingError)",),
     ),
+    Corruption(
+        "prepared-test-wrong-content",
+        "sweep_prune",
+        lambda r: save_object(r / "data/prepared/test.pt", {"pixels": torch.zeros(3)}),
+        ("data/prepared/test.pt: not a prepared split",),
+    ),
+    Corruption(
+        "prepared-info-garbled",
+        "train",
+        lambda r: replace_file(r / "data/prepared/info.json", b"{not json"),
+        ("data/prepared/info.json: unreadable prepared-data info (JSONDecodeError)",),
+    ),
 ]
 
 # What each stage writes: a failed stage must leave every one of them as it was.
