@@ -1,0 +1,444 @@
+"""Benchmarks for the fast paths, each measured side by side with the lab's way of doing it.
+
+    python benchmarks/run.py                 # CPU (default); about 2 minutes on 2 idle cores
+    python benchmarks/run.py --device cuda   # or --device auto
+
+Prints a table of measured times, then one line per ratio, exactly `ratio <name>: <value>`.
+Every pair of methods runs in this one process, on the same model and the same data:
+
+* Models have random weights (BatchNorm statistics and affine terms randomised too). The
+  cost of a forward pass or a sweep does not depend on what the weights are.
+* Data are random: 600 pairs (2×28×28) for the pairs model, 10,000 CIFAR-sized images
+  (3×32×32) for SimpleCNN, drawn as uint8 pixels and normalised as `stages.data` does.
+* Our sides and single forward passes are timed as the median of `--repeats` runs after a
+  warm-up call. The seed loops run once each: each is already 32 or 128 full passes. The
+  two training epochs (10,000 images by default) alternate, `--train-repeats` times each,
+  and each side's fastest counts.
+* Speedup = baseline time / our time. For the two `*_vs_one_forward_*` ratios the
+  "baseline" is one forward pass over the test set and ours is the sweep alone (the block
+  outputs are already computed), so ≥ 0.5 means the sweep costs at most two forward passes.
+* The process first applies the allocator setting that train_model uses on the CPU
+  (`stages.training.keep_freed_memory`), so that baselines and our sides run under the
+  same malloc behaviour whichever of them happens to run first.
+* `collector_memory_growth` runs the collector in a fresh subprocess per sample count and
+  reads that process's own peak memory; see `collector_peak_bytes`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/run.py` from a checkout that is not installed
+    sys.path.insert(0, str(ROOT))
+
+from stages.activations import collect_stats  # noqa: E402
+from stages.comparison import resolve_ks  # noqa: E402
+from stages.criteria import CRITERIA, RankingContext, removal_orders  # noqa: E402
+from stages.models import InputSpec, PrunableNet, build_model  # noqa: E402
+from stages.pruning import CPU_BATCH, block_outputs, seed_loop_confusions, sweep_confusions  # noqa: E402
+from stages.runtime import resolve_device  # noqa: E402
+from stages.training import keep_freed_memory, predict, train_model  # noqa: E402
+
+T = TypeVar("T")
+
+PAIRS = InputSpec(2, 28, 2)
+CIFAR = InputSpec(3, 32, 10)
+BLOCK_BATCH = 500  # params.yaml activations.batch_size: what sweep_prune uses for block_outputs
+# The evaluation batch of the baseline passes (the seed loops and the one forward pass): on
+# the CPU the handout's test_loader batch of 64, which is also the fastest we measured there
+# (batch 1,000 was up to 1.2× slower on SimpleCNN); on a GPU 1,000, as predict() defaults to.
+EVAL_BATCH = {"cpu": 64, "cuda": 1000}
+TRAIN_TEST = 256  # test images train_model evaluates after its epoch (the handout's epoch evaluates none)
+GOALS = {  # name: (goal, True when higher is better)
+    "sweep_vs_seed_loop_pairs": (50.0, True),
+    "sweep_vs_seed_loop_simplecnn": (20.0, True),
+    "sweep_vs_one_forward_pairs": (0.5, True),
+    "comparison_vs_one_forward_pairs": (0.1, True),
+    "train_epoch_vs_seed_loader": (2.5, True),
+    "collector_memory_growth": (1.2, False),
+}
+
+
+# --------------------------------------------------------------------------- timing
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_once(fn: Callable[[], T], device: torch.device) -> tuple[float, T]:
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return time.perf_counter() - start, out
+
+
+def timed(fn: Callable[[], T], device: torch.device, repeats: int) -> tuple[float, T]:
+    """Median of `repeats` runs after one warm-up run (first-call costs: kernels, caches)."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        seconds, out = timed_once(fn, device)
+        times.append(seconds)
+    return statistics.median(times), out
+
+
+@dataclass
+class Row:
+    name: str
+    seconds: float
+    note: str
+
+
+# --------------------------------------------------------------------------- data and models
+def random_model(arch: str, spec: InputSpec, seed: int) -> PrunableNet:
+    torch.manual_seed(seed)
+    model = build_model(arch, spec)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=gen) * 0.3)
+                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                module.weight.copy_(torch.randn(n, generator=gen))
+                module.bias.copy_(torch.randn(n, generator=gen) * 0.5)
+    return model.eval()
+
+
+def random_pixels(n: int, spec: InputSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images N×H×W×C (as torchvision's CIFAR10 holds them) and labels."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, spec.size, spec.size, spec.channels), dtype=np.uint8)
+    return images, rng.integers(0, spec.n_classes, size=n).astype(np.int64)
+
+
+def normalised(images: np.ndarray) -> torch.Tensor:
+    """N×C×H×W float32, (x/255 − 0.5)/0.5: what `stages.data.load_split` returns."""
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float() / 255.0 - 0.5) / 0.5
+
+
+# --------------------------------------------------------------------------- sweeps
+def block_note(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"batch_size {BLOCK_BATCH}; runs {CPU_BATCH} at a time, channels-last"
+    return f"batch {BLOCK_BATCH}"
+
+
+def sweep_benchmarks(device: torch.device, repeats: int) -> tuple[list[Row], dict[str, float]]:
+    rows: list[Row] = []
+    ratios: dict[str, float] = {}
+    eval_batch = EVAL_BATCH[device.type]
+
+    # Pairs model, 600 test pairs, K = 0 … 127.
+    model = random_model("pair_cnn", PAIRS, seed=0).to(device)
+    pixels, labels_np = random_pixels(600, PAIRS, seed=1)
+    images, labels = normalised(pixels), torch.from_numpy(labels_np)
+    ks = resolve_ks("all", 1, model.channels)
+    order = np.random.default_rng(2).permutation(model.channels)
+
+    t_forward, _ = timed(lambda: predict(model, images, eval_batch), device, repeats)
+    t_block, outputs = timed(lambda: block_outputs(model, images, BLOCK_BATCH, device), device, repeats)
+    t_sweep, fast = timed(
+        lambda: sweep_confusions(model, outputs, labels, order[None], ks, PAIRS.n_classes), device, repeats
+    )
+    t_seed, slow = timed_once(
+        lambda: seed_loop_confusions(model, images, labels, order, ks, PAIRS.n_classes, batch_size=eval_batch), device
+    )
+    same = int((fast[0] == slow).all(axis=(1, 2)).sum())
+    rows += [
+        Row("pairs: one forward pass (600 pairs)", t_forward, f"predict(), batch {eval_batch}"),
+        Row("pairs: block_outputs (stem + block once)", t_block, block_note(device)),
+        Row("pairs: sweep K=0..127, one order", t_sweep, f"float64; {same}/{len(ks)} confusions = seed loop's"),
+        Row("pairs: seed loop K=0..127 (baseline)", t_seed, "prune + full pass per K, float32"),
+    ]
+
+    # The full comparison as sweep_prune runs it: every criterion (+20 random orders) in one
+    # sweep_confusions call, then the headline criterion again with zero_weights.
+    stats = collect_stats(model, images, labels, BLOCK_BATCH, device)
+    ctx = RankingContext(stats, model, "mean_activation", 0, 20)
+
+    def comparison() -> tuple[np.ndarray, np.ndarray]:
+        stacked = np.concatenate([removal_orders(name, ctx) for name in CRITERIA])
+        confusions = sweep_confusions(model, outputs, labels, stacked, ks, PAIRS.n_classes, "remove")
+        zeroed = sweep_confusions(
+            model, outputs, labels, removal_orders("mean_activation", ctx), ks, PAIRS.n_classes, "zero_weights"
+        )
+        return confusions, zeroed
+
+    t_comparison, (confusions, _) = timed(comparison, device, repeats)
+    rows.append(
+        Row(
+            f"pairs: comparison, {len(confusions)} orders + zero_weights",
+            t_comparison,
+            f"{len(CRITERIA)} criteria incl. 20 random orders",
+        )
+    )
+    ratios["sweep_vs_seed_loop_pairs"] = t_seed / (t_block + t_sweep)
+    ratios["sweep_vs_one_forward_pairs"] = t_forward / t_sweep
+    ratios["comparison_vs_one_forward_pairs"] = t_forward / t_comparison
+
+    # SimpleCNN, 10,000 CIFAR-sized images, K = 0 … 31.
+    model = random_model("simple_cnn", CIFAR, seed=3).to(device)
+    pixels, labels_np = random_pixels(10_000, CIFAR, seed=4)
+    images, labels = normalised(pixels), torch.from_numpy(labels_np)
+    ks = resolve_ks("all", 1, model.channels)
+    order = np.random.default_rng(5).permutation(model.channels)
+    t_forward, _ = timed(lambda: predict(model, images, eval_batch), device, repeats)
+    t_block, outputs = timed(lambda: block_outputs(model, images, BLOCK_BATCH, device), device, repeats)
+    sweeps = {}
+    for dtype in (torch.float64, torch.float32):
+        sweeps[dtype] = timed(
+            lambda dtype=dtype: sweep_confusions(model, outputs, labels, order[None], ks, CIFAR.n_classes, dtype=dtype),
+            device,
+            repeats,
+        )
+    t_seed, slow = timed_once(
+        lambda: seed_loop_confusions(model, images, labels, order, ks, CIFAR.n_classes, batch_size=eval_batch), device
+    )
+    t_sweep = sweeps[torch.float64][0]
+    rows += [
+        Row("simplecnn: one forward pass (10,000 images)", t_forward, f"predict(), batch {eval_batch}"),
+        Row("simplecnn: block_outputs", t_block, block_note(device)),
+    ]
+    for dtype, (seconds, fast) in sweeps.items():
+        same = int((fast[0] == slow).all(axis=(1, 2)).sum())
+        speedup = t_seed / (t_block + seconds)
+        name = str(dtype).removeprefix("torch.")
+        rows.append(
+            Row(
+                f"simplecnn: sweep K=0..31, {name}",
+                seconds,
+                f"{same}/{len(ks)} confusions = seed loop's; with block_outputs {speedup:.1f}× the seed loop",
+            )
+        )
+    rows.append(Row("simplecnn: seed loop K=0..31 (baseline)", t_seed, "prune + full pass per K, float32"))
+    ratios["sweep_vs_seed_loop_simplecnn"] = t_seed / (t_block + t_sweep)
+    return rows, ratios
+
+
+# --------------------------------------------------------------------------- training
+class HandoutCIFAR(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does per sample: uint8 HWC array → PIL → transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable[[Any], torch.Tensor]):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def handout_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device) -> float:
+    """One epoch of the handout's code: per-sample PIL + ToTensor + Normalize, Adam, batch 64."""
+    from torchvision import transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    loader = torch.utils.data.DataLoader(HandoutCIFAR(images, labels, transform), batch_size=64, shuffle=True)
+    model = model.to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    model.train()
+    for batch, targets in loader:
+        # The handout runs on the CPU; on a GPU its batches have to be moved there.
+        outputs = model(batch.to(device))
+        loss = criterion(outputs, targets.to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+def train_benchmark(device: torch.device, n_images: int, repeats: int) -> tuple[list[Row], dict[str, float]]:
+    torch.manual_seed(6)
+    initial = build_model("simple_cnn", CIFAR)
+    pixels, labels_np = random_pixels(n_images, CIFAR, seed=7)
+    images, labels = normalised(pixels), torch.from_numpy(labels_np)
+    test = (images[:TRAIN_TEST], labels[:TRAIN_TEST])
+
+    def ours() -> Any:
+        return train_model(
+            copy.deepcopy(initial),
+            (images, labels),
+            test,
+            n_classes=CIFAR.n_classes,
+            epochs=1,
+            batch_size=64,
+            lr=0.001,
+            class_weight="none",
+            device=device,
+            seed=0,
+        )
+
+    # Alternate the two sides so that a burst of load on the machine hits both alike.
+    base_times, our_times = [], []
+    for _ in range(repeats):
+        base_times.append(
+            timed_once(lambda: handout_epoch(copy.deepcopy(initial), pixels, labels_np, device), device)[0]
+        )
+        our_times.append(timed_once(ours, device)[0])
+    t_base, t_ours = min(base_times), min(our_times)
+    rows = [
+        Row(f"train: handout epoch, {n_images:,} images (baseline)", t_base, "PIL + ToTensor + Normalize, batch 64"),
+        Row(
+            f"train: train_model epoch, {n_images:,} images",
+            t_ours,
+            f"in-memory tensors, batch 64; includes its eval of {TRAIN_TEST} test images",
+        ),
+    ]
+    return rows, {"train_epoch_vs_seed_loader": t_base / t_ours}
+
+
+# --------------------------------------------------------------------------- collector memory
+def collector_peak_bytes(n_samples: int, device: torch.device) -> int:
+    """The collector's own peak extra memory for `n_samples` pairs, measured in this process.
+
+    Runs in a fresh subprocess per size (see `collector_memory`), so nothing from another
+    measurement is cached or counted. Model and input tensor exist before measuring; a
+    warm-up call on one batch takes the one-time costs (oneDNN primitives, autograd
+    buffers) out. Then:
+
+    * CPU: torch's CPU allocator has no statistics and tracemalloc does not see it, so we
+      read the kernel's count: the peak resident set (VmHWM) is reset by writing 5 to
+      /proc/self/clear_refs, and the peak after the call minus the resident set before it
+      is the collector's own peak. The parent starts this process with a fixed glibc mmap
+      threshold, so every tensor above 64 KiB is its own mapping, returned to the kernel
+      when freed: the resident set then follows the live tensors instead of glibc's
+      retained heap.
+    * CUDA: torch.cuda.max_memory_allocated after a peak reset, minus what was allocated
+      before.
+    """
+    model = random_model("pair_cnn", PAIRS, seed=0)
+    gen = torch.Generator().manual_seed(8)
+    images = torch.randn(n_samples, PAIRS.channels, PAIRS.size, PAIRS.size, generator=gen)
+    labels = torch.randint(0, PAIRS.n_classes, (n_samples,), generator=gen)
+    collect_stats(model, images[:BLOCK_BATCH], labels[:BLOCK_BATCH], BLOCK_BATCH, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        collect_stats(model, images, labels, BLOCK_BATCH, device)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    collect_stats(model, images, labels, BLOCK_BATCH, device)
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def collector_memory(device: torch.device) -> tuple[list[Row], dict[str, float]]:
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "TQDM_DISABLE": "1"}
+    peaks = {}
+    for n in (1_000, 10_000):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--device", str(device), "--collector-child", str(n)]
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        peaks[n] = int(result.stdout.split()[-1])
+    rows = [
+        Row(
+            f"collector: peak extra memory, {n:,} pairs",
+            float("nan"),
+            f"{peaks[n] / 2**20:.1f} MiB, batch {BLOCK_BATCH}",
+        )
+        for n in peaks
+    ]
+    return rows, {"collector_memory_growth": peaks[10_000] / peaks[1_000]}
+
+
+# --------------------------------------------------------------------------- main
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per fast measurement (median)")
+    parser.add_argument("--train-images", type=int, default=10_000, help="CIFAR-sized images in the training epoch")
+    parser.add_argument("--train-repeats", type=int, default=3, help="epochs per side (best is reported)")
+    parser.add_argument("--only", choices=["sweeps", "train", "memory"], help="run one part (the ratios it gives)")
+    parser.add_argument("--collector-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here")
+    if args.collector_child:
+        print(collector_peak_bytes(args.collector_child, device))
+        return
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the collector's and the training loop's progress bars
+    if device.type == "cpu":
+        keep_freed_memory()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    rows: list[Row] = []
+    ratios: dict[str, float] = {}
+    parts = {
+        "sweeps": lambda: sweep_benchmarks(device, args.repeats),
+        "train": lambda: train_benchmark(device, args.train_images, args.train_repeats),
+        "memory": lambda: collector_memory(device),
+    }
+    for name, part in parts.items():
+        if args.only and name != args.only:
+            continue
+        new_rows, new_ratios = part()
+        rows += new_rows
+        ratios.update(new_ratios)
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores, {cpu_model()}"
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}  device: {device} ({name}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    # Other work on the machine slows the many small ops of our sides more than the baselines'.
+    print(f"load average (1 min) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
+    width = max(len(row.name) for row in rows)
+    print(f"{'measurement':<{width}}  {'seconds':>8}  note")
+    for row in rows:
+        seconds = "" if np.isnan(row.seconds) else f"{row.seconds:8.3f}"
+        print(f"{row.name:<{width}}  {seconds:>8}  {row.note}")
+    print()
+    print(f"{'ratio':<{width}}  {'value':>8}  goal")
+    for key, value in ratios.items():
+        goal, higher = GOALS[key]
+        met = value >= goal if higher else value <= goal
+        print(f"{key:<{width}}  {value:8.2f}  {'≥' if higher else '≤'} {goal:g} {'met' if met else 'NOT MET'}")
+    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
+    print()
+    for key in GOALS:
+        if key in ratios:
+            print(f"ratio {key}: {ratios[key]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
