@@ -238,14 +238,22 @@ def temp_leftovers(repo: Path) -> list[Path]:
     return [p for p in repo.rglob(".*.tmp") if not ({".dvc", ".git"} & set(p.relative_to(repo).parts))]
 
 
-def declared_files(repo: Path) -> list[str]:
-    """Every file the pipeline declares as an output (outs, metrics, plots), folders expanded."""
+def declared_outputs(repo: Path) -> list[str]:
+    """Every path the pipeline declares as an output (outs, metrics, plots), as written in dvc.yaml."""
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    return [
+        next(iter(entry)) if isinstance(entry, dict) else entry
+        for stage_spec in spec["stages"].values()
+        for key in ("outs", "metrics", "plots")
+        for entry in stage_spec.get(key, [])
+    ]
+
+
+def declared_files(repo: Path) -> list[str]:
+    """Every file the pipeline declares as an output, folders expanded."""
     files = []
-    for stage_spec in spec["stages"].values():
-        for key in ("outs", "metrics", "plots"):
-            for entry in stage_spec.get(key, []):
-                path = repo / (next(iter(entry)) if isinstance(entry, dict) else entry)
-                found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-                files.extend(str(p.relative_to(repo)) for p in found)
+    for declared in declared_outputs(repo):
+        path = repo / declared
+        found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files.extend(str(p.relative_to(repo)) for p in found)
     return files

@@ -10,19 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import dvc
+from tests.helpers import declared_outputs, dvc
 
 pytestmark = pytest.mark.integration
-
-
-def declared_outputs(repo: Path) -> list[str]:
-    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
-    paths = []
-    for stage in spec["stages"].values():
-        for key in ("outs", "metrics", "plots"):
-            for entry in stage.get(key, []):
-                paths.append(next(iter(entry)) if isinstance(entry, dict) else entry)
-    return paths
 
 
 def plotted_columns(repo: Path) -> dict[str, set[str]]:
