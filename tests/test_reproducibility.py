@@ -20,6 +20,7 @@ from stages.models import InputSpec, build_model
 from stages.runtime import atomic_path, save_torch, seed_everything, stage_main, write_json
 from stages.training import train_model
 from tests.helpers import (
+    ROOT,
     copy_repo,
     declared_files,
     dvc,
@@ -231,3 +232,20 @@ def test_leftover_temp_files_do_not_change_dvc_status(tiny_repo: Path, tmp_path:
     (repo / "data/.model.pt.k1ll3d00.tmp").write_bytes(b"PK\x03\x04")
     (repo / "metrics/plots/.criteria.png.k1ll3d00.tmp").write_bytes(b"\x89PNG")
     assert "up to date" in dvc(repo, "status").stdout
+
+
+def test_seeding_makes_kernels_deterministic_without_loading_the_compiler() -> None:
+    """seed_everything switches on deterministic kernels (observable on the CPU: torch.empty
+    comes back filled with NaN) without importing inductor/TorchDynamo, which cost ~3 s in
+    every stage. A fresh interpreter, so no other test has loaded them first."""
+    probe = (
+        "import sys, torch\n"
+        "import stages.activations, stages.comparison, stages.criteria, stages.data, stages.pruning, stages.training\n"
+        "from stages.runtime import seed_everything\n"
+        "assert not torch.are_deterministic_algorithms_enabled() and not torch.empty(64).isnan().all()\n"
+        "seed_everything(0)\n"
+        "print(torch.are_deterministic_algorithms_enabled(), bool(torch.empty(64).isnan().all()),\n"
+        "      'torch._inductor' in sys.modules, 'torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "True", "False", "False"]
