@@ -64,7 +64,7 @@ def train_model(
     On the CPU, model and images are laid out channels-last while training: oneDNN's
     convolutions and max pooling are much faster that way (SimpleCNN at batch 64: about
     25 % less time per step), and the fused Adam kernel replaces a dozen small ops per
-    parameter. The model is handed back in the ordinary layout.
+    parameter (see `FusedAdam`). The model is handed back in the ordinary layout.
     """
     if device.type == "cpu":
         keep_freed_memory()
@@ -76,7 +76,7 @@ def train_model(
         model.to(memory_format=layout)
     weights = class_weights(train[1], n_classes, class_weight)
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=_fused_adam(model, device))
+    optimizer = adam(model, lr)
     shuffler = torch.Generator().manual_seed(seed)  # CPU generator: same order on every device
     history = []
     try:
@@ -135,7 +135,59 @@ def training_layout(device: torch.device, images: torch.Tensor) -> torch.memory_
     return torch.channels_last if device.type == "cpu" and images.dim() == 4 else torch.contiguous_format
 
 
-def _fused_adam(model: nn.Module, device: torch.device) -> bool | None:
-    """The fused Adam kernel where torch has one for these parameters (CPU and CUDA floats)."""
-    floating = all(p.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) for p in model.parameters())
-    return True if floating and device.type in ("cpu", "cuda") else None
+class FusedAdam:
+    """Adam with torch.optim.Adam's defaults (betas 0.9 / 0.999, eps 1e-8, no weight decay),
+    one call of torch's fused Adam kernel per step: the call torch.optim.Adam(fused=True)
+    makes, so the updates are bit-for-bit the same (tests/test_training.py).
+
+    Why not torch.optim.Adam itself: constructing any torch.optim optimizer imports
+    TorchDynamo (Optimizer.__init__ is wrapped in torch._disable_dynamo), 2.8 s of the
+    train stage on 2 cores, for a compiler nothing here uses.
+    """
+
+    def __init__(self, params: list[nn.Parameter], lr: float):
+        self.params, self.lr = params, lr
+        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]  # as torch's fused Adam
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        steps = [self.steps[i] for i in live]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(
+            [self.params[i] for i in live],
+            [self.params[i].grad for i in live],
+            [self.exp_avgs[i] for i in live],
+            [self.exp_avg_sqs[i] for i in live],
+            [],
+            steps,
+            amsgrad=False,
+            lr=self.lr,
+            beta1=0.9,
+            beta2=0.999,
+            weight_decay=0.0,
+            eps=1e-8,
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
+
+
+def adam(model: nn.Module, lr: float) -> FusedAdam | torch.optim.Adam:
+    """`FusedAdam` where torch's fused kernel applies: every parameter a float on one CPU or
+    CUDA device, with one dtype. Otherwise torch.optim.Adam (with its unfused loop)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    devices, dtypes = {p.device for p in params}, {p.dtype for p in params}
+    fusable = (
+        hasattr(torch, "_fused_adam_")
+        and len(devices) == len(dtypes) == 1
+        and next(iter(devices)).type in ("cpu", "cuda")
+        and next(iter(dtypes)) in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    )
+    return FusedAdam(params, lr) if fusable else torch.optim.Adam(params, lr=lr)
