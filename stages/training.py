@@ -152,6 +152,7 @@ class FusedAdam:
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]  # as torch's fused Adam
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop the gradients (`set_to_none` is there for torch.optim's signature; always True)."""
         for p in self.params:
             p.grad = None
 

@@ -54,7 +54,9 @@ def test_simple_cnn_is_the_handouts_network() -> None:
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert [(fc.in_features, fc.out_features) for fc in linears] == [(2048, 256), (256, 10)]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    assert [type(m) for m in model.stem] == [torch.nn.Conv2d, torch.nn.ReLU, torch.nn.MaxPool2d]
+    # The handout's conv1 → ReLU → pool, run as conv1 → pool → ReLU: the same function and gradients
+    # (tests/test_models.py::test_pooling_before_relu_is_the_literal_network_exactly).
+    assert [type(m) for m in model.stem] == [torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.ReLU]
     assert [type(m) for m in model.head.rest] == [torch.nn.ReLU, torch.nn.Linear]
     # conv2 (the pruned layer): P = 32 maps of M = N = 16; after its pool, 32×8×8 = 2048 into fc1.
     x = torch.randn(5, 3, 32, 32)
