@@ -155,17 +155,25 @@ def block_note(device: torch.device) -> str:
     return f"batch {BLOCK_BATCH}"
 
 
+def sweep_inputs(
+    arch: str, spec: InputSpec, n_images: int, seed: int, device: torch.device
+) -> tuple[PrunableNet, torch.Tensor, torch.Tensor, list[int], np.ndarray]:
+    """A random model, random images and labels, every K, and one random removal order
+    (seeds `seed`, `seed` + 1 and `seed` + 2)."""
+    model = random_model(arch, spec, seed=seed).to(device)
+    pixels, labels = random_pixels(n_images, spec, seed=seed + 1)
+    ks = resolve_ks("all", 1, model.channels)
+    order = np.random.default_rng(seed + 2).permutation(model.channels)
+    return model, normalised(pixels), torch.from_numpy(labels), ks, order
+
+
 def sweep_benchmarks(device: torch.device, repeats: int) -> tuple[list[Row], dict[str, float]]:
     rows: list[Row] = []
     ratios: dict[str, float] = {}
     eval_batch = EVAL_BATCH[device.type]
 
     # Pairs model, 600 test pairs, K = 0 … 127.
-    model = random_model("pair_cnn", PAIRS, seed=0).to(device)
-    pixels, labels_np = random_pixels(600, PAIRS, seed=1)
-    images, labels = normalised(pixels), torch.from_numpy(labels_np)
-    ks = resolve_ks("all", 1, model.channels)
-    order = np.random.default_rng(2).permutation(model.channels)
+    model, images, labels, ks, order = sweep_inputs("pair_cnn", PAIRS, 600, seed=0, device=device)
 
     t_forward, _ = timed(lambda: predict(model, images, eval_batch), device, repeats)
     t_block, outputs = timed(lambda: block_outputs(model, images, BLOCK_BATCH, device), device, repeats)
@@ -209,11 +217,7 @@ def sweep_benchmarks(device: torch.device, repeats: int) -> tuple[list[Row], dic
     ratios["comparison_vs_one_forward_pairs"] = t_forward / t_comparison
 
     # SimpleCNN, 10,000 CIFAR-sized images, K = 0 … 31.
-    model = random_model("simple_cnn", CIFAR, seed=3).to(device)
-    pixels, labels_np = random_pixels(10_000, CIFAR, seed=4)
-    images, labels = normalised(pixels), torch.from_numpy(labels_np)
-    ks = resolve_ks("all", 1, model.channels)
-    order = np.random.default_rng(5).permutation(model.channels)
+    model, images, labels, ks, order = sweep_inputs("simple_cnn", CIFAR, 10_000, seed=3, device=device)
     t_forward, _ = timed(lambda: predict(model, images, eval_batch), device, repeats)
     t_block, outputs = timed(lambda: block_outputs(model, images, BLOCK_BATCH, device), device, repeats)
     sweeps = {}

@@ -25,6 +25,7 @@ from tests.helpers import (
     declared_files,
     dvc,
     file_bytes,
+    run,
     running_stages,
     set_params,
     temp_leftovers,
@@ -246,5 +247,4 @@ def test_seeding_makes_kernels_deterministic_without_loading_the_compiler() -> N
         "print(torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,\n"
         "      'torch._inductor' in sys.modules, 'torch._dynamo' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["True", "False", "False", "False"]
+    assert run([sys.executable, "-c", probe], cwd=ROOT).stdout.split() == ["True", "False", "False", "False"]
