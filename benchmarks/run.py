@@ -9,7 +9,7 @@ Every pair of methods runs in this one process, on the same model and the same d
 * Models have random weights (BatchNorm statistics and affine terms randomised too). The
   cost of a forward pass or a sweep does not depend on what the weights are.
 * Data are random: 600 pairs (2×28×28) for the pairs model, 10,000 CIFAR-sized images
-  (3×32×32) for SimpleCNN, drawn as uint8 pixels and normalised as `stages.data` does.
+  (3×32×32) for SimpleCNN, drawn as uint8 pixels and normalised as `prunelab.prepared` does.
 * Our sides and single forward passes are timed as the median of `--repeats` runs after a
   warm-up call. The seed loops run once each: each is already 32 or 128 full passes. The
   two training epochs (10,000 images by default) alternate, `--train-repeats` times each,
@@ -21,7 +21,7 @@ Every pair of methods runs in this one process, on the same model and the same d
   "baseline" is one forward pass over the test set and ours is the sweep alone (the block
   outputs are already computed), so ≥ 0.5 means the sweep costs at most two forward passes.
 * The process first applies the allocator setting that train_model uses on the CPU
-  (`stages.training.keep_freed_memory`), so that baselines and our sides run under the
+  (`prunelab.training.keep_freed_memory`), so that baselines and our sides run under the
   same malloc behaviour whichever of them happens to run first.
 * `collector_memory_growth` runs the collector in a fresh subprocess per sample count and
   reads that process's own peak memory; see `collector_peak_bytes`.
@@ -48,13 +48,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/run.py` from a checkout that is not installed
     sys.path.insert(0, str(ROOT))
 
-from stages.activations import collect_stats  # noqa: E402
-from stages.comparison import resolve_ks  # noqa: E402
-from stages.criteria import CRITERIA, RankingContext, removal_orders  # noqa: E402
-from stages.models import InputSpec, PrunableNet, build_model  # noqa: E402
-from stages.pruning import CPU_BATCH, block_outputs, seed_loop_confusions, sweep_confusions  # noqa: E402
-from stages.runtime import resolve_device  # noqa: E402
-from stages.training import keep_freed_memory, predict, train_model  # noqa: E402
+from prunelab.activations import collect_stats  # noqa: E402
+from prunelab.comparison import resolve_ks  # noqa: E402
+from prunelab.criteria import CRITERIA, RankingContext, removal_orders  # noqa: E402
+from prunelab.models import PrunableNet, build_model  # noqa: E402
+from prunelab.pruning import CPU_BATCH, block_outputs, seed_loop_confusions, sweep_confusions  # noqa: E402
+from prunelab.runtime import resolve_device  # noqa: E402
+from prunelab.specs import InputSpec  # noqa: E402
+from prunelab.training import keep_freed_memory, predict, train_model  # noqa: E402
 
 T = TypeVar("T")
 
@@ -144,7 +145,7 @@ def random_pixels(n: int, spec: InputSpec, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def normalised(images: np.ndarray) -> torch.Tensor:
-    """N×C×H×W float32, (x/255 − 0.5)/0.5: what `stages.data.load_split` returns."""
+    """N×C×H×W float32, (x/255 − 0.5)/0.5: what `prunelab.prepared.load_split` returns."""
     return (torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().float() / 255.0 - 0.5) / 0.5
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.activations import collect_stats, save_stats
-from stages.data import load_info, load_split
-from stages.models import load_model
-from stages.params import load_params
-from stages.runtime import log, resolve_device, seed_everything, stage_main
+from prunelab.activations import collect_stats
+from prunelab.models import load_model
+from prunelab.params import load_params
+from prunelab.prepared import load_info, load_split
+from prunelab.runtime import log, resolve_device, seed_everything, stage_main
+from prunelab.stats import save_stats
 
 STATS_PATH = Path("data/activations.npz")
 

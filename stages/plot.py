@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.activations import load_stats
-from stages.criteria import RankingContext, removal_orders
-from stages.data import load_info
-from stages.models import load_model
-from stages.params import load_params
-from stages.plotting import plot_accuracy_vs_k, plot_criteria, plot_feature_maps
-from stages.runtime import stage_main
+from prunelab.criteria import RankingContext, removal_orders
+from prunelab.models import load_model
+from prunelab.params import load_params
+from prunelab.plotting import plot_accuracy_vs_k, plot_criteria, plot_feature_maps
+from prunelab.prepared import load_info
+from prunelab.runtime import stage_main
+from prunelab.stats import load_stats
 
 PLOTS = Path("metrics/plots")
 
@@ -26,7 +26,7 @@ def main() -> None:
     prune, style = params["prune"], params["plot"]
     info = load_info()
     model = load_model("data/model.pt", params["model"]["arch"], info.input)
-    stats, split = load_stats(Path("data/activations.npz"), model)
+    stats, split = load_stats(Path("data/activations.npz"), model.channels)
     table = pd.read_csv("metrics/sweep.csv")
     metrics = json.loads(Path("metrics/metrics.json").read_text())
     headline = prune["criteria"][0]

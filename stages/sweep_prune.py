@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.activations import load_stats
-from stages.comparison import Curve, curve_from_confusions, long_table, resolve_ks, summary_metrics, sweep_table
-from stages.criteria import RankingContext, removal_orders
-from stages.data import load_info, load_split
-from stages.metrics import majority_floor
-from stages.models import load_model
-from stages.params import load_params
-from stages.pruning import block_outputs, sweep_confusions
-from stages.runtime import atomic_path, log, resolve_device, seed_everything, stage_main, write_json
+from prunelab.comparison import Curve, curve_from_confusions, long_table, resolve_ks, summary_metrics, sweep_table
+from prunelab.criteria import RankingContext, removal_orders
+from prunelab.metrics import majority_floor
+from prunelab.models import load_model
+from prunelab.params import load_params
+from prunelab.prepared import load_info, load_split
+from prunelab.pruning import block_outputs, sweep_confusions
+from prunelab.runtime import atomic_path, log, resolve_device, seed_everything, stage_main, write_json
+from prunelab.stats import load_stats
 
 SWEEP_PATH = Path("metrics/sweep.csv")
 SWEEP_LONG_PATH = Path("metrics/sweep_long.csv")
@@ -30,7 +30,7 @@ def main() -> None:
     seed_everything(params.seed)
     info = load_info()
     model = load_model("data/model.pt", params["model"]["arch"], info.input)
-    stats, split = load_stats(Path("data/activations.npz"), model)
+    stats, split = load_stats(Path("data/activations.npz"), model.channels)
     device = resolve_device(params["train"]["device"])
     images, labels = load_split("test", info=info)
     outputs = block_outputs(model, images, params["activations"]["batch_size"], device)

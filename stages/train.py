@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.data import load_info, load_split
-from stages.models import build_model
-from stages.params import load_params
-from stages.runtime import atomic_path, log, resolve_device, save_torch, seed_everything, stage_main
-from stages.training import EpochLog, train_model
+from prunelab.models import build_model
+from prunelab.params import load_params
+from prunelab.prepared import load_info, load_split
+from prunelab.runtime import atomic_path, log, resolve_device, save_torch, seed_everything, stage_main
+from prunelab.training import EpochLog, train_model
 
 MODEL_PATH = Path("data/model.pt")
 CURVE_PATH = Path("metrics/train_curve.csv")

@@ -18,11 +18,14 @@ import numpy as np
 import torch
 import yaml
 
-from stages.models import InputSpec, PrunableNet, build_model
+from prunelab.models import PrunableNet, build_model
+from prunelab.specs import InputSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone needs to run the pipeline.
-PROJECT_FILES = ["stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
+PROJECT_FILES = [
+    "prunelab", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore",
+]  # fmt: skip
 
 # A config small enough for CI: a few hundred pairs, one epoch, few random orders.
 TINY_OVERRIDES: dict[str, Any] = {
@@ -234,7 +237,7 @@ def file_bytes(repo: Path, paths: list[str]) -> dict[str, bytes]:
 
 
 def temp_leftovers(repo: Path) -> list[Path]:
-    """Temporary files of `stages.runtime.atomic_path` anywhere in the work tree (not .dvc, .git)."""
+    """Temporary files of `prunelab.runtime.atomic_path` anywhere in the work tree (not .dvc, .git)."""
     return [p for p in repo.rglob(".*.tmp") if not ({".dvc", ".git"} & set(p.relative_to(repo).parts))]
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stages.activations import collect_stats, load_stats, save_stats
+from prunelab.activations import collect_stats
+from prunelab.stats import load_stats, save_stats
 from tests.helpers import tiny_model
 
 CPU = torch.device("cpu")
@@ -68,6 +69,6 @@ def test_saved_statistics_round_trip(tmp_path) -> None:
     x, y = inputs(n=4)
     stats = collect_stats(model, x, y, batch_size=4, device=CPU)
     save_stats(tmp_path / "a.npz", stats, "val")
-    loaded, split = load_stats(tmp_path / "a.npz", model)
+    loaded, split = load_stats(tmp_path / "a.npz", model.channels)
     assert split == "val" and loaded.n_samples == 4
     np.testing.assert_array_equal(loaded.feature_maps, stats.feature_maps)

@@ -17,12 +17,16 @@ import pytest
 import torch
 import yaml
 
-from stages.data import CHECKSUMS_ENV, Pool, dataset_info, ignored_params, make_classification_splits
-from stages.errors import UserError
-from stages.models import ARCHS, InputSpec, build_model, load_model
-from stages.params import load_params, validate
-from stages.plotting import grid_shape
-from stages.pruning import block_outputs, channel_mask, remove_channels, seed_loop_confusions, sweep_confusions
+from prunelab.archs import ARCHS
+from prunelab.errors import UserError
+from prunelab.models import build_model, load_model
+from prunelab.pairing import make_classification_splits
+from prunelab.params import load_params, validate
+from prunelab.plotting import grid_shape
+from prunelab.prepared import dataset_info
+from prunelab.pruning import block_outputs, channel_mask, remove_channels, seed_loop_confusions, sweep_confusions
+from prunelab.sources import CHECKSUMS_ENV, Pool
+from prunelab.specs import InputSpec
 from tests.helpers import ROOT, dvc, project_copy, stage, tiny_model, write_checksums, write_cifar10
 
 CIFAR = InputSpec(channels=3, size=32, n_classes=10)
@@ -162,7 +166,7 @@ def test_prepare_data_names_the_params_classification_ignores(tmp_path: Path, mo
 def test_ignored_params_depend_on_task_and_source(source: str, task: str, ignored: list[str]) -> None:
     raw = load_params(ROOT / "params.yaml").raw
     params = validate({**raw, "data": {**raw["data"], "source": source, "task": task}})
-    assert ignored_params(params) == ignored
+    assert params.ignored_params() == ignored
 
 
 def test_class_count_comes_from_the_source_not_the_files() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from stages.activations import ActivationStats
-from stages.criteria import CRITERIA, RankingContext, order_from_scores, removal_orders
+from prunelab.criteria import CRITERIA, RankingContext, order_from_scores, removal_orders
+from prunelab.stats import ActivationStats
 from tests.helpers import tiny_model
 
 P = 128

@@ -22,9 +22,10 @@ import pytest
 import torch
 import yaml
 
-from stages.activations import ActivationStats, save_stats
-from stages.models import InputSpec, build_model
-from stages.runtime import stage_main
+from prunelab.models import build_model
+from prunelab.runtime import stage_main
+from prunelab.specs import InputSpec
+from prunelab.stats import ActivationStats, save_stats
 from tests.helpers import ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
 STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "plot"]
@@ -248,7 +249,7 @@ SUBPROCESS_IDS += ["n_pairs-beyond-pool"]
 
 
 def test_the_table_covers_every_section_and_stage() -> None:
-    from stages.params import SCHEMA
+    from prunelab.params import SCHEMA
 
     assert len(CASES) >= 25 and len(set(CASE_IDS)) == len(CASES)
     named = " ".join(part for case in CASES for part in case.expected)
@@ -322,7 +323,7 @@ def test_device_cuda_without_cuda_is_refused_by_every_stage(
 
 def test_a_yaml_exponent_is_a_number_as_dvc_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PyYAML alone reads `lr: 1e-3` as text; DVC (YAML 1.2) and `dvc exp run -S` as 0.001."""
-    from stages.params import load_params
+    from prunelab.params import load_params
 
     write_case_params(tmp_path, Case("exp", "train", None, (), text=lambda t: t.replace("lr: 0.001", "lr: 1e-3")))
     monkeypatch.chdir(tmp_path)
@@ -557,7 +558,9 @@ def test_corrupted_checkpoint_through_the_real_entry_point(broken_repo: Path) ->
 
 def torch_load_calls() -> list[tuple[str, ast.Call]]:
     calls = []
-    for path in sorted([*(ROOT / "stages").glob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]):
+    for path in sorted(
+        [*(ROOT / "prunelab").glob("*.py"), *(ROOT / "stages").glob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    ):
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)
@@ -572,15 +575,15 @@ def torch_load_calls() -> list[tuple[str, ast.Call]]:
 
 def test_every_torch_load_is_weights_only() -> None:
     calls = torch_load_calls()
-    assert calls, "stages.runtime.load_torch calls torch.load"
+    assert calls, "prunelab.runtime.load_torch calls torch.load"
     for where, call in calls:
         flags = {kw.arg: kw.value for kw in call.keywords}
         assert isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True, where
 
 
 def test_load_torch_refuses_pickled_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from stages.errors import UserError
-    from stages.runtime import load_torch
+    from prunelab.errors import UserError
+    from prunelab.runtime import load_torch
 
     marker = tmp_path / "PWNED"
     torch.save(RunsCodeWhenUnpickled(marker), tmp_path / "model.pt")
@@ -590,8 +593,8 @@ def test_load_torch_refuses_pickled_code(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_user_errors_in_the_tree_are_one_line() -> None:
-    """Every literal UserError message in stages/ is a single line (no embedded newlines)."""
-    for path in (ROOT / "stages").glob("*.py"):
+    """Every literal UserError message in the package and the stages is a single line (no embedded newlines)."""
+    for path in [*(ROOT / "prunelab").glob("*.py"), *(ROOT / "stages").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "UserError":
                 for part in ast.walk(node):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from stages.metrics import accuracy
-from stages.models import PrunableNet
-from stages.pruning import (
+from prunelab.metrics import accuracy
+from prunelab.models import PrunableNet
+from prunelab.pruning import (
     HeadParts,
     block_outputs,
     channel_mask,
@@ -20,7 +20,7 @@ from stages.pruning import (
     sweep_confusions,
     zero_conv_weights,
 )
-from stages.training import train_model
+from prunelab.training import train_model
 from tests.helpers import tiny_model
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stages.comparison import (
+from prunelab.comparison import (
     Curve,
     beats_random_fraction,
     max_k_within,
@@ -15,7 +15,7 @@ from stages.comparison import (
     summary_metrics,
     sweep_table,
 )
-from stages.metrics import accuracy, balanced_accuracy, confusion, majority_floor, scores_from_predictions
+from prunelab.metrics import accuracy, balanced_accuracy, confusion, majority_floor, scores_from_predictions
 
 
 def test_majority_answer_scores_the_floor_not_more() -> None:

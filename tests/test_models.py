@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from stages.models import ARCHS, InputSpec, PrunableNet, build_model
+from prunelab.archs import ARCHS
+from prunelab.models import PrunableNet, build_model
+from prunelab.specs import InputSpec
 from tests.helpers import tiny_model
 
 
@@ -84,3 +86,12 @@ def test_pooling_before_relu_is_the_literal_network_exactly(arch: str, train_mod
     assert (nn.functional.max_pool2d(pre_pool, 2) < 0).any()
     for (name, _), ours_g, ref_g in zip(model.named_parameters(), our_grads, ref_grads, strict=True):
         assert torch.equal(ours_g, ref_g), name
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_each_registered_arch_has_the_facts_it_claims(name: str) -> None:
+    """ARCHS is read torch-free by params validation; its facts must be those of the built model."""
+    spec = InputSpec(2, 28, 2) if name == "pair_cnn" else InputSpec(3, 32, 10)
+    model = build_model(name, spec)
+    assert model.channels == ARCHS[name].channels
+    assert (model.block.bn is not None) == ARCHS[name].batchnorm

@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.comparison import Curve, summary_metrics, sweep_table
-from stages.plotting import criterion_colours, grid_shape, mosaic, plot_accuracy_vs_k, plot_criteria, plot_feature_maps
+from prunelab.comparison import Curve, summary_metrics, sweep_table
+from prunelab.plotting import (
+    criterion_colours,
+    grid_shape,
+    mosaic,
+    plot_accuracy_vs_k,
+    plot_criteria,
+    plot_feature_maps,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stages.pruning import channel_mask, remove_channels, zero_conv_weights
+from prunelab.pruning import channel_mask, remove_channels, zero_conv_weights
 from tests.helpers import tiny_model
 
 

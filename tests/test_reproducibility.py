@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from stages.activations import collect_stats
-from stages.models import InputSpec, build_model
-from stages.runtime import atomic_path, save_torch, seed_everything, stage_main, write_json
-from stages.training import train_model
+from prunelab.activations import collect_stats
+from prunelab.models import build_model
+from prunelab.runtime import atomic_path, save_torch, seed_everything, stage_main, write_json
+from prunelab.specs import InputSpec
+from prunelab.training import train_model
 from tests.helpers import (
     ROOT,
     copy_repo,
@@ -241,8 +242,9 @@ def test_seeding_makes_kernels_deterministic_without_loading_the_compiler() -> N
     (about 8 % of a training step). A fresh interpreter, so no other test loaded them first."""
     probe = (
         "import sys, torch\n"
-        "import stages.activations, stages.comparison, stages.criteria, stages.data, stages.pruning, stages.training\n"
-        "from stages.runtime import seed_everything\n"
+        "import prunelab.activations, prunelab.comparison, prunelab.criteria, prunelab.prepared, prunelab.pruning\n"
+        "import prunelab.training\n"
+        "from prunelab.runtime import seed_everything\n"
         "seed_everything(0)\n"
         "print(torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,\n"
         "      'torch._inductor' in sys.modules, 'torch._dynamo' in sys.modules)\n"

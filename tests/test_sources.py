@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from torchvision import datasets
 
-from stages import data
-from stages.data import CHECKSUMS_ENV, SOURCES, Pool, make_pair_splits
-from stages.errors import UserError
-from stages.params import load_params, validate
+from prunelab import sources
+from prunelab.errors import UserError
+from prunelab.pairing import make_pair_splits
+from prunelab.params import load_params, validate
+from prunelab.sources import CHECKSUMS_ENV, SOURCES, Pool
 from tests.helpers import ROOT, dvc, project_copy, write_checksums, write_cifar10, write_mnist_family
 
 MNIST_FAMILY = [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
@@ -46,7 +47,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_system_copies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hide a system copy (e.g. Debian's dataset-fashion-mnist) that this machine may have."""
-    monkeypatch.setattr(data, "SYSTEM_COPIES", {})
+    monkeypatch.setattr(sources, "SYSTEM_COPIES", {})
 
 
 @pytest.fixture
@@ -210,7 +211,7 @@ def test_system_copy_is_decompressed_checked_and_read(
 ) -> None:
     system = tmp_path / "usr/share/datasets/fashion-mnist"
     written = fake_system_copy(system, tmp_path)
-    monkeypatch.setattr(data, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
+    monkeypatch.setattr(sources, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
     # A system copy is checked on its decompressed content (Debian re-gzips the files).
     trust(monkeypatch, tmp_path, {gz.stem: gzip.decompress(gz.read_bytes()) for gz in system.glob("*.gz")})
     before = sorted(p.name for p in system.iterdir())
@@ -226,7 +227,7 @@ def test_corrupted_system_copy_is_reported_and_nothing_is_kept(
 ) -> None:
     system = tmp_path / "usr/share/datasets/fashion-mnist"
     fake_system_copy(system, tmp_path)
-    monkeypatch.setattr(data, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
+    monkeypatch.setattr(sources, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
     monkeypatch.delenv(CHECKSUMS_ENV, raising=False)  # test-written content is not upstream's
     with pytest.raises(UserError, match="does not match the published checksum") as err:
         SOURCES["fashion_mnist"].load(tmp_path / "raw")
@@ -242,7 +243,7 @@ def test_truncated_gzip_in_system_copy_is_reported(
     trust(monkeypatch, tmp_path, {gz.stem: gzip.decompress(gz.read_bytes()) for gz in system.glob("*.gz")})
     gz = system / "t10k-images-idx3-ubyte.gz"
     gz.write_bytes(gz.read_bytes()[:200])
-    monkeypatch.setattr(data, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
+    monkeypatch.setattr(sources, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
     with pytest.raises(UserError, match="not a readable gzip file") as err:
         SOURCES["fashion_mnist"].load(tmp_path / "raw")
     assert assert_one_line(err).startswith(f"{gz}:")
@@ -253,7 +254,7 @@ def test_system_copy_needs_all_four_files(tmp_path: Path, monkeypatch: pytest.Mo
     system = tmp_path / "usr/share/datasets/fashion-mnist"
     fake_system_copy(system, tmp_path)
     (system / "t10k-labels-idx1-ubyte.gz").unlink()
-    monkeypatch.setattr(data, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
+    monkeypatch.setattr(sources, "SYSTEM_COPIES", {"FashionMNIST": (system,)})
     with pytest.raises(UserError, match="download failed"):
         SOURCES["fashion_mnist"].load(tmp_path / "raw")
 

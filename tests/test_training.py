@@ -8,8 +8,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from stages.models import InputSpec, PrunableNet, build_model
-from stages.training import FusedAdam, adam
+from prunelab.models import PrunableNet, build_model
+from prunelab.specs import InputSpec
+from prunelab.training import FusedAdam, adam
 from tests.helpers import ROOT, run
 
 
@@ -56,8 +57,9 @@ def test_training_does_not_load_the_compiler() -> None:
     interpreter, so no other test has loaded it first."""
     probe = (
         "import sys, torch\n"
-        "from stages.models import InputSpec, build_model\n"
-        "from stages.training import train_model\n"
+        "from prunelab.models import build_model\n"
+        "from prunelab.specs import InputSpec\n"
+        "from prunelab.training import train_model\n"
         "x, y = torch.randn(8, 2, 28, 28), torch.randint(0, 2, (8,))\n"
         "train_model(build_model('pair_cnn', InputSpec(2, 28, 2)), (x, y), (x, y), n_classes=2, epochs=1,\n"
         "            batch_size=4, lr=1e-3, class_weight='none', device=torch.device('cpu'), seed=0)\n"

@@ -2,19 +2,26 @@
 
 Everything is in percent. Balanced accuracy is the mean recall over the classes present in
 the true labels, so predicting the majority class always scores 100 / n_classes.
+NumPy at import (the aggregation and plots use it without torch); `confusion` works on the
+tensors it is given.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def confusion(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
     """confusion[..., true, predicted] counts; `predictions` may have leading batch dims."""
     flat = labels * n_classes + predictions
-    counts = torch.zeros(*predictions.shape[:-1], n_classes * n_classes, dtype=torch.int64, device=predictions.device)
-    counts.scatter_add_(-1, flat, torch.ones_like(flat))
+    # Tensor methods rather than torch.* functions: this module is imported torch-free.
+    counts = flat.new_zeros(*predictions.shape[:-1], n_classes * n_classes)
+    counts.scatter_add_(-1, flat, flat.new_ones(flat.shape))
     return counts.view(*predictions.shape[:-1], n_classes, n_classes)
 
 

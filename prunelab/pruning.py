@@ -1,7 +1,7 @@
 """Channel removal, the seed's weight zeroing, and the fast K sweep, for any PrunableNet.
 
 Three ways to take channels out of the pruned block, all written once against the
-stem / block / head interface of `stages.models`:
+stem / block / head interface of `prunelab.models`:
 
 * `remove_channels`: builds a physically smaller model (conv D×3×3×(P−K), BN and fc1
   sliced). This is real pruning.
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from stages.metrics import confusion
-from stages.models import PrunableNet
-from stages.training import keep_freed_memory, predict
+from prunelab.metrics import confusion
+from prunelab.models import PrunableNet
+from prunelab.training import keep_freed_memory, predict
 
 MODES = ("remove", "zero_weights")
 

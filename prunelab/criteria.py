@@ -5,19 +5,24 @@ the order they are pruned (first = pruned at K = 1). Score-based criteria return
 ascending score, ties broken by channel index. `random` returns R seeded permutations and
 `reverse` the headline order backwards (most important first: the sanity bound).
 
-Adding a criterion means adding one function to `CRITERIA`.
+Adding a criterion means adding one function to `CRITERIA`. No torch at import: params
+validation reads the registry's names in every stage; the criteria that read weights get
+them from the model they are handed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stages.activations import ActivationStats
-from stages.errors import UserError
-from stages.models import PrunableNet
+from prunelab.errors import UserError
+
+if TYPE_CHECKING:
+    from prunelab.models import PrunableNet
+    from prunelab.stats import ActivationStats
 
 RANDOM_STREAM = 104_729  # separates the random-order stream from every other use of the seed
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from stages.metrics import accuracy, balanced_accuracy
+from prunelab.metrics import accuracy, balanced_accuracy
 
 BEAT_RANDOM_STDS = 2.0  # "beats random" means more than this many random std above the random mean
 WITHIN_POINTS = 1.0  # max_k_within_1pt: accuracy stays within this many points of baseline

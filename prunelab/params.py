@@ -2,8 +2,11 @@
 
 Every stage calls `load_params()` before doing any work. A user mistake raises
 `UserError` with one line that names the dotted params.yaml key, the value given and
-what is allowed; `stages.runtime.stage_main` turns that into a non-zero exit with no
+what is allowed; `prunelab.runtime.stage_main` turns that into a non-zero exit with no
 stack trace.
+
+No torch at import (tested): the registries it checks against (`ARCHS`, `SOURCES`,
+`CRITERIA`) are torch-free, and only `train.device: cuda` asks torch whether CUDA exists.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from typing import Any
 
 import yaml
 
-from stages.errors import UserError
+from prunelab.archs import ARCHS
+from prunelab.criteria import CRITERIA
+from prunelab.errors import UserError
+from prunelab.sources import SOURCES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -103,8 +109,6 @@ def _one_of(allowed: list[str]) -> str:
 
 def criteria_list() -> Check:
     def check(key: str, value: Any) -> list[str]:
-        from stages.criteria import CRITERIA
-
         allowed = _one_of(list(CRITERIA))
         if not isinstance(value, list) or not value:
             raise _fail(key, value, f"a non-empty list of criteria, each {allowed}")
@@ -160,29 +164,17 @@ def device_name() -> Check:
 
 
 # --------------------------------------------------------------------------- schema
-def _sources() -> list[str]:
-    from stages.data import SOURCES
-
-    return list(SOURCES)
-
-
-def _archs() -> list[str]:
-    from stages.models import ARCHS
-
-    return list(ARCHS)
-
-
 SCHEMA: dict[str, Any] = {
     "seed": integer(0, 2**31 - 1),
     "data": {
-        "source": choice(_sources),
+        "source": choice(list(SOURCES)),
         "task": choice(["pairs", "classification"]),
         "n_pairs": integer(10),
         "test_fraction": fraction(),
         "same_fraction": fraction(),
         "val_fraction": fraction(allow_zero=True),
     },
-    "model": {"arch": choice(_archs)},
+    "model": {"arch": choice(list(ARCHS))},
     "train": {
         "epochs": integer(1),
         "batch_size": integer(1),
@@ -235,6 +227,13 @@ class Params:
         task = self.raw["data"]["task"]
         return [key for other, keys in TASK_ONLY_KEYS.items() if other != task for key in keys]
 
+    def ignored_params(self) -> list[str]:
+        """Params the chosen task and source do not use, so the log can name them."""
+        ignored = self.ignored_keys()
+        if self.raw["data"]["task"] == "classification" and SOURCES[self.raw["data"]["source"]].official_split:
+            ignored.append("data.test_fraction (the source has an official test split)")
+        return ignored
+
 
 def _all_keys(schema: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
@@ -280,8 +279,6 @@ def _validate_section(schema: dict[str, Any], values: Any, prefix: str) -> dict[
 
 def _validate_relations(params: dict[str, Any]) -> None:
     """Checks that involve more than one key."""
-    from stages.models import ARCHS
-
     arch = ARCHS[params["model"]["arch"]]
     channels = arch.channels
     if "bn_gamma" in params["prune"]["criteria"] and not arch.batchnorm:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from stages.metrics import scores_from_predictions
-from stages.runtime import progress
+from prunelab.metrics import scores_from_predictions
+from prunelab.runtime import progress
 
 
 @dataclass(frozen=True)

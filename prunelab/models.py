@@ -6,29 +6,22 @@
 * `head`: Flatten → `fc1` (the first Linear, whose input columns are grouped by channel)
   → `rest`.
 
-Ranking, masking, removal and the fast sweep in `stages.pruning` are written once against
-this interface. Adding an architecture means adding one builder to `ARCHS`.
+Ranking, masking, removal and the fast sweep in `prunelab.pruning` are written once against
+this interface. Adding an architecture means adding one builder here and naming it in
+`prunelab.archs.ARCHS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from stages.errors import UserError
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the data looks like; models derive their layer sizes from it."""
-
-    channels: int
-    size: int
-    n_classes: int
+from prunelab.archs import ARCHS
+from prunelab.errors import UserError
+from prunelab.runtime import load_torch
+from prunelab.specs import InputSpec
 
 
 class PrunedBlock(nn.Module):
@@ -129,27 +122,14 @@ def simple_cnn(spec: InputSpec) -> PrunableNet:
     return PrunableNet(stem, block, head)
 
 
-@dataclass(frozen=True)
-class Arch:
-    build: Callable[[InputSpec], PrunableNet]
-    channels: int  # P, the pruned layer's output channels (known before building, for params checks)
-    batchnorm: bool  # whether a BatchNorm follows the pruned conv (bn_gamma needs one)
-
-
-ARCHS: dict[str, Arch] = {
-    "pair_cnn": Arch(pair_cnn, channels=128, batchnorm=True),
-    "simple_cnn": Arch(simple_cnn, channels=32, batchnorm=False),
-}
-
-
 def build_model(arch: str, spec: InputSpec) -> PrunableNet:
-    return ARCHS[arch].build(spec)
+    """A freshly initialised model of architecture `arch` (a key of ARCHS) for data `spec`."""
+    # ARCHS (torch-free, in prunelab.archs) names each builder; the builders live here.
+    return globals()[ARCHS[arch].builder](spec)
 
 
 def load_model(path: Path | str, arch: str, spec: InputSpec) -> PrunableNet:
     """Build `arch` for `spec` and load a state_dict saved by the train stage (weights_only)."""
-    from stages.runtime import load_torch
-
     state = load_torch(path, "model checkpoint")
     model = build_model(arch, spec)
     if not isinstance(state, dict):

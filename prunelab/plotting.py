@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from stages.runtime import atomic_path
+from prunelab.runtime import atomic_path
 
 
 def grid_shape(channels: int) -> tuple[int, int]:

@@ -1,0 +1,132 @@
+"""The on-disk format of prepared splits, and loading them as normalised tensors.
+
+Prepared splits are stored as uint8 (lossless and 4× smaller than float) together with
+the normalisation constants in info.json; `load_split` returns normalised float tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from prunelab.errors import UserError
+from prunelab.sources import SOURCES, Pool
+from prunelab.specs import InputSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from prunelab.pairing import Split
+    from prunelab.params import Params
+
+PREPARED_DIR = Path("data/prepared")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    source: str
+    task: str
+    input: InputSpec
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "task": self.task,
+            "channels": self.input.channels,
+            "size": self.input.size,
+            "n_classes": self.input.n_classes,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @staticmethod
+    def from_json(raw: dict) -> DatasetInfo:
+        spec = InputSpec(raw["channels"], raw["size"], raw["n_classes"])
+        return DatasetInfo(raw["source"], raw["task"], spec, tuple(raw["mean"]), tuple(raw["std"]))
+
+
+def dataset_info(params: Params, pool: Pool) -> DatasetInfo:
+    source = SOURCES[params["data"]["source"]]
+    pairs = params["data"]["task"] == "pairs"
+    copies = 2 if pairs else 1
+    channels = pool.images.shape[1] * copies
+    # The source fixes the class count: a subset of the files that lacks the top class must not
+    # shrink the model's output layer.
+    n_classes = 2 if pairs else source.n_classes
+    spec = InputSpec(channels=channels, size=pool.images.shape[-1], n_classes=n_classes)
+    return DatasetInfo(
+        params["data"]["source"], params["data"]["task"], spec, source.mean * copies, source.std * copies
+    )
+
+
+def save_prepared(folder: Path, info: DatasetInfo, splits: dict[str, Split]) -> None:
+    import torch
+
+    from prunelab.runtime import save_torch, write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, split in splits.items():
+        save_torch(
+            folder / f"{name}.pt",
+            {
+                "images": torch.from_numpy(np.ascontiguousarray(split.images)),
+                "labels": torch.from_numpy(split.labels),
+                "image_ids": torch.from_numpy(np.ascontiguousarray(split.image_ids)),
+            },
+        )
+    write_json(folder / "info.json", info.to_json())
+
+
+def load_info(folder: Path = PREPARED_DIR) -> DatasetInfo:
+    path = folder / "info.json"
+    if not path.exists():
+        raise UserError(f"{path}: prepared data not found; run the prepare_data stage (dvc repro)")
+    try:
+        return DatasetInfo.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: unreadable prepared-data info ({type(err).__name__}); rerun prepare_data") from None
+
+
+def load_split(
+    name: str, folder: Path = PREPARED_DIR, info: DatasetInfo | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prepared split as normalised float32 images and int64 labels."""
+    import torch
+
+    from prunelab.runtime import load_torch
+
+    info = info or load_info(folder)
+    path = folder / f"{name}.pt"
+    raw = load_torch(path, f"prepared {name} split")
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), torch.Tensor) for k in ("images", "labels")):
+        raise UserError(f"{path}: not a prepared split (needs 'images' and 'labels' tensors); rerun prepare_data")
+    images, labels = raw["images"], raw["labels"]
+    expected = (info.input.channels, info.input.size, info.input.size)
+    if tuple(images.shape[1:]) != expected or len(images) != len(labels):
+        raise UserError(f"{path}: shape {tuple(images.shape)} does not match {folder}/info.json; rerun prepare_data")
+    return normalise(images, info), labels
+
+
+def normalise(images: torch.Tensor | np.ndarray, info: DatasetInfo) -> torch.Tensor:
+    """uint8 images N×C×H×W as the models see them: float32, (x/255 − mean) / std per channel."""
+    import torch
+
+    images = torch.as_tensor(images)
+    mean = torch.tensor(info.mean).view(1, -1, 1, 1)
+    std = torch.tensor(info.std).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+def as_tensors(split: Split, info: DatasetInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """An in-memory split (from `prunelab.pairing`) as normalised images and int64 labels,
+    exactly what `load_split` returns for the same split saved to disk."""
+    import torch
+
+    return normalise(split.images, info), torch.as_tensor(split.labels)

@@ -1,0 +1,61 @@
+"""Per-channel statistics of the pruned block (what every ranking criterion reads), and
+their file format (.npz). NumPy only: the criteria and the plots read them without torch."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from prunelab.errors import UserError
+from prunelab.runtime import atomic_path
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    """Means over the ranking split; every array is per output channel of the pruned conv."""
+
+    conv_mean: np.ndarray  # P: raw conv output (what the handout ranks on)
+    act_mean: np.ndarray  # P: after BN and ReLU (the default ranking signal)
+    feature_maps: np.ndarray  # P×M×N: mean map after BN and ReLU
+    apoz: np.ndarray  # P: share of zeros after ReLU, over samples × positions
+    taylor: np.ndarray  # P: mean over samples of |mean over positions of a · dL/da|
+    n_samples: int
+
+    @property
+    def channels(self) -> int:
+        return len(self.act_mean)
+
+
+def save_stats(path: Path, stats: ActivationStats, split: str) -> None:
+    arrays = {f.name: np.asarray(getattr(stats, f.name)) for f in fields(stats)}
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as handle:
+            np.savez(handle, split=np.asarray(split), **arrays)
+
+
+def load_stats(path: Path, channels: int) -> tuple[ActivationStats, str]:
+    """Load statistics and check they belong to a model with `channels` (P) channels."""
+    if not path.exists():
+        raise UserError(f"{path}: activation statistics not found; run collect_activations (dvc repro)")
+    try:
+        with np.load(path, allow_pickle=False) as raw:
+            values = {f.name: raw[f.name] for f in fields(ActivationStats)}
+            split = str(raw["split"])
+    # A truncated .npz is a broken zip (BadZipFile) or ends early (EOFError).
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(
+            f"{path}: unreadable activation statistics ({type(err).__name__}); rerun collect_activations"
+        ) from None
+    values["n_samples"] = int(values["n_samples"])
+    stats = ActivationStats(**values)
+    p = channels
+    shapes_ok = all(np.shape(getattr(stats, k)) == (p,) for k in ("conv_mean", "act_mean", "apoz", "taylor"))
+    if not shapes_ok or stats.feature_maps.ndim != 3 or stats.feature_maps.shape[0] != p:
+        raise UserError(
+            f"{path}: statistics for {stats.channels} channels do not match the model's P={p}; "
+            "rerun collect_activations"
+        )
+    return stats, split

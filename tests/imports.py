@@ -1,0 +1,106 @@
+"""The project's own import graph, read from the source (ast), for layout and DVC-deps tests."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "prunelab"
+
+
+def module_file(module: str) -> Path | None:
+    """The file of a project module (`prunelab.x`, `stages.y`), or None for anything else."""
+    parts = module.split(".")
+    if parts[0] not in (PACKAGE, "stages"):
+        return None
+    path = ROOT.joinpath(*parts)
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Project modules a file imports anywhere in it (module level, functions, TYPE_CHECKING
+    blocks excluded: those never run). `from prunelab import x` counts as prunelab.x when
+    that is a module, and as prunelab otherwise."""
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+            names = [n if module_file(n) else node.module for n in names]
+        else:
+            continue
+        found.update(n for n in names if module_file(n))
+    # importlib.import_module("prunelab.x") with a literal name is an import too.
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func).endswith("import_module")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and module_file(str(node.args[0].value))
+        ):
+            found.add(str(node.args[0].value))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    """{module: project modules it imports} for every module of the package and every stage."""
+    modules = [f"{PACKAGE}.{p.stem}" for p in (ROOT / PACKAGE).glob("*.py") if p.stem != "__init__"]
+    modules += [f"stages.{p.stem}" for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__"]
+    return {m: imported_modules(module_file(m)) - {m} for m in modules}
+
+
+def closure(module: str, edges: dict[str, set[str]]) -> set[str]:
+    """`module` and everything it imports, directly or through other project modules."""
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        todo.extend(edges.get(current, ()))
+    return seen
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle found by depth-first search, each as a list of modules."""
+    found, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = "done"
+
+    for start in sorted(edges):
+        if start not in state:
+            visit(start, [start])
+    return found
+
+
+# Imports whose use can refuse a run but never change its outputs: params validation reads
+# the criteria's names in every stage, and a new or edited criterion must not rerun data
+# preparation and training (it reruns the stages that rank, which import criteria themselves).
+VALIDATION_ONLY = {("prunelab.params", "prunelab.criteria")}
+
+
+def stage_modules(stage_module: str) -> set[str]:
+    """Project files a stage's outputs depend on: its import closure, validation-only edges left out."""
+    edges = {m: {n for n in targets if (m, n) not in VALIDATION_ONLY} for m, targets in graph().items()}
+    return closure(stage_module, edges)

@@ -1,0 +1,115 @@
+"""The layout: a library package, thin stage scripts, honest DVC deps, no torch where none is needed."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+
+import pytest
+import yaml
+
+import prunelab
+from tests.helpers import ROOT, run
+from tests.imports import PACKAGE, cycles, graph, module_file, stage_modules
+
+# Modules that stages without tensor math (and params validation in every stage) import.
+TORCH_FREE = ["archs", "comparison", "criteria", "errors", "metrics", "pairing", "params", "plotting", "prepared",
+              "runtime", "sources", "specs", "stats"]  # fmt: skip
+
+
+def dvc_stages() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def stage_script(spec: dict) -> str:
+    """`python -m stages.train` → stages/train.py."""
+    match = re.fullmatch(r"python -m (stages\.\w+)( .*)?", spec["cmd"])
+    assert match, spec["cmd"]
+    return match.group(1)
+
+
+def test_stages_folder_holds_only_stage_scripts() -> None:
+    scripts = {stage_script(spec) for spec in dvc_stages().values()}
+    present = {f"stages.{p.stem}" for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__"}
+    assert present == scripts
+    for name in present:
+        tree = ast.parse(module_file(name).read_text())
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert "main" in functions, f"{name} has no main()"
+
+
+def test_no_module_imports_another_in_a_circle() -> None:
+    assert cycles(graph()) == []
+
+
+def test_the_package_imports_no_stage() -> None:
+    for module, targets in graph().items():
+        if module.startswith(f"{PACKAGE}."):
+            assert not any(t.startswith("stages") for t in targets), module
+
+
+def test_each_stage_lists_exactly_the_modules_it_imports() -> None:
+    """Every project module a stage imports, directly or through another module, is a dep
+    in dvc.yaml (so a cached stage never misses a change), and no other module is."""
+    for name, spec in dvc_stages().items():
+        listed = {d for d in spec["deps"] if d.endswith(".py")}
+        needed = {str(module_file(m).relative_to(ROOT)) for m in stage_modules(stage_script(spec))}
+        assert listed == needed, f"{name}: missing {sorted(needed - listed)}, extra {sorted(listed - needed)}"
+
+
+def test_params_and_the_registries_import_without_torch() -> None:
+    probe = (
+        "import sys\n"
+        + "".join(f"import prunelab.{m}\n" for m in TORCH_FREE)
+        + "from prunelab.params import load_params\n"
+        "load_params()\n"
+        "import prunelab\n"
+        "prunelab.ARCHS, prunelab.CRITERIA, prunelab.SOURCES\n"
+        "print('torch' in sys.modules, 'torchvision' in sys.modules)\n"
+    )
+    assert run([sys.executable, "-c", probe], cwd=ROOT).stdout.split() == ["False", "False"]
+
+
+def test_the_package_init_imports_nothing_eagerly() -> None:
+    """prunelab/__init__.py is not a DVC dep of the stages; it may hold lazy re-exports only."""
+    tree = ast.parse((ROOT / PACKAGE / "__init__.py").read_text())
+    imported = {
+        alias.name for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom) for alias in node.names
+    }
+    assert imported <= {"annotations", "import_module", "Any"}
+
+
+def test_every_public_name_resolves_and_is_listed() -> None:
+    assert prunelab.__all__ == sorted(prunelab.__all__)
+    for name in prunelab.__all__:
+        assert getattr(prunelab, name) is not None, name
+    with pytest.raises(AttributeError):
+        prunelab.not_a_name  # noqa: B018
+
+
+def test_registries_and_params_schema_agree() -> None:
+    from prunelab.params import SCHEMA
+
+    for registry, key in ((prunelab.ARCHS, ("model", "arch")), (prunelab.SOURCES, ("data", "source"))):
+        check = SCHEMA[key[0]][key[1]]
+        for name in registry:
+            assert check(".".join(key), name) == name
+        with pytest.raises(prunelab.UserError):
+            check(".".join(key), "not_registered")
+    check = SCHEMA["prune"]["criteria"]
+    assert check("prune.criteria", ["mean_activation", *[c for c in prunelab.CRITERIA if c != "mean_activation"]])
+
+
+def readme_snippet() -> str:
+    """The README's public-API example: the python block after the 'Using the library' heading."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Using the library") :]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_api_snippet_runs() -> None:
+    result = run([sys.executable, "-c", readme_snippet()], cwd=ROOT, timeout=300)
+    assert "Conv2d(64, 64" in result.stdout
+    numbers = [float(x) for x in re.findall(r"\d+\.\d+", result.stdout.splitlines()[-1])]
+    assert len(numbers) == 5 and all(0 <= x <= 100 for x in numbers)
