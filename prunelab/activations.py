@@ -17,11 +17,17 @@ from prunelab.stats import ActivationStats
 
 
 def collect_stats(
-    model: PrunableNet, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device
+    model: PrunableNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    label: str = "collect",
 ) -> ActivationStats:
+    """Every criterion's statistics over (images, labels), in one pass; `label` names the progress bar."""
     model = model.to(device).eval()
     sums: dict[str, torch.Tensor] = {}
-    for start in progress(range(0, len(images), batch_size), desc="collect", total=-(-len(images) // batch_size)):
+    for start in progress(range(0, len(images), batch_size), desc=label, total=-(-len(images) // batch_size)):
         x = images[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
         with torch.no_grad():

@@ -47,22 +47,20 @@ def curve_from_confusions(confusions: np.ndarray) -> Curve:
     return Curve(acc.mean(0), bacc.mean(0), acc.std(0), bacc.std(0))
 
 
-def sweep_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
-    """One row per K: k, acc_<name>, bacc_<name> (and _std columns for random orders)."""
-    columns: dict[str, np.ndarray] = {"k": np.asarray(ks)}
-    for name, curve in curves.items():
-        columns[f"acc_{name}"] = curve.acc
-        columns[f"bacc_{name}"] = curve.bacc
-    for name, curve in curves.items():
-        if curve.acc_std is not None:
-            columns[f"acc_{name}_std"] = curve.acc_std
-            columns[f"bacc_{name}_std"] = curve.bacc_std
-    return pd.DataFrame(columns)
+def ranking_table(orders: dict[str, np.ndarray]) -> pd.DataFrame:
+    """criterion, rank, channel for every criterion with one order (rank 0 = pruned first).
+    Random orders are left out: they are reproducible from the seed and say nothing per channel."""
+    parts = [
+        pd.DataFrame({"criterion": name, "rank": np.arange(order.shape[1]), "channel": order[0]})
+        for name, order in orders.items()
+        if len(order) == 1
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def long_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
-    """The same curves in long format (k, criterion, acc, bacc): one plot definition in
-    dvc.yaml then draws whichever criteria a run chose."""
+    """The curves in long format (k, criterion, acc, bacc; the random criterion's values are
+    the mean over its orders): one table shape for any choice of criteria."""
     parts = [pd.DataFrame({"k": ks, "criterion": name, "acc": c.acc, "bacc": c.bacc}) for name, c in curves.items()]
     return pd.concat(parts, ignore_index=True)
 

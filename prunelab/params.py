@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,31 @@ def criteria_list() -> Check:
     return check
 
 
+MAX_SEEDS = 100
+SEED_RANGE = (0, 2**31 - 1)
+
+
+def seed_list() -> Check:
+    """A non-empty list of distinct integer seeds, at most MAX_SEEDS of them."""
+    low, high = SEED_RANGE
+    allowed = f"a non-empty list of at most {MAX_SEEDS} distinct integers from {low} to {high}"
+
+    def check(key: str, value: Any) -> list[int]:
+        if not isinstance(value, list) or not value or len(value) > MAX_SEEDS:
+            raise _fail(key, value, allowed)
+        for seed in value:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not low <= seed <= high:
+                raise UserError(f"params.yaml: {key} contains {seed!r}; allowed: {allowed}")
+        repeated = sorted({s for s in value if value.count(s) > 1})
+        if repeated:
+            raise UserError(
+                f"params.yaml: {key} lists {', '.join(map(str, repeated))} more than once; allowed: {allowed}"
+            )
+        return list(value)
+
+    return check
+
+
 def ks_spec() -> Check:
     """`all`, or a non-empty list of distinct non-negative integers (upper bound checked later)."""
 
@@ -165,7 +191,7 @@ def device_name() -> Check:
 
 # --------------------------------------------------------------------------- schema
 SCHEMA: dict[str, Any] = {
-    "seed": integer(0, 2**31 - 1),
+    "seeds": seed_list(),
     "data": {
         "source": choice(list(SOURCES)),
         "task": choice(["pairs", "classification"]),
@@ -219,8 +245,9 @@ class Params:
         return self.raw[section]
 
     @property
-    def seed(self) -> int:
-        return self.raw["seed"]
+    def seeds(self) -> list[int]:
+        """The replicates of the study: each seed is one full, independent run of the lab."""
+        return self.raw["seeds"]
 
     def ignored_keys(self) -> list[str]:
         """Keys that the chosen task does not use."""
@@ -360,3 +387,23 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     if duplicate:
         raise UserError(f"{path}: {duplicate[0]} is given twice (line {duplicate[1]}); allowed: each key once")
     return validate(raw)
+
+
+def replicate_seed(params: Params, argv: list[str] | None = None) -> int:
+    """The seed a per-replicate stage runs for: `--seed N` on its command line (dvc.yaml's
+    matrix passes each entry of `seeds`), or the only seed when `seeds` has one."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        if len(params.seeds) == 1:
+            return params.seeds[0]
+        raise UserError(f"this stage runs one replicate; allowed: --seed N with N one of seeds={params.seeds}")
+    if len(args) != 2 or args[0] != "--seed":
+        raise UserError(f"arguments {' '.join(args)!r} are invalid; allowed: --seed N")
+    low, high = SEED_RANGE
+    try:
+        seed = int(args[1])
+    except ValueError:
+        seed = None
+    if seed is None or not low <= seed <= high:
+        raise UserError(f"--seed {args[1]} is invalid; allowed: an integer from {low} to {high}")
+    return seed

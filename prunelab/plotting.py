@@ -1,4 +1,9 @@
-"""Figures of the study. Pure functions: data in, a saved PNG out."""
+"""Figures of the study. Pure functions: data in, a saved PNG out.
+
+Curves over replicates are drawn with seaborn, whose bands here are the report's own 95 %
+t intervals across seeds (`prunelab.study.t_interval`), not seaborn's bootstrap. seaborn is
+imported by the functions that use it (it brings scipy, about a second).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from prunelab.runtime import atomic_path
+from prunelab.study import t_interval
 
 
 def grid_shape(channels: int) -> tuple[int, int]:
@@ -21,8 +27,6 @@ def grid_shape(channels: int) -> tuple[int, int]:
     return rows, channels // rows
 
 
-# seaborn's whitegrid look, from matplotlib's copy of it: importing seaborn itself pulls in
-# scipy.stats, over a second of the plot stage on 2 cores.
 STYLE = "seaborn-v0_8-whitegrid"
 
 
@@ -80,76 +84,117 @@ def plot_feature_maps(maps: np.ndarray, order: np.ndarray, path: Path, *, title:
 
 
 def _floor_lines(ax: plt.Axes, baseline: float, floor: float, floor_label: str) -> None:
-    ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label=f"baseline (K=0) {baseline:.1f}%")
+    ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label=f"unpruned (K=0, mean) {baseline:.1f}%")
     ax.axhline(floor, color="grey", linestyle=":", linewidth=1.2, label=f"{floor_label} {floor:.1f}%")
 
 
-@plt.style.context(STYLE)
-def plot_accuracy_vs_k(table: pd.DataFrame, criterion: str, metrics: dict, path: Path, *, dpi: int) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.plot(table["k"], table[f"acc_{criterion}"], marker="o", markersize=2.5, label="accuracy")
-    ax.plot(table["k"], table[f"bacc_{criterion}"], marker="s", markersize=2.5, label="balanced accuracy")
-    ax.axhline(
-        metrics["majority_floor"],
-        color="grey",
-        linestyle=":",
-        label=f"majority-class floor {metrics['majority_floor']:.1f}%",
-    )
-    ax.axhline(
-        metrics["balanced_floor"],
-        color="grey",
-        linestyle="-.",
-        linewidth=0.8,
-        label=f"balanced floor {metrics['balanced_floor']:.0f}%",
-    )
-    ax.set_xlabel("K (channels pruned, lowest-ranked first)")
-    ax.set_ylabel("test score (%)")
-    ax.set_title(f"Pruning the last conv layer by {criterion} (P={metrics['channels']})")
-    ax.legend(fontsize=8, loc="lower left")
-    _save(fig, path, dpi)
-
-
 def criterion_colours(n: int) -> list[tuple[float, ...]]:
-    """n distinct colours, none of them grey (grey is the random band): tab10 without its
-    grey, or tab20 without its two greys for more than 9 lines (cycled past 18)."""
+    """n distinct colours, none of them grey (grey is random): tab10 without its grey, or
+    tab20 without its two greys for more than 9 lines (cycled past 18)."""
     tab10 = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]
     tab20 = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]
     colours = tab10 if n <= len(tab10) else tab20
     return [colours[i % len(colours)] for i in range(n)]
 
 
-@plt.style.context(STYLE)
-def plot_criteria(table: pd.DataFrame, criteria: list[str], metrics: dict, path: Path, *, dpi: int) -> None:
-    """Balanced accuracy (left) and accuracy (right) against K for every criterion; random
-    orders as a mean ± std band."""
-    names = [c for c in criteria if c != "random"] + [
-        c.removeprefix("acc_") for c in table.columns if c.endswith("_zero_weights") and c.startswith("acc_")
-    ]
-    palette = dict(zip(names, criterion_colours(len(names)), strict=True))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True)
-    panels = [
-        (
-            "bacc",
-            "balanced accuracy (%)",
-            metrics["baseline_balanced_accuracy"],
-            metrics["balanced_floor"],
-            "balanced floor",
-        ),
-        ("acc", "accuracy (%)", metrics["baseline_accuracy"], metrics["majority_floor"], "majority floor"),
-    ]
-    k = table["k"]
-    for ax, (prefix, label, baseline, floor, floor_label) in zip(axes, panels, strict=True):
-        if "random" in criteria:
-            mean, std = table[f"{prefix}_random"], table[f"{prefix}_random_std"]
-            ax.plot(k, mean, color="grey", linewidth=1.2, label="random (mean ± std)")
-            ax.fill_between(k, mean - std, mean + std, color="grey", alpha=0.25, linewidth=0)
-        for name in names:
-            style = "--" if name.endswith("_zero_weights") else "-"
-            ax.plot(k, table[f"{prefix}_{name}"], style, color=palette[name], linewidth=1.3, label=name)
-        _floor_lines(ax, baseline, floor, floor_label)
-        ax.set_xlabel("K (channels pruned)")
-        ax.set_ylabel(label)
-    axes[0].set_title("Balanced accuracy: the honest score on imbalanced data")
-    axes[1].set_title("Plain accuracy")
-    axes[1].legend(fontsize=7, loc="lower left", ncol=2)
-    _save(fig, path, dpi)
+def criterion_palette(names: list[str]) -> dict[str, tuple[float, ...]]:
+    """Random is grey; every other criterion gets its own non-grey colour."""
+    others = [n for n in names if n != "random"]
+    palette = dict(zip(others, criterion_colours(len(others)), strict=True))
+    if "random" in names:
+        palette["random"] = (0.45, 0.45, 0.45)
+    return palette
+
+
+def _errorbar(n_seeds: int) -> object:
+    """seaborn's errorbar: the same 95 % t interval across seeds as the report (none for one seed)."""
+    if n_seeds < 2:
+        return None
+    return lambda values: t_interval(values)[1:]
+
+
+def _title_seeds(n_seeds: int) -> str:
+    return f"mean of {n_seeds} seeds, 95 % t interval" if n_seeds > 1 else "one seed, no interval"
+
+
+def plot_criteria(sweeps: pd.DataFrame, metrics: dict, path: Path, *, dpi: int) -> None:
+    """Balanced accuracy (left) and accuracy (right) against K for every criterion, each a
+    line (mean over seeds) with its 95 % band; zero-weights variants dashed."""
+    import seaborn as sns
+
+    names = list(dict.fromkeys(sweeps["criterion"]))
+    palette = criterion_palette(names)
+    dashes = {n: (4, 2) if n.endswith("_zero_weights") else "" for n in names}
+    n_seeds = metrics["n_seeds"]
+    with plt.style.context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True)
+        panels = [
+            ("bacc", "balanced accuracy (%)", "baseline_balanced_accuracy", metrics["balanced_floor"], "chance"),
+            ("acc", "accuracy (%)", "baseline_accuracy", metrics["majority_floor"], "majority-class floor"),
+        ]
+        for ax, (score, label, baseline, floor, floor_label) in zip(axes, panels, strict=True):
+            sns.lineplot(
+                data=sweeps, x="k", y=score, hue="criterion", style="criterion", hue_order=names,
+                palette=palette, dashes=dashes, errorbar=_errorbar(n_seeds), linewidth=1.2, ax=ax,
+                legend=ax is axes[1],
+            )  # fmt: skip
+            _floor_lines(ax, metrics[baseline]["mean"], floor, floor_label)
+            ax.set_xlabel("K (channels pruned)")
+            ax.set_ylabel(label)
+        axes[0].set_title(f"Balanced accuracy: the honest score on imbalanced data ({_title_seeds(n_seeds)})")
+        axes[1].set_title("Plain accuracy")
+        axes[1].legend(fontsize=7, loc="lower left", ncol=2)
+        _save(fig, path, dpi)
+
+
+def plot_headline(sweeps: pd.DataFrame, headline: str, metrics: dict, path: Path, *, dpi: int) -> None:
+    """The lab's figure: accuracy and balanced accuracy against K for the headline criterion,
+    with bands over seeds, random's balanced accuracy for reference, and the floors."""
+    import seaborn as sns
+
+    n_seeds = metrics["n_seeds"]
+    chosen = sweeps[sweeps["criterion"] == headline]
+    with plt.style.context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 4.4))
+        sns.lineplot(data=chosen, x="k", y="acc", errorbar=_errorbar(n_seeds), ax=ax, label="accuracy")
+        sns.lineplot(data=chosen, x="k", y="bacc", errorbar=_errorbar(n_seeds), ax=ax, label="balanced accuracy")
+        if "random" in set(sweeps["criterion"]) and headline != "random":
+            sns.lineplot(
+                data=sweeps[sweeps["criterion"] == "random"], x="k", y="bacc", errorbar=_errorbar(n_seeds),
+                ax=ax, color="grey", linewidth=1, label="balanced accuracy, random order",
+            )  # fmt: skip
+        ax.axhline(metrics["majority_floor"], color="grey", linestyle=":", label="majority-class floor")
+        ax.axhline(metrics["balanced_floor"], color="grey", linestyle="-.", linewidth=0.8, label="chance (balanced)")
+        ax.set_xlabel("K (channels pruned, lowest-ranked first)")
+        ax.set_ylabel("test score (%)")
+        ax.set_title(f"Pruning the last conv layer by {headline} (P={metrics['channels']}; {_title_seeds(n_seeds)})")
+        ax.legend(fontsize=8, loc="lower left")
+        _save(fig, path, dpi)
+
+
+def plot_vs_random(differences: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, what: str) -> None:
+    """Forest plot: per criterion, the paired difference from random (one dot per seed), its
+    mean and 95 % t interval; a vertical line at 0 (no difference)."""
+    import seaborn as sns
+
+    names = list(dict.fromkeys(differences["criterion"]))
+    palette = criterion_palette(names)
+    with plt.style.context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.4))
+        ax.axvline(0, color="black", linewidth=1)
+        if differences.empty:  # prune.criteria without random: nothing to compare with
+            ax.text(0, 0.5, "no random criterion in prune.criteria", ha="center", transform=ax.get_xaxis_transform())
+            _save(fig, path, dpi)
+            return
+        sns.stripplot(
+            data=differences, x="difference", y="criterion", hue="criterion", palette=palette, order=names,
+            alpha=0.45, size=4, jitter=0.12, legend=False, ax=ax,
+        )  # fmt: skip
+        sns.pointplot(
+            data=differences, x="difference", y="criterion", hue="criterion", palette=palette, order=names,
+            errorbar=_errorbar(n_seeds), linestyle="none", markers="D", capsize=0.25, legend=False, ax=ax,
+        )  # fmt: skip
+        ax.set_xlabel(f"{what}: criterion minus random, same seed (points)")
+        ax.set_ylabel("")
+        ax.set_title(f"Difference from random ({_title_seeds(n_seeds)}; dots are seeds)")
+        _save(fig, path, dpi)

@@ -7,6 +7,7 @@ the normalisation constants in info.json; `load_split` returns normalised float 
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,20 +68,19 @@ def dataset_info(params: Params, pool: Pool) -> DatasetInfo:
 
 
 def save_prepared(folder: Path, info: DatasetInfo, splits: dict[str, Split]) -> None:
-    import torch
-
-    from prunelab.runtime import save_torch, write_json
+    """One uncompressed .npz per split (images, labels, image_ids) and info.json. NumPy
+    writes it, so data preparation needs no torch; its bytes depend only on the arrays."""
+    from prunelab.runtime import atomic_path, write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, split in splits.items():
-        save_torch(
-            folder / f"{name}.pt",
-            {
-                "images": torch.from_numpy(np.ascontiguousarray(split.images)),
-                "labels": torch.from_numpy(split.labels),
-                "image_ids": torch.from_numpy(np.ascontiguousarray(split.image_ids)),
-            },
-        )
+        with atomic_path(folder / f"{name}.npz") as tmp, tmp.open("wb") as handle:
+            np.savez(
+                handle,
+                images=np.ascontiguousarray(split.images, dtype=np.uint8),
+                labels=np.asarray(split.labels, dtype=np.int64),
+                image_ids=np.ascontiguousarray(split.image_ids, dtype=np.int64),
+            )
     write_json(folder / "info.json", info.to_json())
 
 
@@ -94,31 +94,44 @@ def load_info(folder: Path = PREPARED_DIR) -> DatasetInfo:
         raise UserError(f"{path}: unreadable prepared-data info ({type(err).__name__}); rerun prepare_data") from None
 
 
+def load_split_arrays(name: str, folder: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """A prepared split as stored: uint8 images N×C×H×W and int64 labels."""
+    path = folder / f"{name}.npz"
+    if not path.exists():
+        raise UserError(f"{path}: prepared {name} split not found; run the prepare_data stage (dvc repro)")
+    try:
+        with np.load(path, allow_pickle=False) as raw:
+            images, labels = raw["images"], raw["labels"]
+    # A truncated .npz is a broken zip (BadZipFile) or ends early (EOFError); a foreign one lacks keys.
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(
+            f"{path}: cannot read prepared {name} split ({type(err).__name__}); delete it and rerun prepare_data"
+        ) from None
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+        raise UserError(f"{path}: not a prepared split (uint8 images N×C×H×W and one label each); rerun prepare_data")
+    return images, labels
+
+
 def load_split(
     name: str, folder: Path = PREPARED_DIR, info: DatasetInfo | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A prepared split as normalised float32 images and int64 labels."""
     import torch
 
-    from prunelab.runtime import load_torch
-
     info = info or load_info(folder)
-    path = folder / f"{name}.pt"
-    raw = load_torch(path, f"prepared {name} split")
-    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), torch.Tensor) for k in ("images", "labels")):
-        raise UserError(f"{path}: not a prepared split (needs 'images' and 'labels' tensors); rerun prepare_data")
-    images, labels = raw["images"], raw["labels"]
+    images, labels = load_split_arrays(name, folder)
     expected = (info.input.channels, info.input.size, info.input.size)
-    if tuple(images.shape[1:]) != expected or len(images) != len(labels):
+    if tuple(images.shape[1:]) != expected:
+        path = folder / f"{name}.npz"
         raise UserError(f"{path}: shape {tuple(images.shape)} does not match {folder}/info.json; rerun prepare_data")
-    return normalise(images, info), labels
+    return normalise(images, info), torch.from_numpy(labels)
 
 
 def normalise(images: torch.Tensor | np.ndarray, info: DatasetInfo) -> torch.Tensor:
     """uint8 images N×C×H×W as the models see them: float32, (x/255 − mean) / std per channel."""
     import torch
 
-    images = torch.as_tensor(images)
+    images = torch.as_tensor(np.asarray(images))
     mean = torch.tensor(info.mean).view(1, -1, 1, 1)
     std = torch.tensor(info.std).view(1, -1, 1, 1)
     return (images.float() / 255.0 - mean) / std

@@ -58,8 +58,10 @@ def train_model(
     device: torch.device,
     seed: int,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    label: str = "train",
 ) -> list[EpochLog]:
-    """Adam on cross-entropy; evaluates the test split after every epoch.
+    """Adam on cross-entropy; evaluates the test split after every epoch. `label` names the
+    progress bar (the stages say which seed is training).
 
     On the CPU, model and images are laid out channels-last while training: oneDNN's
     convolutions and max pooling are much faster that way (SimpleCNN at batch 64: about
@@ -80,7 +82,7 @@ def train_model(
     shuffler = torch.Generator().manual_seed(seed)  # CPU generator: same order on every device
     history = []
     try:
-        for epoch in progress(range(1, epochs + 1), desc="train", total=epochs):
+        for epoch in progress(range(1, epochs + 1), desc=label, total=epochs):
             order = torch.randperm(len(y_train), generator=shuffler).to(device)
             total_loss = torch.zeros((), device=device)
             for start in range(0, len(order), batch_size):

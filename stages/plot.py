@@ -1,47 +1,57 @@
-"""Stage plot: the mean feature maps, accuracy against K, and the criteria comparison.
+"""Stage plot: the study's figures, from the replicates' tables. No torch.
 
-Writes metrics/plots/feature_maps.png, accuracy_vs_k.png and criteria.png.
+Writes metrics/plots/criteria.png (every criterion against K, bands over seeds),
+vs_random.png (paired differences from random), accuracy_vs_k.png (the headline criterion)
+and feature_maps.png (the mean feature maps of the first seed's model).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 
-from prunelab.criteria import RankingContext, removal_orders
-from prunelab.models import load_model
 from prunelab.params import load_params
-from prunelab.plotting import plot_accuracy_vs_k, plot_criteria, plot_feature_maps
-from prunelab.prepared import load_info
+from prunelab.paths import PLOTS, STUDY_METRICS, ranking_path, stats_path
+from prunelab.plotting import plot_criteria, plot_feature_maps, plot_headline, plot_vs_random
 from prunelab.runtime import stage_main
 from prunelab.stats import load_stats
-
-PLOTS = Path("metrics/plots")
+from prunelab.study import PAIRED, load_summaries, load_sweeps, paired_differences
 
 
 def main() -> None:
     params = load_params()
-    prune, style = params["prune"], params["plot"]
-    info = load_info()
-    model = load_model("data/model.pt", params["model"]["arch"], info.input)
-    stats, split = load_stats(Path("data/activations.npz"), model.channels)
-    table = pd.read_csv("metrics/sweep.csv")
-    metrics = json.loads(Path("metrics/metrics.json").read_text())
+    seeds, prune, style = params.seeds, params["prune"], params["plot"]
     headline = prune["criteria"][0]
-    order = removal_orders(headline, RankingContext(stats, model, headline, params.seed, prune["random_orders"]))[0]
+    metrics = json.loads(STUDY_METRICS.read_text())
+    sweeps = load_sweeps(seeds)
+    plot_criteria(sweeps, metrics, PLOTS / "criteria.png", dpi=style["dpi"])
+    plot_headline(sweeps, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style["dpi"])
+    key = "bacc_auc"
+    differences = pd.DataFrame(
+        [
+            {"criterion": name, "seed": seed, "difference": value}
+            for name, values in paired_differences(load_summaries(seeds), key).items()
+            for seed, value in zip(seeds, values, strict=True)
+        ],
+        columns=["criterion", "seed", "difference"],
+    )
+    plot_vs_random(differences, len(seeds), PLOTS / "vs_random.png", dpi=style["dpi"], what=PAIRED[key])
+
+    seed = seeds[0]
+    stats, split = load_stats(stats_path(seed), metrics["channels"])
+    ranking = pd.read_csv(ranking_path(seed))
+    order = ranking[ranking["criterion"] == headline].sort_values("rank")["channel"].to_numpy()
     p, m, n = stats.feature_maps.shape
     plot_feature_maps(
         stats.feature_maps,
         order,
         PLOTS / "feature_maps.png",
-        title=f"Mean output feature maps of the last conv layer before pruning ({p} maps of {m}×{n}, {split} split)",
+        title=f"Mean output feature maps of the last conv layer before pruning, seed {seed} "
+        f"({p} maps of {m}×{n}, {split} split; r = rank under {headline})",
         cmap=style["cmap"],
         dpi=style["dpi"],
     )
-    plot_accuracy_vs_k(table, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style["dpi"])
-    plot_criteria(table, prune["criteria"], metrics, PLOTS / "criteria.png", dpi=style["dpi"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""Where every output of the study lives: one folder per replicate, and the study's results.
+
+dvc.yaml names the same paths (with `${item.seed}` for the replicate); tests check that the
+two agree, and that the stages write nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+METRICS = Path("metrics")
+STUDY = METRICS / "study"
+PLOTS = METRICS / "plots"
+
+
+def seed_data(seed: int) -> Path:
+    """Large per-replicate outputs (DVC-cached, git-ignored)."""
+    return DATA / "seeds" / str(seed)
+
+
+def seed_metrics(seed: int) -> Path:
+    """Small per-replicate outputs (in git)."""
+    return METRICS / "seeds" / str(seed)
+
+
+def prepared_dir(seed: int) -> Path:
+    return seed_data(seed) / "prepared"
+
+
+def model_path(seed: int) -> Path:
+    return seed_data(seed) / "model.pt"
+
+
+def stats_path(seed: int) -> Path:
+    return seed_data(seed) / "activations.npz"
+
+
+def data_summary_path(seed: int) -> Path:
+    return seed_metrics(seed) / "data.json"
+
+
+def train_curve_path(seed: int) -> Path:
+    return seed_metrics(seed) / "train_curve.csv"
+
+
+def sweep_path(seed: int) -> Path:
+    """Per K and criterion: acc, bacc (long format: one row per criterion and K)."""
+    return seed_metrics(seed) / "sweep.csv"
+
+
+def seed_summary_path(seed: int) -> Path:
+    """The replicate's scalars (the study's metrics.json aggregates them)."""
+    return seed_metrics(seed) / "summary.json"
+
+
+def ranking_path(seed: int) -> Path:
+    """Each ranking criterion's removal order (rank, channel) for this replicate."""
+    return seed_metrics(seed) / "ranking.csv"
+
+
+STUDY_METRICS = METRICS / "metrics.json"
+REPORT = METRICS / "report.md"

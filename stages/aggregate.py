@@ -1,0 +1,47 @@
+"""Stage aggregate: the replicates of `seeds` → the study's results.
+
+Reads metrics/seeds/<seed>/ for every seed in params. Writes metrics/metrics.json (means,
+95 % intervals, paired comparisons with random), metrics/report.md, and
+metrics/study/{bacc,acc,train_curve}.csv for `dvc plots show`. No torch.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from prunelab.params import load_params
+from prunelab.paths import REPORT, STUDY, STUDY_METRICS, train_curve_path
+from prunelab.runtime import atomic_path, log, stage_main, write_json, write_text
+from prunelab.study import SCORES, band_table, load_summaries, load_sweeps, report_markdown, study_metrics
+
+
+def main() -> None:
+    params = load_params()
+    seeds = params.seeds
+    sweeps, summaries = load_sweeps(seeds), load_summaries(seeds)
+    metrics = study_metrics(summaries)
+    for score in SCORES:
+        with atomic_path(STUDY / f"{score}.csv") as tmp:
+            band_table(sweeps, score).to_csv(tmp, index=False, float_format="%.4f")
+    curves = pd.concat([pd.read_csv(train_curve_path(s)).assign(seed=s) for s in seeds], ignore_index=True)
+    with atomic_path(STUDY / "train_curve.csv") as tmp:
+        curves.to_csv(tmp, index=False, float_format="%.4f")
+    write_json(STUDY_METRICS, metrics)
+    data, prune = params["data"], params["prune"]
+    setting = {
+        "data": f"{data['source']} {data['task']}",
+        "model": params["model"]["arch"],
+        "channels ranked on": f"the {params['activations']['split']} split",
+        "pruning": prune["mode"],
+        "random orders per seed": str(prune["random_orders"]),
+    }
+    baseline = {
+        score: (min(s[key] for s in summaries.values()), max(s[key] for s in summaries.values()))
+        for score, key in (("acc", "baseline_accuracy"), ("bacc", "baseline_balanced_accuracy"))
+    }
+    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline))
+    log(f"aggregated {len(seeds)} seed(s) into {STUDY_METRICS} and {REPORT}")
+
+
+if __name__ == "__main__":
+    stage_main(main)
