@@ -8,9 +8,11 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,9 @@ PROJECT_FILES = [
     "prunelab", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore",
 ]  # fmt: skip
 
-# A config small enough for CI: a few hundred pairs, one epoch, few random orders.
+# A config small enough for CI: two seeds, a few hundred pairs, one epoch, few random orders.
 TINY_OVERRIDES: dict[str, Any] = {
+    "seeds": [0, 1],
     "data.n_pairs": 300,
     "train.epochs": 1,
     "prune.random_orders": 3,
@@ -109,9 +112,21 @@ def dvc(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
     return run([str(Path(sys.executable).parent / "dvc"), *args], repo, check=check, timeout=timeout)
 
 
-def stage(repo: Path, name: str, check: bool = False, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run one stage's entry point (python -m stages.<name>) in `repo`."""
-    return run([sys.executable, "-m", f"stages.{name}"], repo, check=check, timeout=timeout)
+PER_SEED_STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune"]
+STUDY_STAGES = ["aggregate", "plot"]
+
+
+def stage(
+    repo: Path, name: str, seed: int | None = 0, check: bool = False, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run one stage's entry point in `repo`: python -m stages.<name> [--seed <seed>] (per-seed stages)."""
+    args = ["--seed", str(seed)] if name in PER_SEED_STAGES and seed is not None else []
+    return run([sys.executable, "-m", f"stages.{name}", *args], repo, check=check, timeout=timeout)
+
+
+def study_order(seeds: list[int]) -> list[str]:
+    """The stages a full `dvc repro` runs for these seeds, stage by stage as DVC orders them."""
+    return [f"{name}@{seed}" for name in PER_SEED_STAGES for seed in seeds] + STUDY_STAGES
 
 
 # --------------------------------------------------------------------------- dataset files in their real formats
@@ -241,12 +256,37 @@ def temp_leftovers(repo: Path) -> list[Path]:
     return [p for p in repo.rglob(".*.tmp") if not ({".dvc", ".git"} & set(p.relative_to(repo).parts))]
 
 
-def declared_outputs(repo: Path) -> list[str]:
-    """Every path the pipeline declares as an output (outs, metrics, plots), as written in dvc.yaml."""
+def expanded_stages(repo: Path) -> dict[str, dict]:
+    """dvc.yaml's stages with the seed matrix expanded as DVC does it (`train@3`), for the
+    seeds in the repo's params.yaml: `${item.seed}` and `${seeds.0}` substituted."""
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    seeds = yaml.safe_load((repo / "params.yaml").read_text())["seeds"]
+
+    def fill(node: Any, seed: int | None) -> Any:
+        if isinstance(node, str):
+            node = node.replace("${seeds.0}", str(seeds[0]))
+            return node.replace("${item.seed}", str(seed)) if seed is not None else node
+        if isinstance(node, list):
+            return [fill(n, seed) for n in node]
+        if isinstance(node, dict):
+            return {fill(k, seed): fill(v, seed) for k, v in node.items()}
+        return node
+
+    stages = {}
+    for name, stage_spec in spec["stages"].items():
+        if "matrix" in stage_spec:
+            body = {k: v for k, v in stage_spec.items() if k != "matrix"}
+            stages.update({f"{name}@{seed}": fill(body, seed) for seed in seeds})
+        else:
+            stages[name] = fill(stage_spec, None)
+    return stages
+
+
+def declared_outputs(repo: Path) -> list[str]:
+    """Every path the pipeline declares as an output (outs, metrics, plots), seeds expanded."""
     return [
         next(iter(entry)) if isinstance(entry, dict) else entry
-        for stage_spec in spec["stages"].values()
+        for stage_spec in expanded_stages(repo).values()
         for key in ("outs", "metrics", "plots")
         for entry in stage_spec.get(key, [])
     ]
@@ -260,3 +300,35 @@ def declared_files(repo: Path) -> list[str]:
         found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         files.extend(str(p.relative_to(repo)) for p in found)
     return files
+
+
+def start_until(cmd: list[str], repo: Path, marker: str) -> subprocess.Popen:
+    """Start `cmd` in its own process group and return once a line starting with `marker`
+    appeared on its output (the stage is then inside its training loop)."""
+    proc = subprocess.Popen(
+        cmd,
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    watchdog = threading.Timer(300, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    watchdog.start()
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(marker):
+                return proc
+    finally:
+        watchdog.cancel()
+    raise AssertionError(f"{cmd} ended before {marker!r}:\n{''.join(seen)}")
+
+
+def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> tuple[int, str]:
+    """Send `sig` to the process group; return the exit status and the rest of the output."""
+    os.killpg(proc.pid, sig)
+    rest, _ = proc.communicate(timeout=120)
+    return proc.returncode, rest

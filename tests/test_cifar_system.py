@@ -138,7 +138,7 @@ def test_prepare_data_names_the_params_classification_ignores(tmp_path: Path, mo
         "note: data.task=classification ignores data.same_fraction",
         "note: data.task=classification ignores data.test_fraction (the source has an official test split)",
     ]
-    info = json.loads((repo / "data/prepared/info.json").read_text())
+    info = json.loads((repo / "data/seeds/0/prepared/info.json").read_text())
     assert info == {
         "source": "cifar10",
         "task": "classification",
@@ -200,12 +200,12 @@ def test_cifar10_run_uses_the_handouts_system(cifar_run: tuple[Path, str]) -> No
     repo, output = cifar_run
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["prune"]["criteria"] == CRITERIA  # -S parsed the list
-    summary = json.loads((repo / "metrics/data.json").read_text())
+    summary = json.loads((repo / "metrics/seeds/0/data.json").read_text())
     assert summary["pool_images"] == 300
     assert summary["train"] == {"count": 200, "classes": 10} and summary["test"] == {"count": 100, "classes": 10}
-    model = load_model(repo / "data/model.pt", "simple_cnn", CIFAR)
+    model = load_model(repo / "data/seeds/0/model.pt", "simple_cnn", CIFAR)
     assert model.block.conv.weight.shape == (32, 16, 3, 3) and model.head.fc1.in_features == 2048
-    with np.load(repo / "data/activations.npz") as stats:
+    with np.load(repo / "data/seeds/0/activations.npz") as stats:
         assert stats["feature_maps"].shape == (32, 16, 16)
     assert "note: data.task=classification ignores data.same_fraction" in output
 
@@ -227,14 +227,15 @@ def test_cifar10_metrics_have_the_pairs_keys_and_a_10_percent_floor(cifar_run: t
 @pytest.mark.integration
 def test_cifar10_sweep_covers_every_k_and_the_plots_exist(cifar_run: tuple[Path, str]) -> None:
     repo, _ = cifar_run
-    table = pd.read_csv(repo / "metrics/sweep.csv")
-    assert table["k"].tolist() == list(range(32))
+    table = pd.read_csv(repo / "metrics/seeds/0/sweep.csv")
     for name in CRITERIA:
-        assert {f"acc_{name}", f"bacc_{name}"} <= set(table.columns)
-    assert not any("bn_gamma" in column for column in table.columns)
-    # K = 31 keeps one channel of 32; every column is a percentage.
-    scores = table.drop(columns="k").to_numpy()
+        assert table[table["criterion"] == name]["k"].tolist() == list(range(32))
+    assert "bn_gamma" not in set(table["criterion"])
+    # K = 31 keeps one channel of 32; every score is a percentage.
+    scores = table[["acc", "bacc"]].to_numpy()
     assert ((scores >= 0) & (scores <= 100)).all()
-    for name in ("feature_maps", "accuracy_vs_k", "criteria"):
+    report = (repo / "metrics/report.md").read_text()
+    assert "model simple_cnn" in report and "| l1_norm |" in report
+    for name in ("feature_maps", "accuracy_vs_k", "criteria", "vs_random"):
         assert (repo / f"metrics/plots/{name}.png").stat().st_size > 0
     assert "up to date" in dvc(repo, "status").stdout.lower()

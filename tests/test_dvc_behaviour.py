@@ -7,17 +7,25 @@ and reads which stages `dvc repro` ran from its "Running stage '<name>'" lines.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import copy_repo, dvc, run, running_stages, set_params
+from tests.helpers import copy_repo, dvc, run, running_stages, set_params, start_until
 
 pytestmark = pytest.mark.integration
 
-STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "plot"]
+SEEDS = [0, 1]  # tiny_repo's
+PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune"]
+
+
+def per_seed(*names: str, seeds: list[int] = SEEDS) -> list[str]:
+    return [f"{name}@{seed}" for name in names for seed in seeds]
 
 
 @pytest.fixture
@@ -36,12 +44,16 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
     [
         # plot.* is a param of plot alone.
         ({"plot.dpi": 41}, ["plot"]),
-        # prune.k_step is not a param of plot: plot reruns because metrics/sweep.csv changed.
-        ({"prune.k_step": 2}, ["sweep_prune", "plot"]),
-        ({"train.epochs": 2}, ["train", "collect_activations", "sweep_prune", "plot"]),
-        ({"data.same_fraction": 0.2}, STAGES),
+        # prune.k_step is not a param of plot: plot reruns because the sweeps changed.
+        ({"prune.k_step": 2}, [*per_seed("sweep_prune"), "aggregate", "plot"]),
+        ({"train.epochs": 2}, [*per_seed("train", "collect_activations", "sweep_prune"), "aggregate", "plot"]),
+        ({"data.same_fraction": 0.2}, [*per_seed(*PER_SEED), "aggregate", "plot"]),
+        # A new seed runs only its own replicate, then the study is aggregated again.
+        ({"seeds": [0, 1, 2]}, [*per_seed(*PER_SEED, seeds=[2]), "aggregate", "plot"]),
+        # Dropping a seed reruns only what aggregates.
+        ({"seeds": [1]}, ["aggregate", "plot"]),
     ],
-    ids=["plot", "prune", "train.epochs", "data"],
+    ids=["plot", "prune", "train.epochs", "data", "add-seed", "drop-seed"],
 )
 def test_a_change_reruns_exactly_the_stages_it_invalidates(
     repo: Path, change: dict[str, Any], expected: list[str]
@@ -50,10 +62,25 @@ def test_a_change_reruns_exactly_the_stages_it_invalidates(
     result = dvc(repo, "repro")
     assert running_stages(result.stdout) == expected, result.stdout
     assert "up to date" in dvc(repo, "status").stdout
+    if change.get("seeds") == [1]:
+        assert json.loads((repo / "metrics/metrics.json").read_text())["n_seeds"] == 1
+
+
+def test_an_interrupted_study_resumes_where_it_stopped(repo: Path) -> None:
+    """Kill `dvc repro` while seed 3 trains: every stage that had finished (all of seeds 0–2
+    that ran, prepare_data@3) is kept, and the next `dvc repro` runs only what is left."""
+    set_params(repo / "params.yaml", {"seeds": [0, 1, 2, 3]})
+    proc = start_until([str(Path(sys.executable).parent / "dvc"), "repro"], repo, "Running stage 'train@3'")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=120)
+    result = dvc(repo, "repro")
+    ran = running_stages(result.stdout)
+    assert ran == ["train@3", *per_seed("collect_activations", "sweep_prune", seeds=[2, 3]), "aggregate", "plot"]
+    assert "up to date" in dvc(repo, "status").stdout
 
 
 # --------------------------------------------------------------------------- the experiment queue
-GRID = {"k2": "prune.k_step=2", "k4": "prune.k_step=4"}
+GRID = {"k2": "prune.k_step=2", "s012": "seeds=[0,1,2]"}
 
 
 def wait_for_queue(repo: Path, timeout: float = 540) -> str:
@@ -81,7 +108,7 @@ def experiments(shown: list[dict]) -> dict[str, dict]:
 def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> None:
     """`dvc exp run --queue -S ...` per variant, then `dvc queue start -j 2`: both experiments
     are listed by `dvc exp show` with their params and metrics. Upstream stages come from the
-    committed dvc.lock and the cache: each variant reruns only sweep_prune and plot."""
+    committed dvc.lock and the cache: a variant reruns only what it invalidates."""
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny run"], repo)
     try:
@@ -91,20 +118,20 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> Non
         status = wait_for_queue(repo)
         for name in GRID:
             assert name in status and "Failed" not in status, status
+        expected = {
+            "k2": [*per_seed("sweep_prune"), "aggregate", "plot"],
+            "s012": [*per_seed(*PER_SEED, seeds=[2]), "aggregate", "plot"],
+        }
+        for name in GRID:
             logs = dvc(repo, "queue", "logs", name).stdout
-            assert running_stages(logs) == ["sweep_prune", "plot"], logs
+            assert running_stages(logs) == expected[name], logs
     finally:
         dvc(repo, "queue", "stop", "--kill", check=False)
 
     found = experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))
     assert set(GRID) <= set(found)
-    aucs = {}
-    for name, setting in GRID.items():
-        data = found[name]
-        k_step = data["params"]["params.yaml"]["data"]["prune"]["k_step"]
-        assert f"prune.k_step={k_step}" == setting
-        metrics = data["metrics"]["metrics/metrics.json"]["data"]
-        assert metrics["channels"] == 128 and "baseline_accuracy" in metrics
-        aucs[name] = metrics["criteria"]["mean_activation"]["auc"]
-    # The variants ran for real: sweeping every second vs every fourth K gives other summaries.
-    assert aucs["k2"] != aucs["k4"]
+    k_step = found["k2"]["params"]["params.yaml"]["data"]["prune"]["k_step"]
+    assert k_step == 2
+    assert found["s012"]["params"]["params.yaml"]["data"]["seeds"] == [0, 1, 2]
+    n_seeds = {name: found[name]["metrics"]["metrics/metrics.json"]["data"]["n_seeds"] for name in GRID}
+    assert n_seeds == {"k2": 2, "s012": 3}

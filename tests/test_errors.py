@@ -12,6 +12,7 @@ import ast
 import copy
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,9 @@ from prunelab.models import build_model
 from prunelab.runtime import stage_main
 from prunelab.specs import InputSpec
 from prunelab.stats import ActivationStats, save_stats
-from tests.helpers import ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
+from tests.helpers import PER_SEED_STAGES, ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
-STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "plot"]
+STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "aggregate", "plot"]
 ALL_CRITERIA_BUT_BN = [
     "mean_activation",
     "mean_conv_output",
@@ -92,9 +93,14 @@ def drop(section: str, key: str) -> Callable[[dict[str, Any]], None]:
 
 
 CASES = [
-    # seed
-    Case("seed-string", "prepare_data", put(seed="zero"), ("seed='zero'", "allowed: an integer from 0 to 2147483647")),
-    Case("seed-negative", "train", put(seed=-1), ("seed=-1", "allowed: an integer from 0")),
+    # seeds
+    Case("seeds-empty", "prepare_data", put(seeds=[]), ("seeds=[]", "allowed: a non-empty list of at most 100")),
+    Case("seeds-not-a-list", "aggregate", put(seeds=3), ("seeds=3", "allowed: a non-empty list")),
+    Case("seeds-repeated", "train", put(seeds=[0, 1, 1]), ("seeds lists 1 more than once", "distinct integers")),
+    Case("seeds-negative", "collect_activations", put(seeds=[0, -1]), ("seeds contains -1", "from 0 to 2147483647")),
+    Case("seeds-float", "sweep_prune", put(seeds=[0, 1.5]), ("seeds contains 1.5", "distinct integers")),
+    Case("seeds-string", "plot", put(seeds=["zero"]), ("seeds contains 'zero'", "distinct integers")),
+    Case("seeds-too-many", "aggregate", put(seeds=list(range(101))), ("seeds=[0, 1, 2", "at most 100")),
     # data
     Case("source-unknown", "prepare_data", put(**{"data.source": "imagenet"}), ("data.source='imagenet'", "mnist_5k")),
     Case("task-unknown", "prepare_data", put(**{"data.task": "regression"}), ("data.task='regression'", "pairs")),
@@ -245,7 +251,7 @@ CASES = [
 CASE_IDS = [case.id for case in CASES]
 # The ones also run as real subprocesses: every stage once, and the trickiest checks.
 SUBPROCESS_IDS = ["typo-section", "epochs-zero", "split-unknown", "criteria-duplicate", "cmap-unknown"]
-SUBPROCESS_IDS += ["n_pairs-beyond-pool"]
+SUBPROCESS_IDS += ["n_pairs-beyond-pool", "seeds-repeated", "seeds-too-many"]
 
 
 def test_the_table_covers_every_section_and_stage() -> None:
@@ -292,6 +298,7 @@ def run_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
     """Run stage `name` as its __main__ does (stage_main), in `folder`; return its stderr."""
     module = importlib.import_module(f"stages.{name}")
     monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "argv", [name, "--seed", "0"] if name in PER_SEED_STAGES else [name])
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         stage_main(module.main)
@@ -357,13 +364,22 @@ def replace_file(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+MODEL, STATS, PREPARED = "data/seeds/0/model.pt", "data/seeds/0/activations.npz", "data/seeds/0/prepared"
+
+
+def save_npz(path: Path, **arrays: Any) -> None:
+    path.unlink()
+    with path.open("wb") as handle:
+        np.savez(handle, **arrays)
+
+
 def save_object(path: Path, obj: Any) -> None:
     path.unlink()
     torch.save(obj, path)
 
 
 def real_state(repo: Path) -> dict[str, torch.Tensor]:
-    return torch.load(repo / "data/model.pt", weights_only=True)
+    return torch.load(repo / MODEL, weights_only=True)
 
 
 class RunsCodeWhenUnpickled:
@@ -387,8 +403,8 @@ def corrupt_stats(repo: Path) -> None:
         taylor=rng.random(p),
         n_samples=30,
     )
-    (repo / "data/activations.npz").unlink()
-    save_stats(repo / "data/activations.npz", stats, "test")
+    (repo / STATS).unlink()
+    save_stats(repo / STATS, stats, "test")
 
 
 def truncate(path: Path) -> None:
@@ -407,121 +423,149 @@ CORRUPTIONS = [
     Corruption(
         "model-other-arch",
         "collect_activations",
-        lambda r: save_object(r / "data/model.pt", build_model("simple_cnn", InputSpec(2, 28, 2)).state_dict()),
-        ("data/model.pt: checkpoint does not fit model.arch=pair_cnn", "missing"),
+        lambda r: save_object(r / MODEL, build_model("simple_cnn", InputSpec(2, 28, 2)).state_dict()),
+        ("data/seeds/0/model.pt: checkpoint does not fit model.arch=pair_cnn", "missing"),
     ),
     Corruption(
         "model-missing-keys",
         "sweep_prune",
-        lambda r: save_object(
-            r / "data/model.pt", {k: v for k, v in real_state(r).items() if not k.startswith("head.fc1")}
+        lambda r: save_object(r / MODEL, {k: v for k, v in real_state(r).items() if not k.startswith("head.fc1")}),
+        (
+            "data/seeds/0/model.pt: checkpoint does not fit model.arch=pair_cnn",
+            "missing ['head.fc1.bias', 'head.fc1.weight']",
         ),
-        ("data/model.pt: checkpoint does not fit model.arch=pair_cnn", "missing ['head.fc1.bias', 'head.fc1.weight']"),
     ),
     Corruption(
         "model-other-shapes",
-        "plot",
-        lambda r: save_object(r / "data/model.pt", build_model("pair_cnn", InputSpec(2, 28, 10)).state_dict()),
-        ("data/model.pt: checkpoint does not fit", "head.rest.1.weight has shape (10, 256), expected (2, 256)"),
+        "sweep_prune",
+        lambda r: save_object(r / MODEL, build_model("pair_cnn", InputSpec(2, 28, 10)).state_dict()),
+        ("data/seeds/0/model.pt: checkpoint does not fit", "head.rest.1.weight has shape (10, 256), expected (2, 256)"),
     ),
     Corruption(
         "model-non-tensor-value",
         "collect_activations",
-        lambda r: save_object(r / "data/model.pt", {**real_state(r), "head.fc1.bias": 3}),
-        ("data/model.pt: checkpoint does not fit", "head.fc1.bias has shape int"),
+        lambda r: save_object(r / MODEL, {**real_state(r), "head.fc1.bias": 3}),
+        ("data/seeds/0/model.pt: checkpoint does not fit", "head.fc1.bias has shape int"),
     ),
     Corruption(
         "model-not-a-state-dict",
         "collect_activations",
-        lambda r: save_object(r / "data/model.pt", [torch.zeros(3)]),
-        ("data/model.pt: not a state_dict",),
+        lambda r: save_object(r / MODEL, [torch.zeros(3)]),
+        ("data/seeds/0/model.pt: not a state_dict",),
     ),
     Corruption(
         "model-not-torch",
         "collect_activations",
-        lambda r: replace_file(r / "data/model.pt", b"these are not the weights you are looking for\n"),
-        ("data/model.pt: cannot read model checkpoint", "delete it and rerun"),
+        lambda r: replace_file(r / MODEL, b"these are not the weights you are looking for\n"),
+        ("data/seeds/0/model.pt: cannot read model checkpoint", "delete it and rerun"),
     ),
     Corruption(
         "model-truncated",
         "sweep_prune",
-        lambda r: truncate(r / "data/model.pt"),
-        ("data/model.pt: cannot read model checkpoint",),
+        lambda r: truncate(r / MODEL),
+        ("data/seeds/0/model.pt: cannot read model checkpoint",),
     ),
     Corruption(
         "model-empty",
-        "plot",
-        lambda r: replace_file(r / "data/model.pt", b""),
-        ("data/model.pt: cannot read model checkpoint",),
+        "collect_activations",
+        lambda r: replace_file(r / MODEL, b""),
+        ("data/seeds/0/model.pt: cannot read model checkpoint",),
     ),
     Corruption(
         "model-pickled-code",
         "collect_activations",
-        lambda r: save_object(r / "data/model.pt", RunsCodeWhenUnpickled(r / "PWNED")),
-        ("data/model.pt: cannot read model checkpoint (UnpicklingError)",),
+        lambda r: save_object(r / MODEL, RunsCodeWhenUnpickled(r / "PWNED")),
+        ("data/seeds/0/model.pt: cannot read model checkpoint (UnpicklingError)",),
     ),
     Corruption(
         "activations-other-P",
         "sweep_prune",
         corrupt_stats,
-        ("data/activations.npz: statistics for 32 channels do not match the model's P=128",),
+        ("data/seeds/0/activations.npz: statistics for 32 channels do not match the model's P=128",),
     ),
     Corruption(
         "activations-other-P-plot",
         "plot",
         corrupt_stats,
-        ("data/activations.npz: statistics for 32 channels do not match the model's P=128",),
+        ("data/seeds/0/activations.npz: statistics for 32 channels do not match the model's P=128",),
     ),
     Corruption(
         "activations-truncated",
         "sweep_prune",
-        lambda r: truncate(r / "data/activations.npz"),
-        ("data/activations.npz: unreadable activation statistics",),
+        lambda r: truncate(r / STATS),
+        ("data/seeds/0/activations.npz: unreadable activation statistics",),
     ),
     Corruption(
         "activations-not-npz",
         "plot",
-        lambda r: replace_file(r / "data/activations.npz", b"\x80\x04K\x01."),
-        ("data/activations.npz: unreadable activation statistics",),
+        lambda r: replace_file(r / STATS, b"\x80\x04K\x01."),
+        ("data/seeds/0/activations.npz: unreadable activation statistics",),
     ),
     Corruption(
         "prepared-train-truncated",
         "train",
-        lambda r: truncate(r / "data/prepared/train.pt"),
-        ("data/prepared/train.pt: cannot read prepared train split",),
+        lambda r: truncate(r / PREPARED / "train.npz"),
+        ("data/seeds/0/prepared/train.npz: cannot read prepared train split",),
     ),
     Corruption(
         "prepared-test-truncated",
         "collect_activations",
-        lambda r: truncate(r / "data/prepared/test.pt"),
-        ("data/prepared/test.pt: cannot read prepared test split",),
+        lambda r: truncate(r / PREPARED / "test.npz"),
+        ("data/seeds/0/prepared/test.npz: cannot read prepared test split",),
     ),
     Corruption(
-        "prepared-test-pickled-code",
+        "prepared-test-pickled-objects",
         "sweep_prune",
-        lambda r: save_object(r / "data/prepared/test.pt", RunsCodeWhenUnpickled(r / "PWNED")),
-        ("data/prepared/test.pt: cannot read prepared test split (UnpicklingError)",),
+        lambda r: save_npz(
+            r / PREPARED / "test.npz", images=np.array([RunsCodeWhenUnpickled(r / "PWNED")]), labels=[0]
+        ),
+        ("data/seeds/0/prepared/test.npz: cannot read prepared test split (ValueError)",),
     ),
     Corruption(
         "prepared-test-wrong-content",
         "sweep_prune",
-        lambda r: save_object(r / "data/prepared/test.pt", {"pixels": torch.zeros(3)}),
-        ("data/prepared/test.pt: not a prepared split",),
+        lambda r: save_npz(r / PREPARED / "test.npz", pixels=np.zeros(3)),
+        ("data/seeds/0/prepared/test.npz: cannot read prepared test split (KeyError)",),
+    ),
+    Corruption(
+        "prepared-test-float-images",
+        "collect_activations",
+        lambda r: save_npz(r / PREPARED / "test.npz", images=np.zeros((3, 2, 28, 28)), labels=np.zeros(3)),
+        ("data/seeds/0/prepared/test.npz: not a prepared split",),
     ),
     Corruption(
         "prepared-info-garbled",
         "train",
-        lambda r: replace_file(r / "data/prepared/info.json", b"{not json"),
-        ("data/prepared/info.json: unreadable prepared-data info (JSONDecodeError)",),
+        lambda r: replace_file(r / PREPARED / "info.json", b"{not json"),
+        ("data/seeds/0/prepared/info.json: unreadable prepared-data info (JSONDecodeError)",),
+    ),
+    Corruption(
+        "summary-garbled",
+        "aggregate",
+        lambda r: replace_file(r / "metrics/seeds/1/summary.json", b'{"criteria": '),
+        ("metrics/seeds/1/summary.json: unreadable summary (JSONDecodeError)",),
+    ),
+    Corruption(
+        "sweep-foreign-table",
+        "aggregate",
+        lambda r: replace_file(r / "metrics/seeds/0/sweep.csv", b"epoch,loss\n1,0.3\n"),
+        ("metrics/seeds/0/sweep.csv: not a sweep table",),
+    ),
+    Corruption(
+        "sweep-missing",
+        "plot",
+        lambda r: (r / "metrics/seeds/1/sweep.csv").unlink(),
+        ("metrics/seeds/1/sweep.csv: the sweep of seed 1 is missing",),
     ),
 ]
 
 # What each stage writes: a failed stage must leave every one of them as it was.
 STAGE_OUTPUTS = {
-    "train": ["data/model.pt", "metrics/train_curve.csv"],
-    "collect_activations": ["data/activations.npz"],
-    "sweep_prune": ["metrics/sweep.csv", "metrics/metrics.json"],
-    "plot": ["metrics/plots/feature_maps.png", "metrics/plots/accuracy_vs_k.png", "metrics/plots/criteria.png"],
+    "train": ["data/seeds/0/model.pt", "metrics/seeds/0/train_curve.csv"],
+    "collect_activations": ["data/seeds/0/activations.npz"],
+    "sweep_prune": ["metrics/seeds/0/sweep.csv", "metrics/seeds/0/summary.json", "metrics/seeds/0/ranking.csv"],
+    "aggregate": ["metrics/metrics.json", "metrics/report.md", "metrics/study/bacc.csv"],
+    "plot": ["metrics/plots/feature_maps.png", "metrics/plots/criteria.png", "metrics/plots/vs_random.png"],
 }
 
 
@@ -550,10 +594,10 @@ def test_corrupted_inputs_are_named_in_one_line(
 
 @pytest.mark.integration
 def test_corrupted_checkpoint_through_the_real_entry_point(broken_repo: Path) -> None:
-    replace_file(broken_repo / "data/model.pt", b"not a checkpoint")
+    replace_file(broken_repo / MODEL, b"not a checkpoint")
     result = stage(broken_repo, "collect_activations")
     assert result.returncode == 2
-    assert_one_line(result.stderr, ("data/model.pt: cannot read model checkpoint",))
+    assert_one_line(result.stderr, ("data/seeds/0/model.pt: cannot read model checkpoint",))
 
 
 def torch_load_calls() -> list[tuple[str, ast.Call]]:

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 import prunelab
-from tests.helpers import ROOT, run
+from prunelab.params import replicate_seed
+from tests.helpers import ROOT, dvc, expanded_stages, project_copy, run, study_order
 from tests.imports import PACKAGE, cycles, graph, module_file, stage_modules
 
 # Modules that stages without tensor math (and params validation in every stage) import.
@@ -113,3 +114,41 @@ def test_the_readme_api_snippet_runs() -> None:
     assert "Conv2d(64, 64" in result.stdout
     numbers = [float(x) for x in re.findall(r"\d+\.\d+", result.stdout.splitlines()[-1])]
     assert len(numbers) == 5 and all(0 <= x <= 100 for x in numbers)
+
+
+def test_the_seed_matrix_expands_to_one_instance_per_seed(tmp_path) -> None:
+    """DVC's own expansion (dvc stage list) for seeds [3, 7]: every per-replicate stage once
+    per seed, writing under its own seed's folders; `seeds` is a param only of the stages
+    that read every replicate, so adding a seed never invalidates another one."""
+    repo = project_copy(tmp_path / "repo", {"seeds": [3, 7]})
+    listed = dvc(repo, "stage", "list", "--name-only").stdout.split()
+    assert listed == study_order([3, 7])
+    stages = expanded_stages(repo)
+    assert set(stages) == set(listed)
+    for name, spec in stages.items():
+        if "@" in name:
+            seed = name.split("@")[1]
+            assert spec["cmd"].endswith(f"--seed {seed}")
+            outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec["outs"]]
+            assert all(f"seeds/{seed}/" in out for out in outs), outs
+            assert "seeds" not in spec["params"]
+        else:
+            assert "seeds" in spec["params"]
+    assert "data/seeds/3/activations.npz" in stages["plot"]["deps"]
+
+
+def test_a_replicate_stage_takes_its_seed_from_the_command_line() -> None:
+    from prunelab.params import validate
+
+    params = validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert replicate_seed(params, ["--seed", "3"]) == 3
+    one = validate({**params.raw, "seeds": [9]})
+    assert replicate_seed(one, []) == 9
+    for argv, message in [
+        ([], "this stage runs one replicate; allowed: --seed N"),
+        (["--seed", "x"], "--seed x is invalid"),
+        (["--seed", "-1"], "--seed -1 is invalid"),
+        (["--sed", "1"], "allowed: --seed N"),
+    ]:
+        with pytest.raises(prunelab.UserError, match=re.escape(message)):
+            replicate_seed(params, argv)

@@ -11,9 +11,9 @@ from prunelab.comparison import (
     beats_random_fraction,
     max_k_within,
     milestone_ks,
+    ranking_table,
     resolve_ks,
     summary_metrics,
-    sweep_table,
 )
 from prunelab.metrics import accuracy, balanced_accuracy, confusion, majority_floor, scores_from_predictions
 
@@ -86,13 +86,5 @@ def test_summary_has_scalars_for_every_criterion() -> None:
     assert entry["auc"] == pytest.approx(flat.mean())
     assert entry["acc_at_half"] == pytest.approx(flat[4]) and entry["acc_at_last"] == pytest.approx(10.0)
     assert "beats_random_frac" in entry and "beats_random_frac" not in metrics["criteria"]["random"]
-    table = sweep_table(ks, curves)
-    assert list(table.columns) == [
-        "k",
-        "acc_mean_activation",
-        "bacc_mean_activation",
-        "acc_random",
-        "bacc_random",
-        "acc_random_std",
-        "bacc_random_std",
-    ]
+    ranking = ranking_table({"mean_activation": np.array([[2, 0, 1]]), "random": np.array([[0, 1, 2], [2, 1, 0]])})
+    assert ranking.to_dict("list") == {"criterion": ["mean_activation"] * 3, "rank": [0, 1, 2], "channel": [2, 0, 1]}

@@ -10,14 +10,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import declared_outputs, dvc
+from tests.helpers import declared_outputs, dvc, running_stages
 
 pytestmark = pytest.mark.integration
 
 
 def plotted_columns(repo: Path) -> dict[str, set[str]]:
-    """{csv file: every column a top-level plot in dvc.yaml names}."""
+    """{csv file: every column a top-level plot in dvc.yaml reads}, its template's fields included."""
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    template_fields = {"band": {"criterion", "ci_low", "ci_high"}, "by_seed": {"seed"}}
     columns: dict[str, set[str]] = {}
     for entry in spec["plots"]:
         if isinstance(entry, str):
@@ -27,7 +28,7 @@ def plotted_columns(repo: Path) -> dict[str, set[str]]:
         sources = y if isinstance(y, dict) else {name: y}
         for path, cols in sources.items():
             columns.setdefault(path, set()).update([cols] if isinstance(cols, str) else cols)
-            columns[path].add(props["x"])
+            columns[path] |= {props["x"]} | template_fields.get(props.get("template"), set())
     return columns
 
 
@@ -37,12 +38,14 @@ def test_every_declared_output_is_written(tiny_repo: Path) -> None:
         assert target.exists(), path
         if target.is_file():
             assert target.stat().st_size > 0, path
+    for seed in (0, 1):
+        assert (tiny_repo / f"data/seeds/{seed}/model.pt").is_file()
 
 
 def test_stages_write_nothing_undeclared(tiny_repo: Path) -> None:
     declared = {Path(p) for p in declared_outputs(tiny_repo)}
     written = {p.relative_to(tiny_repo) for p in (tiny_repo / "metrics").rglob("*") if p.is_file()}
-    written |= {p.relative_to(tiny_repo) for p in (tiny_repo / "data").glob("*")}
+    written |= {p.relative_to(tiny_repo) for p in (tiny_repo / "data").rglob("*") if p.is_file()}
     undeclared = {p for p in written if not any(p == d or d in p.parents for d in declared)}
     assert not undeclared
 
@@ -54,23 +57,29 @@ def test_plotted_columns_exist_in_csv_headers(tiny_repo: Path) -> None:
         assert not missing, f"{path} lacks plotted columns {missing}"
 
 
-def test_sweep_table_has_every_k_and_criterion(tiny_repo: Path) -> None:
+def test_each_seed_sweeps_every_k_and_criterion(tiny_repo: Path) -> None:
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    table = pd.read_csv(tiny_repo / "metrics/sweep.csv")
-    assert table["k"].tolist() == list(range(128))
-    for name in params["prune"]["criteria"]:
-        assert {f"acc_{name}", f"bacc_{name}"} <= set(table.columns)
-    assert {"acc_random_std", "bacc_random_std", "acc_mean_activation_zero_weights"} <= set(table.columns)
-    # K = 0 is the unpruned model for every criterion.
-    first = table.iloc[0]
-    accs = [first[c] for c in table.columns if c.startswith("acc_") and not c.endswith("_std")]
-    assert max(accs) == min(accs)
+    expected = {*params["prune"]["criteria"], "mean_activation_zero_weights"}
+    for seed in params["seeds"]:
+        table = pd.read_csv(tiny_repo / f"metrics/seeds/{seed}/sweep.csv")
+        assert set(table["criterion"]) == expected
+        for _, rows in table.groupby("criterion"):
+            assert rows["k"].tolist() == list(range(128))
+        # K = 0 is the unpruned model for every criterion.
+        assert table[table["k"] == 0]["acc"].nunique() == 1
+    # The replicates are independent: other pairs, other models, other numbers.
+    first, second = (pd.read_csv(tiny_repo / f"metrics/seeds/{s}/sweep.csv") for s in params["seeds"])
+    assert not first["bacc"].equals(second["bacc"])
 
 
-def test_metrics_are_flat_scalars_dvc_can_read(tiny_repo: Path) -> None:
+def test_study_metrics_are_flat_scalars_with_intervals(tiny_repo: Path) -> None:
     metrics = json.loads((tiny_repo / "metrics/metrics.json").read_text())
-    assert metrics["channels"] == 128
+    assert metrics["channels"] == 128 and metrics["n_seeds"] == 2
     assert metrics["majority_floor"] == pytest.approx(90.0, abs=0.5)
+    entry = metrics["criteria"]["mean_activation"]
+    assert entry["bacc_auc"]["ci_low"] <= entry["bacc_auc"]["mean"] <= entry["bacc_auc"]["ci_high"]
+    assert {"mean", "ci_low", "ci_high", "wins"} <= set(entry["bacc_auc_vs_random"])
+    assert "bacc_auc_vs_random" not in metrics["criteria"]["random"]
 
     def check(node: dict, prefix: str = "") -> None:
         for key, value in node.items():
@@ -81,12 +90,22 @@ def test_metrics_are_flat_scalars_dvc_can_read(tiny_repo: Path) -> None:
                 assert isinstance(value, int | float), f"{prefix}{key} is not a scalar"
 
     check(metrics)
-    shown = dvc(tiny_repo, "metrics", "show", "--json").stdout
-    assert "criteria.mean_activation.auc" in shown or '"auc"' in shown
+    shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json").stdout)
+    assert "n_seeds" in json.dumps(shown) and "bacc_auc_vs_random" in json.dumps(shown)
+
+
+def test_report_states_a_verdict_for_every_criterion(tiny_repo: Path) -> None:
+    report = (tiny_repo / "metrics/report.md").read_text()
+    assert report.startswith("# The study: 2 seeds (0, 1)")
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    for name in params["prune"]["criteria"]:
+        assert f"| {name} |" in report
+        if name != "random":
+            assert f"- **{name}**: " in report and "random" in report.split(f"- **{name}**: ")[1].splitlines()[0]
 
 
 def test_data_summary_counts_and_fractions(tiny_repo: Path) -> None:
-    summary = json.loads((tiny_repo / "metrics/data.json").read_text())
+    summary = json.loads((tiny_repo / "metrics/seeds/0/data.json").read_text())
     assert summary["test"]["count"] == 30 and summary["train"]["count"] == 270
     assert summary["test"]["same_fraction"] == pytest.approx(0.1)
     assert summary["train"]["same_fraction"] == pytest.approx(0.1)
@@ -97,22 +116,23 @@ def test_second_repro_runs_nothing(tiny_repo: Path) -> None:
     assert "up to date" in out.lower(), out
 
 
-def test_plots_show_renders_html(tiny_repo: Path, tmp_path: Path) -> None:
+def test_plots_show_renders_html_without_warnings(tiny_repo: Path, tmp_path: Path) -> None:
     result = dvc(tiny_repo, "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()
-    assert "acc_mean_activation" in html and "feature_maps.png" in html, result.stderr
+    assert "ci_low" in html and "feature_maps.png" in html and "vs_random.png" in html
+    assert "WARNING" not in result.stdout + result.stderr, result.stderr
 
 
 def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(tiny_repo, repo, symlinks=True)
     result = dvc(repo, "exp", "run", "-S", "prune.criteria=[l1_norm,random]")
-    assert "Running stage 'train'" not in result.stdout  # only the sweep and the plots rerun
-    table = pd.read_csv(repo / "metrics/sweep.csv")
-    assert {"acc_l1_norm", "bacc_l1_norm", "acc_random", "acc_random_std"} <= set(table.columns)
-    assert "acc_mean_activation" not in table.columns
-    long = pd.read_csv(repo / "metrics/sweep_long.csv")
+    assert not [s for s in running_stages(result.stdout) if s.startswith(("train", "prepare", "collect"))]
+    long = pd.read_csv(repo / "metrics/seeds/1/sweep.csv")
     assert set(long["criterion"]) == {"l1_norm", "random", "l1_norm_zero_weights"}
-    dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
+    metrics = json.loads((repo / "metrics/metrics.json").read_text())
+    assert set(metrics["criteria"]) == {"l1_norm", "random", "l1_norm_zero_weights"}
+    result = dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()
     assert '"criterion": "l1_norm"' in html
+    assert "WARNING" not in result.stdout + result.stderr, result.stderr

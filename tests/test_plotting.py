@@ -6,14 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prunelab.comparison import Curve, summary_metrics, sweep_table
 from prunelab.plotting import (
     criterion_colours,
+    criterion_palette,
     grid_shape,
     mosaic,
-    plot_accuracy_vs_k,
     plot_criteria,
     plot_feature_maps,
+    plot_headline,
+    plot_vs_random,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,20 +44,58 @@ def test_criterion_colours_are_distinct_and_never_grey(n: int) -> None:
     assert all(max(c) - min(c) > 0.05 for c in colours)  # grey: equal red, green and blue
 
 
-def test_plots_are_written_as_png(tmp_path) -> None:
-    ks = list(range(16))
-    acc = np.linspace(92, 10, 16)
-    curves = {
-        "mean_activation": Curve(acc, acc - 30),
-        "random": Curve(acc - 1, acc - 31, np.ones(16), np.ones(16)),
-        "mean_activation_zero_weights": Curve(acc - 5, acc - 35),
-    }
-    table = sweep_table(ks, curves)
-    metrics = summary_metrics(ks, curves, 16, 90.0, 2, 600)
+def test_random_is_grey_and_no_criterion_shares_its_colour() -> None:
+    palette = criterion_palette(["mean_activation", "random", "reverse", "l1_norm"])
+    grey = palette["random"]
+    assert grey[0] == grey[1] == grey[2]
+    assert len(set(palette.values())) == 4
+
+
+def replicate_sweeps(n_seeds: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    parts = []
+    for seed in range(n_seeds):
+        for name in ("mean_activation", "random", "mean_activation_zero_weights"):
+            acc = np.linspace(92, 10, 16) + rng.normal(0, 1, 16)
+            parts.append(pd.DataFrame({"k": range(16), "criterion": name, "acc": acc, "bacc": acc - 30, "seed": seed}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_plots_are_written_as_png(tmp_path, n_seeds: int) -> None:
+    sweeps = replicate_sweeps(n_seeds)
+    band = {"mean": 80.0, "ci_low": 78.0, "ci_high": 82.0}
+    metrics = {"n_seeds": n_seeds, "channels": 16, "majority_floor": 90.0, "balanced_floor": 50.0,
+               "baseline_accuracy": band, "baseline_balanced_accuracy": band}  # fmt: skip
+    differences = pd.DataFrame(
+        {"criterion": ["mean_activation"] * n_seeds, "seed": range(n_seeds), "difference": np.arange(n_seeds) - 1.0}
+    )
     maps = np.random.default_rng(0).random((16, 7, 7))
     plot_feature_maps(maps, np.arange(16), tmp_path / "maps.png", title="t", cmap="viridis", dpi=40)
-    plot_accuracy_vs_k(table, "mean_activation", metrics, tmp_path / "acc.png", dpi=40)
-    plot_criteria(pd.DataFrame(table), ["mean_activation", "random"], metrics, tmp_path / "criteria.png", dpi=40)
-    for name in ("maps.png", "acc.png", "criteria.png"):
+    plot_headline(sweeps, "mean_activation", metrics, tmp_path / "acc.png", dpi=40)
+    plot_criteria(sweeps, metrics, tmp_path / "criteria.png", dpi=40)
+    plot_vs_random(differences, n_seeds, tmp_path / "vs.png", dpi=40, what="mean balanced accuracy over K")
+    plot_vs_random(differences.iloc[:0], n_seeds, tmp_path / "none.png", dpi=40, what="nothing to compare")
+    for name in ("maps.png", "acc.png", "criteria.png", "vs.png", "none.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bands_are_the_reports_t_intervals() -> None:
+    """The criteria figure's band at each K is the t interval of the report, not a bootstrap."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from prunelab.plotting import _errorbar
+    from prunelab.study import t_interval
+
+    sweeps = replicate_sweeps(4)
+    chosen = sweeps[sweeps["criterion"] == "random"]
+    fig, ax = plt.subplots()
+    sns.lineplot(data=chosen, x="k", y="bacc", errorbar=_errorbar(4), ax=ax)
+    band = ax.collections[0].get_paths()[0].vertices
+    plt.close(fig)
+    at_k3 = chosen[chosen["k"] == 3]["bacc"]
+    _, low, high = t_interval(at_k3)
+    ys = band[np.isclose(band[:, 0], 3), 1]
+    assert np.allclose(sorted(ys)[:1], [low]) and np.allclose(sorted(ys)[-1:], [high])

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,16 +24,20 @@ from tests.helpers import (
     declared_files,
     dvc,
     file_bytes,
+    kill,
     run,
     running_stages,
     set_params,
+    start_until,
+    study_order,
     temp_leftovers,
-    tool_env,
 )
 
-STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "plot"]
-# Written by stages that run after train: a killed train must not touch them.
-DOWNSTREAM_RESULTS = ["metrics/data.json", "metrics/metrics.json", "metrics/sweep.csv", "data/activations.npz"]
+# Written by stages that run after train@0 (or by other seeds): a killed train must not touch them.
+DOWNSTREAM_RESULTS = [
+    "metrics/seeds/0/data.json", "metrics/metrics.json", "metrics/seeds/0/sweep.csv",
+    "data/seeds/0/activations.npz", "data/seeds/1/model.pt",
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- bit for bit
@@ -44,9 +46,9 @@ def test_repro_force_gives_byte_identical_outputs(tiny_repo: Path, tmp_path: Pat
     """tiny_repo is one full run; `dvc repro --force` in a copy is a second one, from scratch."""
     repo = copy_repo(tiny_repo, tmp_path / "repo")
     files = declared_files(tiny_repo)
-    assert {"data/model.pt", "metrics/metrics.json", "metrics/sweep.csv"} <= set(files)
+    assert {"data/seeds/1/model.pt", "metrics/metrics.json", "metrics/seeds/1/sweep.csv"} <= set(files)
     result = dvc(repo, "repro", "--force")
-    assert running_stages(result.stdout) == STAGES
+    assert running_stages(result.stdout) == study_order([0, 1])
     second = file_bytes(repo, [*files, "dvc.lock"])
     first = file_bytes(tiny_repo, [*files, "dvc.lock"])
     assert [f for f in files if second[f] != first[f]] == []
@@ -151,49 +153,19 @@ def test_outputs_get_the_permissions_of_a_plain_write(tmp_path: Path) -> None:
     assert mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
 
 
-def start_until(cmd: list[str], repo: Path, marker: str) -> subprocess.Popen:
-    """Start `cmd` in its own process group and return once a line starting with `marker`
-    appeared on its output (the stage is then inside its training loop)."""
-    proc = subprocess.Popen(
-        cmd,
-        cwd=repo,
-        env=tool_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    watchdog = threading.Timer(300, lambda: os.killpg(proc.pid, signal.SIGKILL))
-    watchdog.start()
-    seen = []
-    try:
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith(marker):
-                return proc
-    finally:
-        watchdog.cancel()
-    raise AssertionError(f"{cmd} ended before {marker!r}:\n{''.join(seen)}")
-
-
-def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> tuple[int, str]:
-    """Send `sig` to the process group; return the exit status and the rest of the output."""
-    os.killpg(proc.pid, sig)
-    rest, _ = proc.communicate(timeout=120)
-    return proc.returncode, rest
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_stage_leaves_every_previous_output_intact(tiny_repo: Path, tmp_path: Path, sig: int) -> None:
-    """Kill `python -m stages.train` mid-training: its own previous outputs and everything
+    """Kill `python -m stages.train --seed 0` mid-training: its own previous outputs and everything
     after it are byte-identical, and no temporary file is left. SIGTERM is reported in one
     line with status 143; SIGKILL cannot be caught (status -9)."""
     repo = copy_repo(tiny_repo, tmp_path / "repo")
     files = declared_files(repo)
     before = file_bytes(repo, files)
     set_params(repo / "params.yaml", {"train.epochs": 10_000})
-    status, rest = kill(start_until([sys.executable, "-m", "stages.train"], repo, "epoch 1:"), sig)
+    status, rest = kill(
+        start_until([sys.executable, "-m", "stages.train", "--seed", "0"], repo, "seed 0 epoch 1:"), sig
+    )
     if sig == signal.SIGTERM:
         assert status == 128 + signal.SIGTERM
         assert rest.strip().splitlines()[-1] == "terminated: no partial outputs were written"
@@ -206,14 +178,14 @@ def test_killed_stage_leaves_every_previous_output_intact(tiny_repo: Path, tmp_p
 
 @pytest.mark.integration
 def test_killed_dvc_repro_then_plain_repro_completes(tiny_repo: Path, tmp_path: Path) -> None:
-    """SIGKILL a `dvc repro` while train runs. DVC itself removed train's outputs before
+    """SIGKILL a `dvc repro` while train@0 runs. DVC itself removed train's outputs before
     starting it (they stay in git and the DVC cache); every other result is intact. A plain
-    `dvc repro` afterwards reruns train only and restores the very same bytes."""
+    `dvc repro` afterwards reruns train@0 only and restores the very same bytes."""
     repo = copy_repo(tiny_repo, tmp_path / "repo")
     files = declared_files(repo)
     before = file_bytes(repo, [*files, "dvc.lock"])
     set_params(repo / "params.yaml", {"train.epochs": 10_000})
-    kill(start_until([str(Path(sys.executable).parent / "dvc"), "repro"], repo, "epoch 1:"))
+    kill(start_until([str(Path(sys.executable).parent / "dvc"), "repro"], repo, "seed 0 epoch 1:"))
     assert file_bytes(repo, [*DOWNSTREAM_RESULTS, "dvc.lock"]) == {
         p: before[p] for p in [*DOWNSTREAM_RESULTS, "dvc.lock"]
     }
@@ -221,7 +193,7 @@ def test_killed_dvc_repro_then_plain_repro_completes(tiny_repo: Path, tmp_path: 
 
     set_params(repo / "params.yaml", {"train.epochs": 1})
     result = dvc(repo, "repro")
-    assert running_stages(result.stdout) == ["train"]
+    assert running_stages(result.stdout) == ["train@0"]
     assert file_bytes(repo, [*files, "dvc.lock"]) == before
     assert "up to date" in dvc(repo, "status").stdout
 
@@ -231,7 +203,7 @@ def test_leftover_temp_files_do_not_change_dvc_status(tiny_repo: Path, tmp_path:
     """What a SIGKILL during a write would leave next to the outputs is not an output."""
     repo = copy_repo(tiny_repo, tmp_path / "repo")
     (repo / "metrics/.metrics.json.k1ll3d00.tmp").write_text('{"auc": ')
-    (repo / "data/.model.pt.k1ll3d00.tmp").write_bytes(b"PK\x03\x04")
+    (repo / "data/seeds/0/.model.pt.k1ll3d00.tmp").write_bytes(b"PK\x03\x04")
     (repo / "metrics/plots/.criteria.png.k1ll3d00.tmp").write_bytes(b"\x89PNG")
     assert "up to date" in dvc(repo, "status").stdout
 

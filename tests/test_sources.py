@@ -273,10 +273,10 @@ def test_prepare_data_reads_debians_fashion_mnist(tmp_path: Path) -> None:
         )
     repo = project_copy(tmp_path / "repo", {"data.source": "fashion_mnist", "data.n_pairs": 300})
     dvc(repo, "repro", "prepare_data")
-    summary = json.loads((repo / "metrics/data.json").read_text())
+    summary = json.loads((repo / "metrics/seeds/0/data.json").read_text())
     assert summary["pool_images"] == 70_000
     assert summary["test"]["count"] == 30 and summary["train"]["count"] == 270
-    info = json.loads((repo / "data/prepared/info.json").read_text())
+    info = json.loads((repo / "data/seeds/0/prepared/info.json").read_text())
     assert info["source"] == "fashion_mnist" and info["channels"] == 2 and info["mean"] == [0.286, 0.286]
     assert sorted(p.name for p in (repo / "data/raw/FashionMNIST/raw").iterdir()) == sorted(
         name.removesuffix(".gz") for name in MNIST_FILES

@@ -1,0 +1,105 @@
+"""The study's arithmetic: t intervals against scipy, paired differences, verdicts, bands, the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from prunelab.study import (
+    band_table,
+    interval_entry,
+    paired_differences,
+    report_markdown,
+    study_metrics,
+    t_interval,
+    verdict,
+)
+
+
+@pytest.mark.parametrize("values", [[71.8, 81.9, 75.0, 79.3, 73.4], [59.1, 83.6], [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]])
+def test_t_interval_is_scipys_student_t_interval(values: list[float]) -> None:
+    mean, low, high = t_interval(values)
+    expected = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(np.mean(values))
+    assert (low, high) == pytest.approx(expected)
+
+
+def test_five_seeds_use_t_2776() -> None:
+    """DESIGN.md: with 5 seeds a t interval has t = 2.776."""
+    values = np.array([1.0, 3.0, 2.0, 5.0, 4.0])
+    mean, low, high = t_interval(values)
+    half = 2.776 * values.std(ddof=1) / np.sqrt(5)
+    assert high - mean == pytest.approx(half, rel=1e-3) and mean - low == pytest.approx(half, rel=1e-3)
+
+
+def test_one_seed_has_no_interval_and_equal_values_a_zero_width_one() -> None:
+    mean, low, high = t_interval([70.0])
+    assert mean == 70.0 and np.isnan(low) and np.isnan(high)
+    assert interval_entry([70.0]) == {"mean": 70.0}
+    assert t_interval([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
+
+
+def summary(acc: float, criteria: dict[str, float]) -> dict:
+    return {
+        "channels": 8, "n_test": 100, "majority_floor": 90.0, "balanced_floor": 50.0, "ranking_split_is_test": 1,
+        "baseline_accuracy": acc, "baseline_balanced_accuracy": acc - 20,
+        "criteria": {name: {"auc": v + 10, "bacc_auc": v, "max_k_within_1pt": 2} for name, v in criteria.items()},
+    }  # fmt: skip
+
+
+SUMMARIES = {
+    0: summary(92.0, {"mean_activation": 60.0, "l1_norm": 70.0, "random": 65.0}),
+    1: summary(93.0, {"mean_activation": 55.0, "l1_norm": 72.0, "random": 66.0}),
+    3: summary(91.0, {"mean_activation": 58.0, "l1_norm": 64.0, "random": 67.0}),
+}
+
+
+def test_paired_differences_are_taken_within_each_seed() -> None:
+    diffs = paired_differences(SUMMARIES, "bacc_auc")
+    np.testing.assert_allclose(diffs["mean_activation"], [-5.0, -11.0, -9.0])
+    np.testing.assert_allclose(diffs["l1_norm"], [5.0, 6.0, -3.0])
+    assert "random" not in diffs
+
+
+def test_study_metrics_hold_means_intervals_and_paired_comparisons() -> None:
+    metrics = study_metrics(SUMMARIES)
+    assert metrics["n_seeds"] == 3 and metrics["channels"] == 8
+    acc = metrics["baseline_accuracy"]
+    assert acc["mean"] == pytest.approx(92.0)
+    assert (acc["ci_low"], acc["ci_high"]) == pytest.approx(t_interval([92.0, 93.0, 91.0])[1:])
+    paired = metrics["criteria"]["mean_activation"]["bacc_auc_vs_random"]
+    assert paired["mean"] == pytest.approx(-25 / 3) and paired["wins"] == 0
+    assert (paired["ci_low"], paired["ci_high"]) == pytest.approx(t_interval([-5.0, -11.0, -9.0])[1:])
+    assert metrics["criteria"]["l1_norm"]["bacc_auc_vs_random"]["wins"] == 2
+    assert metrics["criteria"]["l1_norm"]["auc_vs_random"]["mean"] == pytest.approx(8 / 3)
+    assert "bacc_auc_vs_random" not in metrics["criteria"]["random"]
+
+
+def test_verdicts_follow_the_interval() -> None:
+    assert verdict({"mean": -8, "ci_low": -12, "ci_high": -4, "wins": 0}, 5).startswith("worse than random")
+    assert verdict({"mean": 3, "ci_low": 1, "ci_high": 5, "wins": 5}, 5).startswith("better than random")
+    assert verdict({"mean": 1, "ci_low": -2, "ci_high": 4, "wins": 3}, 5).startswith(
+        "not distinguishable from random with 5 seeds"
+    )
+    assert verdict({"mean": 1, "wins": 1}, 1).startswith("one seed")
+
+
+def test_band_table_has_one_row_per_criterion_and_k() -> None:
+    sweeps = pd.DataFrame(
+        {"k": [0, 1, 0, 1], "criterion": "random", "acc": [90.0, 80.0, 92.0, 84.0], "bacc": 0.0, "seed": [0, 0, 1, 1]}
+    )
+    band = band_table(sweeps, "acc")
+    assert band["k"].tolist() == [0, 1]
+    assert band["mean"].tolist() == [91.0, 82.0]
+    assert (band.loc[1, "ci_low"], band.loc[1, "ci_high"]) == pytest.approx(t_interval([80.0, 84.0])[1:])
+
+
+def test_report_has_a_row_and_a_sentence_per_criterion() -> None:
+    metrics = study_metrics(SUMMARIES)
+    text = report_markdown(metrics, [0, 1, 3], {"model": "pair_cnn"}, {"acc": (91.0, 93.0), "bacc": (71.0, 73.0)})
+    assert text.startswith("# The study: 3 seeds (0, 1, 3)")
+    assert "| mean_activation | 57.7 [" in text and "| random | 66.0 [" in text
+    assert "- **mean_activation**: worse than random" in text
+    assert "- **l1_norm**: not distinguishable from random with 3 seeds" in text
