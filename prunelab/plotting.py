@@ -186,9 +186,11 @@ def plot_vs_random(differences: pd.DataFrame, n_seeds: int, path: Path, *, dpi: 
             ax.text(0, 0.5, "no random criterion in prune.criteria", ha="center", transform=ax.get_xaxis_transform())
             _save(fig, path, dpi)
             return
-        sns.stripplot(
+        # A swarm, not a jittered strip: stripplot's jitter is random, and the figure must be the
+        # same bytes on every run (tests/test_reproducibility.py).
+        sns.swarmplot(
             data=differences, x="difference", y="criterion", hue="criterion", palette=palette, order=names,
-            alpha=0.45, size=4, jitter=0.12, legend=False, ax=ax,
+            alpha=0.5, size=4, legend=False, ax=ax,
         )  # fmt: skip
         sns.pointplot(
             data=differences, x="difference", y="criterion", hue="criterion", palette=palette, order=names,

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from prunelab.errors import UserError
-from prunelab.paths import seed_summary_path, sweep_path
+from prunelab.paths import seed_summary_path, sweep_path, train_curve_path
 
 CONFIDENCE = 0.95
 SCORES = {"bacc": "balanced accuracy", "acc": "accuracy"}
@@ -70,6 +71,18 @@ def load_sweeps(seeds: list[int]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def load_train_curves(seeds: list[int]) -> pd.DataFrame:
+    """Every seed's training curve (epoch, train_loss, test_acc, test_bacc) with a `seed` column."""
+    parts = []
+    for seed in seeds:
+        path = train_curve_path(seed)
+        try:
+            parts.append(pd.read_csv(path).assign(seed=seed))
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: unreadable training curve ({type(err).__name__}); rerun train") from None
+    return pd.concat(parts, ignore_index=True)
+
+
 def load_summaries(seeds: list[int]) -> dict[int, dict]:
     summaries = {}
     for seed in seeds:
@@ -81,6 +94,18 @@ def load_summaries(seeds: list[int]) -> dict[int, dict]:
         except ValueError as err:
             raise UserError(f"{path}: unreadable summary ({type(err).__name__}); rerun sweep_prune") from None
     return summaries
+
+
+def headline_order(path: Path, criterion: str, channels: int) -> np.ndarray:
+    """`criterion`'s removal order from a ranking table (ranking.csv of sweep_prune)."""
+    try:
+        table = pd.read_csv(path)
+        order = table[table["criterion"] == criterion].sort_values("rank")["channel"].to_numpy()
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path}: unreadable ranking table ({type(err).__name__}); rerun sweep_prune") from None
+    if sorted(order.tolist()) != list(range(channels)):
+        raise UserError(f"{path}: no complete {criterion} order of {channels} channels; rerun sweep_prune")
+    return order
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -137,16 +162,27 @@ def study_metrics(summaries: dict[int, dict]) -> dict:
 
 
 # --------------------------------------------------------------------------- the report
+def verdict_class(entry: dict) -> str:
+    """`better`, `worse`, `not distinguishable` (from random), or `no claim` for one seed."""
+    if "ci_low" not in entry:
+        return "no claim"
+    if entry["ci_low"] > 0:
+        return "better"
+    if entry["ci_high"] < 0:
+        return "worse"
+    return "not distinguishable"
+
+
 def verdict(entry: dict, n_seeds: int) -> str:
     """What the paired difference supports, in words."""
-    if "ci_low" not in entry:
-        return "one seed: no interval, so no claim"
     wins = f"wins {entry['wins']} of {n_seeds} seeds"
-    if entry["ci_low"] > 0:
-        return f"better than random: the 95 % CI of the difference is above 0 ({wins})"
-    if entry["ci_high"] < 0:
-        return f"worse than random: the 95 % CI of the difference is below 0 ({wins})"
-    return f"not distinguishable from random with {n_seeds} seeds: the 95 % CI of the difference contains 0 ({wins})"
+    return {
+        "no claim": "one seed: no interval, so no claim",
+        "better": f"better than random: the 95 % CI of the difference is above 0 ({wins})",
+        "worse": f"worse than random: the 95 % CI of the difference is below 0 ({wins})",
+        "not distinguishable": f"not distinguishable from random with {n_seeds} seeds: "
+        f"the 95 % CI of the difference contains 0 ({wins})",
+    }[verdict_class(entry)]
 
 
 def _fmt(entry: dict, signed: bool = False) -> str:

@@ -7,23 +7,30 @@ metrics/study/{bacc,acc,train_curve}.csv for `dvc plots show`. No torch.
 
 from __future__ import annotations
 
-import pandas as pd
-
 from prunelab.params import load_params
-from prunelab.paths import REPORT, STUDY, STUDY_METRICS, train_curve_path
+from prunelab.paths import REPORT, STUDY, STUDY_METRICS
 from prunelab.runtime import atomic_path, log, stage_main, write_json, write_text
-from prunelab.study import SCORES, band_table, load_summaries, load_sweeps, report_markdown, study_metrics
+from prunelab.study import (
+    SCORES,
+    band_table,
+    load_summaries,
+    load_sweeps,
+    load_train_curves,
+    report_markdown,
+    study_metrics,
+)
 
 
 def main() -> None:
     params = load_params()
     seeds = params.seeds
+    # Every input is read before the first output is written.
     sweeps, summaries = load_sweeps(seeds), load_summaries(seeds)
+    curves = load_train_curves(seeds)
     metrics = study_metrics(summaries)
     for score in SCORES:
         with atomic_path(STUDY / f"{score}.csv") as tmp:
             band_table(sweeps, score).to_csv(tmp, index=False, float_format="%.4f")
-    curves = pd.concat([pd.read_csv(train_curve_path(s)).assign(seed=s) for s in seeds], ignore_index=True)
     with atomic_path(STUDY / "train_curve.csv") as tmp:
         curves.to_csv(tmp, index=False, float_format="%.4f")
     write_json(STUDY_METRICS, metrics)

@@ -16,17 +16,17 @@ from prunelab.paths import PLOTS, STUDY_METRICS, ranking_path, stats_path
 from prunelab.plotting import plot_criteria, plot_feature_maps, plot_headline, plot_vs_random
 from prunelab.runtime import stage_main
 from prunelab.stats import load_stats
-from prunelab.study import PAIRED, load_summaries, load_sweeps, paired_differences
+from prunelab.study import PAIRED, headline_order, load_summaries, load_sweeps, paired_differences
 
 
 def main() -> None:
     params = load_params()
     seeds, prune, style = params.seeds, params["prune"], params["plot"]
     headline = prune["criteria"][0]
+    # Every input is read (and checked) before the first figure is written: a bad input must
+    # not leave some figures new and others old.
     metrics = json.loads(STUDY_METRICS.read_text())
     sweeps = load_sweeps(seeds)
-    plot_criteria(sweeps, metrics, PLOTS / "criteria.png", dpi=style["dpi"])
-    plot_headline(sweeps, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style["dpi"])
     key = "bacc_auc"
     differences = pd.DataFrame(
         [
@@ -36,12 +36,13 @@ def main() -> None:
         ],
         columns=["criterion", "seed", "difference"],
     )
-    plot_vs_random(differences, len(seeds), PLOTS / "vs_random.png", dpi=style["dpi"], what=PAIRED[key])
-
     seed = seeds[0]
     stats, split = load_stats(stats_path(seed), metrics["channels"])
-    ranking = pd.read_csv(ranking_path(seed))
-    order = ranking[ranking["criterion"] == headline].sort_values("rank")["channel"].to_numpy()
+    order = headline_order(ranking_path(seed), headline, metrics["channels"])
+
+    plot_criteria(sweeps, metrics, PLOTS / "criteria.png", dpi=style["dpi"])
+    plot_headline(sweeps, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style["dpi"])
+    plot_vs_random(differences, len(seeds), PLOTS / "vs_random.png", dpi=style["dpi"], what=PAIRED[key])
     p, m, n = stats.feature_maps.shape
     plot_feature_maps(
         stats.feature_maps,

@@ -235,7 +235,7 @@ CASES = [
         rename("train", "epochs", "epohcs"),
         ("unknown key train.epohcs", "did you mean train.epochs?", "allowed: train.epochs"),
     ),
-    Case("unknown-top-level", "plot", put(extra=1), ("unknown key extra", "allowed: seed, data")),
+    Case("unknown-top-level", "plot", put(extra=1), ("unknown key extra", "allowed: seeds, data")),
     Case("missing-key", "train", drop("train", "lr"), ("train.lr is missing", "allowed:", "train.lr")),
     # the file itself
     Case(

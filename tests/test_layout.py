@@ -152,3 +152,15 @@ def test_a_replicate_stage_takes_its_seed_from_the_command_line() -> None:
     ]:
         with pytest.raises(prunelab.UserError, match=re.escape(message)):
             replicate_seed(params, argv)
+
+
+def test_the_readmes_study_numbers_come_from_the_generated_files() -> None:
+    """README quotes no number that the pipeline's report, the kernel check or the GPU log does not hold."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## The study") : text.index("## Working with DVC")]
+    generated = "".join(
+        (ROOT / "metrics" / name).read_text() for name in ("report.md", "kernel_check.md", "gpu_check.log")
+    )
+    numbers = re.findall(r"-?\d+\.\d+", section)
+    assert len(numbers) > 20
+    assert [n for n in numbers if n not in generated] == []
