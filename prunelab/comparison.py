@@ -1,12 +1,14 @@
-"""From sweep confusion matrices to the per-K table and the scalar metrics DVC tracks."""
+"""From per-order scores to the per-K table and the replicate's scalar metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from prunelab.errors import UserError
 from prunelab.metrics import accuracy, balanced_accuracy
 
 BEAT_RANDOM_STDS = 2.0  # "beats random" means more than this many random std above the random mean
@@ -29,39 +31,54 @@ def resolve_ks(ks: str | list[int], k_step: int, channels: int) -> list[int]:
     return sorted({0, *requested, *milestone_ks(channels).values()})
 
 
+# The scores beyond acc and bacc, with the name of their mean over K in the summary.
+EXTRA_SCORES = {"roc_auc": "roc_auc_over_k", "recal_acc": "recal_acc_over_k", "recal_bacc": "recal_bacc_over_k"}
+
+
 @dataclass(frozen=True)
 class Curve:
-    """Accuracy and balanced accuracy per K, in %; std is over random orders (None otherwise)."""
+    """Accuracy and balanced accuracy per K, in %; std is over random orders (None otherwise).
+    `extra` holds the other scores per K (roc_auc, recal_acc, recal_bacc), means over orders."""
 
     acc: np.ndarray
     bacc: np.ndarray
     acc_std: np.ndarray | None = None
     bacc_std: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def curve_from_confusions(confusions: np.ndarray) -> Curve:
     """confusions: R×len(ks)×C×C. One order gives the curve; several give mean and std."""
-    acc, bacc = accuracy(confusions), balanced_accuracy(confusions)
-    if len(confusions) == 1:
-        return Curve(acc[0], bacc[0])
-    return Curve(acc.mean(0), bacc.mean(0), acc.std(0), bacc.std(0))
+    return curve_from_scores({"acc": accuracy(confusions), "bacc": balanced_accuracy(confusions)})
+
+
+def curve_from_scores(scores: dict[str, np.ndarray]) -> Curve:
+    """scores: name → R×len(ks) (acc and bacc, optionally EXTRA_SCORES). One order gives the
+    curve; several give the mean (and, for acc and bacc, the std over orders)."""
+    acc, bacc = scores["acc"], scores["bacc"]
+    extra = {name: scores[name].mean(0) for name in EXTRA_SCORES if name in scores}
+    if len(acc) == 1:
+        return Curve(acc[0], bacc[0], extra=extra)
+    return Curve(acc.mean(0), bacc.mean(0), acc.std(0), bacc.std(0), extra=extra)
 
 
 def ranking_table(orders: dict[str, np.ndarray]) -> pd.DataFrame:
-    """criterion, rank, channel for every criterion with one order (rank 0 = pruned first).
-    Random orders are left out: they are reproducible from the seed and say nothing per channel."""
+    """criterion, rank, channel for every criterion (rank 0 = pruned first). For a criterion
+    with several orders (random) only the first is written: the one fine-tuning uses."""
     parts = [
         pd.DataFrame({"criterion": name, "rank": np.arange(order.shape[1]), "channel": order[0]})
         for name, order in orders.items()
-        if len(order) == 1
     ]
     return pd.concat(parts, ignore_index=True)
 
 
 def long_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
-    """The curves in long format (k, criterion, acc, bacc; the random criterion's values are
-    the mean over its orders): one table shape for any choice of criteria."""
-    parts = [pd.DataFrame({"k": ks, "criterion": name, "acc": c.acc, "bacc": c.bacc}) for name, c in curves.items()]
+    """The curves in long format (k, criterion, acc, bacc, and the extra scores; the random
+    criterion's values are the mean over its orders): one table shape for any choice of criteria."""
+    parts = [
+        pd.DataFrame({"k": ks, "criterion": name, "acc": c.acc, "bacc": c.bacc, **c.extra})
+        for name, c in curves.items()
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -97,15 +114,32 @@ def summary_metrics(
         }
         for key, k in milestone_ks(channels).items():
             entry[key] = float(curve.acc[ks.index(k)])
+        for score, key in EXTRA_SCORES.items():
+            if score in curve.extra:
+                entry[key] = float(curve.extra[score].mean())
         if random is not None and name != "random":
             entry["beats_random_frac"] = beats_random_fraction(ks_arr, curve.bacc, random)
         per_criterion[name] = entry
+    baselines = {f"baseline_{score}": float(values[0]) for score, values in first.extra.items()}
     return {
         "channels": channels,
         "n_test": n_test,
         "baseline_accuracy": baseline_acc,
         "baseline_balanced_accuracy": baseline_bacc,
+        **baselines,
         "majority_floor": majority_floor,
         "balanced_floor": 100.0 / n_classes,
         "criteria": per_criterion,
     }
+
+
+def ranked_order(path: Path, criterion: str, channels: int) -> np.ndarray:
+    """`criterion`'s removal order from a ranking table (ranking.csv of sweep_prune)."""
+    try:
+        table = pd.read_csv(path)
+        order = table[table["criterion"] == criterion].sort_values("rank")["channel"].to_numpy()
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path}: unreadable ranking table ({type(err).__name__}); rerun sweep_prune") from None
+    if sorted(order.tolist()) != list(range(channels)):
+        raise UserError(f"{path}: no complete {criterion} order of {channels} channels; rerun sweep_prune")
+    return order

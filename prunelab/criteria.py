@@ -2,8 +2,9 @@
 
 A criterion returns removal orders: an R×P integer array whose row r lists channels in
 the order they are pruned (first = pruned at K = 1). Score-based criteria return one order:
-ascending score, ties broken by channel index. `random` returns R seeded permutations and
-`reverse` the headline order backwards (most important first: the sanity bound).
+ascending score, ties broken by channel index. `reconstruction` returns one greedy order (ties
+also to the lowest index), `random` R seeded permutations and `reverse` the headline order
+backwards (most important first: the sanity bound).
 
 Adding a criterion means adding one function to `CRITERIA`. No torch at import: params
 validation reads the registry's names in every stage; the criteria that read weights get
@@ -61,6 +62,43 @@ def bn_gamma_scores(ctx: RankingContext) -> np.ndarray:
     return bn.weight.detach().cpu().double().abs().numpy()
 
 
+def greedy_reconstruction_order(gram: np.ndarray) -> np.ndarray:
+    """The greedy removal order that least disturbs fc1's pre-activation (ThiNet's greedy
+    channel selection, Luo et al. 2017, applied to the head).
+
+    `gram` is the P×P centred Gram matrix of the channels' contributions to fc1 (see
+    `ActivationStats.contribution_gram`): removing a set R, with its mean contribution folded
+    into fc1's bias, leaves a squared error E(R) = Σ_{c,c'∈R} G[c, c'] over the ranking split.
+    Starting from R = ∅, each step removes the channel c with the smallest
+    E(R ∪ {c}) − E(R) = 2 Σ_{c'∈R} G[c, c'] + G[c, c]; equal increases (e.g. dead channels,
+    whose rows are zero) go to the lowest channel index. The running row sums Σ_{c'∈R} G[c, c']
+    make the whole order O(P²).
+    """
+    g = np.asarray(gram, dtype=np.float64)
+    if g.ndim != 2 or g.shape[0] != g.shape[1]:
+        raise ValueError(f"the contribution Gram matrix must be square, not {g.shape}")
+    if not np.isfinite(g).all():
+        # inf marks channels already removed below, and argmin would pick a NaN first.
+        raise ValueError("the contribution Gram matrix has non-finite entries")
+    p, diagonal = g.shape[0], np.diag(g)
+    cross = np.zeros(p)  # Σ_{c'∈R} G[c, c'] for the channels removed so far
+    removed = np.zeros(p, dtype=bool)
+    order = np.empty(p, dtype=np.int64)
+    for step in range(p):
+        increase = 2.0 * cross + diagonal
+        increase[removed] = np.inf
+        channel = int(np.argmin(increase))  # argmin returns the first of equal minima
+        order[step] = channel
+        removed[channel] = True
+        cross += g[:, channel]
+    return order
+
+
+def reconstruction_orders(ctx: RankingContext) -> np.ndarray:
+    """Greedy least increase in fc1's pre-activation error over the ranking split (one order)."""
+    return greedy_reconstruction_order(ctx.stats.contribution_gram)[None, :]
+
+
 def random_orders(ctx: RankingContext) -> np.ndarray:
     """R uniform random permutations, reproducible under params `seed`."""
     rng = np.random.default_rng([ctx.seed, RANDOM_STREAM])
@@ -86,6 +124,12 @@ CRITERIA: dict[str, Callable[[RankingContext], np.ndarray]] = {
     "bn_gamma": _scored(bn_gamma_scores),
     # First-order Taylor (Molchanov et al. 2017): mean over samples of |mean_m a_m · dL/da_m|.
     "taylor": _scored(lambda ctx: ctx.stats.taylor),
+    # ThiNet's greedy selection (Luo et al. 2017) on the head: at every K, remove the channel whose
+    # removal least increases the squared error of fc1's pre-activation over the ranking split, each
+    # channel's mean contribution folded into fc1's bias. Unlike the scores above, each step accounts for
+    # the channels already removed: a channel whose contribution offsets theirs is cheap, one that adds
+    # to it is dear.
+    "reconstruction": reconstruction_orders,
     "random": random_orders,
     "reverse": reverse_order,
 }

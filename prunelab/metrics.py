@@ -25,6 +25,16 @@ def confusion(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -
     return counts.view(*predictions.shape[:-1], n_classes, n_classes)
 
 
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """NumPy twin of `confusion`: counts[..., true, predicted] for predictions of shape (..., n)."""
+    predictions = np.asarray(predictions, dtype=np.int64)
+    flat = np.asarray(labels, dtype=np.int64) * n_classes + predictions  # (..., n)
+    rows = flat.reshape(-1, flat.shape[-1])
+    offsets = np.arange(len(rows))[:, None] * n_classes * n_classes
+    counts = np.bincount((rows + offsets).ravel(), minlength=len(rows) * n_classes * n_classes)
+    return counts.reshape(*flat.shape[:-1], n_classes, n_classes)
+
+
 def accuracy(conf: np.ndarray) -> np.ndarray:
     conf = np.asarray(conf, dtype=np.float64)
     return 100.0 * np.trace(conf, axis1=-2, axis2=-1) / conf.sum(axis=(-2, -1))

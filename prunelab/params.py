@@ -156,6 +156,43 @@ def seed_list() -> Check:
     return check
 
 
+# Named fine-tuning points, as shares of P, so one default fits every architecture.
+NAMED_KS = {"quarter": 0.25, "half": 0.5, "three_quarters": 0.75}
+
+
+def named_k(name: str | int, channels: int) -> int:
+    """A fine-tuning K: an integer, or a NAMED_KS share of P."""
+    return name if isinstance(name, int) else int(NAMED_KS[name] * channels)
+
+
+def finetune_ks() -> Check:
+    """A list (possibly empty: no fine-tuning) of distinct K: integers >= 1 or NAMED_KS names."""
+    allowed = f"a list of distinct K, each an integer >= 1 or one of {', '.join(NAMED_KS)} ([] for none)"
+
+    def check(key: str, value: Any) -> list[str | int]:
+        if not isinstance(value, list) or len({str(v) for v in value}) != len(value):
+            raise _fail(key, value, allowed)
+        for k in value:
+            ok = k in NAMED_KS if isinstance(k, str) else (not isinstance(k, bool) and isinstance(k, int) and k >= 1)
+            if not ok:
+                raise UserError(f"params.yaml: {key} contains {k!r}; allowed: {allowed}")
+        return list(value)
+
+    return check
+
+
+def criteria_subset() -> Check:
+    """A list of distinct criterion names (checked against prune.criteria later)."""
+
+    def check(key: str, value: Any) -> list[str]:
+        allowed = "a list of distinct criteria, each one of prune.criteria"
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value) or len(set(value)) != len(value):
+            raise _fail(key, value, allowed)
+        return list(value)
+
+    return check
+
+
 def ks_spec() -> Check:
     """`all`, or a non-empty list of distinct non-negative integers (upper bound checked later)."""
 
@@ -219,6 +256,16 @@ SCHEMA: dict[str, Any] = {
         "k_step": integer(1),
         "random_orders": integer(1, 10_000),
         "compare_zero_weights": boolean(),
+    },
+    "recalibrate": {
+        "split": choice(["train", "val"]),
+        "max_samples": integer(10),
+    },
+    "finetune": {
+        "ks": finetune_ks(),
+        "criteria": criteria_subset(),
+        "epochs": positive_float(),  # fractions of an epoch allowed
+        "lr": positive_float(),
     },
     "plot": {
         "dpi": integer(30, 600),
@@ -328,6 +375,24 @@ def _validate_relations(params: dict[str, Any]) -> None:
         raise UserError(
             "params.yaml: activations.split='val' needs a validation split; "
             "allowed: set data.val_fraction in (0, 1), or use split test or train"
+        )
+    if params["recalibrate"]["split"] == "val" and params["data"]["val_fraction"] == 0:
+        raise UserError(
+            "params.yaml: recalibrate.split='val' needs a validation split; "
+            "allowed: set data.val_fraction in (0, 1), or use split train"
+        )
+    finetune = params["finetune"]
+    for k in finetune["ks"]:
+        if named_k(k, channels) >= channels:
+            raise UserError(
+                f"params.yaml: finetune.ks contains K={k}, but {params['model']['arch']} has P={channels} channels; "
+                f"allowed: K from 1 to {channels - 1}, or one of {', '.join(NAMED_KS)}"
+            )
+    outside = [c for c in finetune["criteria"] if c not in params["prune"]["criteria"]]
+    if outside:
+        raise UserError(
+            f"params.yaml: finetune.criteria has {', '.join(outside)}, which prune.criteria does not rank; "
+            f"allowed: criteria of prune.criteria ({', '.join(params['prune']['criteria'])})"
         )
     if params["data"]["test_fraction"] + params["data"]["val_fraction"] >= 1:
         raise UserError(

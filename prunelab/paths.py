@@ -61,3 +61,8 @@ def ranking_path(seed: int) -> Path:
 
 STUDY_METRICS = METRICS / "metrics.json"
 REPORT = METRICS / "report.md"
+
+
+def finetune_path(seed: int) -> Path:
+    """Per fine-tuned (criterion, K): the test scores after fine-tuning."""
+    return seed_metrics(seed) / "finetune.csv"

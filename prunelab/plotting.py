@@ -83,11 +83,6 @@ def plot_feature_maps(maps: np.ndarray, order: np.ndarray, path: Path, *, title:
     _save(fig, path, dpi)
 
 
-def _floor_lines(ax: plt.Axes, baseline: float, floor: float, floor_label: str) -> None:
-    ax.axhline(baseline, color="black", linestyle="--", linewidth=1, label=f"unpruned (K=0, mean) {baseline:.1f}%")
-    ax.axhline(floor, color="grey", linestyle=":", linewidth=1.2, label=f"{floor_label} {floor:.1f}%")
-
-
 def criterion_colours(n: int) -> list[tuple[float, ...]]:
     """n distinct colours, none of them grey (grey is random): tab10 without its grey, or
     tab20 without its two greys for more than 9 lines (cycled past 18)."""
@@ -117,9 +112,13 @@ def _title_seeds(n_seeds: int) -> str:
     return f"mean of {n_seeds} seeds, 95 % t interval" if n_seeds > 1 else "one seed, no interval"
 
 
-def plot_criteria(sweeps: pd.DataFrame, metrics: dict, path: Path, *, dpi: int) -> None:
-    """Balanced accuracy (left) and accuracy (right) against K for every criterion, each a
-    line (mean over seeds) with its 95 % band; zero-weights variants dashed."""
+# A panel: (score column, y label, baseline key in metrics.json or None, floor, floor label, title).
+Panel = tuple[str, str, str | None, float, str, str]
+
+
+def _criteria_panels(sweeps: pd.DataFrame, metrics: dict, panels: list[Panel], path: Path, *, dpi: int) -> None:
+    """One panel per score: every criterion against K, each a line (mean over seeds) with its
+    95 % band; zero-weights variants dashed; the unpruned mean and a floor as lines."""
     import seaborn as sns
 
     names = list(dict.fromkeys(sweeps["criterion"]))
@@ -127,23 +126,77 @@ def plot_criteria(sweeps: pd.DataFrame, metrics: dict, path: Path, *, dpi: int) 
     dashes = {n: (4, 2) if n.endswith("_zero_weights") else "" for n in names}
     n_seeds = metrics["n_seeds"]
     with plt.style.context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True)
-        panels = [
-            ("bacc", "balanced accuracy (%)", "baseline_balanced_accuracy", metrics["balanced_floor"], "chance"),
-            ("acc", "accuracy (%)", "baseline_accuracy", metrics["majority_floor"], "majority-class floor"),
-        ]
-        for ax, (score, label, baseline, floor, floor_label) in zip(axes, panels, strict=True):
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), sharex=True, squeeze=False)
+        for ax, (score, label, baseline, floor, floor_label, title) in zip(axes[0], panels, strict=True):
             sns.lineplot(
                 data=sweeps, x="k", y=score, hue="criterion", style="criterion", hue_order=names,
                 palette=palette, dashes=dashes, errorbar=_errorbar(n_seeds), linewidth=1.2, ax=ax,
-                legend=ax is axes[1],
+                legend=ax is axes[0][-1],
             )  # fmt: skip
-            _floor_lines(ax, metrics[baseline]["mean"], floor, floor_label)
+            if baseline in metrics:
+                ax.axhline(metrics[baseline]["mean"], color="black", linestyle="--", linewidth=1,
+                           label=f"unpruned (K=0, mean) {metrics[baseline]['mean']:.1f}%")  # fmt: skip
+            ax.axhline(floor, color="grey", linestyle=":", linewidth=1.2, label=f"{floor_label} {floor:.1f}%")
             ax.set_xlabel("K (channels pruned)")
             ax.set_ylabel(label)
-        axes[0].set_title(f"Balanced accuracy: the honest score on imbalanced data ({_title_seeds(n_seeds)})")
-        axes[1].set_title("Plain accuracy")
-        axes[1].legend(fontsize=7, loc="lower left", ncol=2)
+            ax.set_title(title, fontsize=10)
+        axes[0][-1].legend(fontsize=7, loc="lower left", ncol=2)
+        fig.suptitle(_title_seeds(n_seeds), fontsize=9)
+        _save(fig, path, dpi)
+
+
+def plot_criteria(sweeps: pd.DataFrame, metrics: dict, path: Path, *, dpi: int) -> None:
+    """Balanced accuracy (left) and accuracy (right) against K, at the model's own decision."""
+    chance, floor = metrics["balanced_floor"], metrics["majority_floor"]
+    panels: list[Panel] = [
+        ("bacc", "balanced accuracy (%)", "baseline_balanced_accuracy", chance, "chance",
+         "Balanced accuracy: the honest score on imbalanced data"),
+        ("acc", "accuracy (%)", "baseline_accuracy", floor, "majority-class floor", "Plain accuracy"),
+    ]  # fmt: skip
+    _criteria_panels(sweeps, metrics, panels, path, dpi=dpi)
+
+
+def plot_threshold_free(sweeps: pd.DataFrame, metrics: dict, path: Path, *, dpi: int) -> None:
+    """ROC AUC (left: no threshold) and balanced accuracy with the decision re-fitted off the
+    test split (right) against K: what pruning loses once the drifting threshold is taken out."""
+    chance = metrics["balanced_floor"]
+    panels: list[Panel] = [
+        ("roc_auc", "ROC AUC (%)", "baseline_roc_auc", 50.0, "chance", "ROC AUC: threshold-free"),
+        ("recal_bacc", "recalibrated balanced accuracy (%)", "baseline_recal_bacc", chance, "chance",
+         "Balanced accuracy, decision re-fitted on calibration data"),
+    ]  # fmt: skip
+    _criteria_panels(sweeps, metrics, panels, path, dpi=dpi)
+
+
+def plot_finetune(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int) -> None:
+    """At each fine-tuned K: balanced accuracy as pruned, with the decision re-fitted, and after
+    fine-tuning, per criterion (mean over seeds with its 95 % t interval)."""
+    import seaborn as sns
+
+    with plt.style.context(STYLE):
+        if table.empty:  # finetune.ks: [] switches fine-tuning off
+            fig, ax = plt.subplots(figsize=(6, 2))
+            ax.text(0.5, 0.5, "fine-tuning is off (finetune.ks: [])", ha="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            _save(fig, path, dpi)
+            return
+        stages = {"plain_bacc": "as pruned", "recal_bacc": "decision re-fitted", "finetuned_bacc": "fine-tuned"}
+        long = table.melt(
+            id_vars=["seed", "criterion", "k"], value_vars=list(stages), var_name="stage", value_name="bacc"
+        )
+        long["stage"] = long["stage"].map(stages)
+        ks = sorted(long["k"].unique())
+        fig, axes = plt.subplots(1, len(ks), figsize=(5.5 * len(ks), 4.2), sharey=True, squeeze=False)
+        for ax, k in zip(axes[0], ks, strict=True):
+            sns.pointplot(
+                data=long[long["k"] == k], x="criterion", y="bacc", hue="stage", hue_order=list(stages.values()),
+                errorbar=_errorbar(n_seeds), dodge=0.4, linestyle="none", capsize=0.15, ax=ax,
+                legend=ax is axes[0][0],
+            )  # fmt: skip
+            ax.set_title(f"K = {k}")
+            ax.set_xlabel("")
+            ax.set_ylabel("balanced accuracy (%)")
+        fig.suptitle(f"As pruned, decision re-fitted, fine-tuned ({_title_seeds(n_seeds)})", fontsize=10)
         _save(fig, path, dpi)
 
 

@@ -18,7 +18,7 @@ computed once, and pruning K channels subtracts a prefix sum of contributions.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,6 +176,51 @@ class HeadParts:
         return full, contribution
 
 
+# Called with (first sample, rows of ks, first order, head outputs rows×orders×n×C) as the walk
+# produces them; every (K row, order, sample) is emitted exactly once.
+Emit = Callable[[int, list[int], int, torch.Tensor], None]
+
+
+@torch.no_grad()
+def _sweep(
+    model: PrunableNet,
+    outputs: torch.Tensor,
+    orders: np.ndarray,
+    ks: Sequence[int],
+    emit: Emit,
+    mode: str,
+    dtype: torch.dtype,
+    chunk_elements: int,
+    stash_elements: int,
+) -> None:
+    """The fast sweep, written once: head outputs (logits) for pruning orders[r][:k] at every
+    requested K, handed to `emit` chunk by chunk (see `sweep_confusions` for the method)."""
+    device = outputs.device
+    head = HeadParts.of(model, mode, dtype, device, tuple(outputs.shape[2:]))
+    p, hidden = model.channels, head.bias.shape[0]
+    ks_list = [int(k) for k in ks]
+    rows_at: dict[int, list[int]] = {}  # K → the result rows that ask for it
+    for row, k in enumerate(ks_list):
+        rows_at.setdefault(k, []).append(row)
+    depth = max(ks_list)
+    orders_array = np.asarray(orders, dtype=np.int64).reshape(len(orders), -1)
+    if depth > orders_array.shape[1]:
+        raise ValueError(f"K={depth} asked for, but the orders list only {orders_array.shape[1]} channels")
+    n_orders = len(orders_array)
+    steps = torch.as_tensor(orders_array[:, :depth].T.copy(), device=device)  # steps[k - 1]: removed at K=k
+    chunk = max(1, chunk_elements // (p * hidden))
+    for start in range(0, len(outputs), chunk):
+        full, contribution = head.contributions(outputs[start : start + chunk])
+        n = len(full)
+        if 0 in rows_at:  # nothing removed: the same for every order
+            logits = head.rest(full)
+            emit(start, rows_at[0], 0, logits.expand(len(rows_at[0]), n_orders, *logits.shape))
+        group = max(1, min(n_orders, stash_elements // (n * hidden)))  # orders walked together
+        for first in range(0, n_orders, group):
+            last = min(n_orders, first + group)
+            _walk(head, contribution, full, steps[:, first:last], rows_at, stash_elements, start, first, emit)
+
+
 @torch.no_grad()
 def sweep_confusions(
     model: PrunableNet,
@@ -206,33 +251,53 @@ def sweep_confusions(
     between head evaluations.
     """
     device = outputs.device
-    head = HeadParts.of(model, mode, dtype, device, tuple(outputs.shape[2:]))
-    p, hidden = model.channels, head.bias.shape[0]
     ks_list = [int(k) for k in ks]
-    rows_at: dict[int, list[int]] = {}  # K → the result rows that ask for it
-    for row, k in enumerate(ks_list):
-        rows_at.setdefault(k, []).append(row)
-    depth = max(ks_list)
-    orders_array = np.asarray(orders, dtype=np.int64).reshape(len(orders), -1)
-    if depth > orders_array.shape[1]:
-        raise ValueError(f"K={depth} asked for, but the orders list only {orders_array.shape[1]} channels")
-    n_orders = len(orders_array)
-    steps = torch.as_tensor(orders_array[:, :depth].T.copy(), device=device)  # steps[k - 1]: removed at K=k
-    result = torch.zeros(n_orders, len(ks_list), n_classes, n_classes, dtype=torch.int64, device=device)
     labels = labels.to(device)
-    chunk = max(1, chunk_elements // (p * hidden))
-    for start in range(0, len(outputs), chunk):
-        full, contribution = head.contributions(outputs[start : start + chunk])
-        n = len(full)
-        found = torch.empty(len(ks_list), n_orders, n, dtype=torch.int64, device=device)  # K row × order × sample
-        if 0 in rows_at:  # nothing removed: the same for every order
-            found[rows_at[0]] = head.rest(full).argmax(-1)
-        group = max(1, min(n_orders, stash_elements // (n * hidden)))  # orders walked together
-        for first in range(0, n_orders, group):
-            last = min(n_orders, first + group)
-            _walk(head, contribution, full, steps[:, first:last], rows_at, found[:, first:last], stash_elements)
-        result += confusion(labels[start : start + n], found.transpose(0, 1).contiguous(), n_classes)
+    result = torch.zeros(len(orders), len(ks_list), n_classes, n_classes, dtype=torch.int64, device=device)
+
+    def count(start: int, rows: list[int], first: int, logits: torch.Tensor) -> None:
+        predicted = logits.argmax(-1)  # rows × orders × n
+        truth = labels[start : start + predicted.shape[-1]]
+        counts = confusion(truth, predicted, n_classes)
+        result[first : first + predicted.shape[1]].index_add_(
+            1, torch.as_tensor(rows, device=device), counts.transpose(0, 1)
+        )
+
+    _sweep(model, outputs, orders, ks_list, count, mode, dtype, chunk_elements, stash_elements)
     return result.cpu().numpy()
+
+
+@torch.no_grad()
+def sweep_logits(
+    model: PrunableNet,
+    outputs: torch.Tensor,
+    orders: np.ndarray,
+    ks: Sequence[int],
+    mode: str = "remove",
+    out_dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype = torch.float64,
+    chunk_elements: int = 1 << 21,
+    stash_elements: int = 1 << 19,
+) -> np.ndarray:
+    """The pruned models' logits, R×len(ks)×n×C (in `out_dtype`, on the CPU), by the same fast
+    sweep as `sweep_confusions`: what threshold-free scores and recalibration need. Memory
+    grows with R·len(ks)·n·C; callers bound it by passing a few orders at a time."""
+    ks_list = [int(k) for k in ks]
+    result: torch.Tensor | None = None
+
+    def keep(start: int, rows: list[int], first: int, logits: torch.Tensor) -> None:
+        nonlocal result
+        if result is None:
+            shape = (len(orders), len(ks_list), len(outputs), logits.shape[-1])
+            result = torch.empty(shape, dtype=out_dtype)
+        block = logits.transpose(0, 1).to("cpu", out_dtype)  # orders × rows × n × C
+        index = torch.as_tensor(rows)
+        for i in range(block.shape[0]):
+            result[first + i, index, start : start + block.shape[2]] = block[i]
+
+    _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements)
+    assert result is not None
+    return result.numpy()
 
 
 def _walk(
@@ -241,11 +306,13 @@ def _walk(
     full: torch.Tensor,
     steps: torch.Tensor,
     rows_at: dict[int, list[int]],
-    found: torch.Tensor,
     stash_elements: int,
+    start: int,
+    first: int,
+    emit: Emit,
 ) -> None:
-    """Walk a group of G orders up K = 1 … len(steps) on one chunk of n samples, writing the
-    predicted class at each requested K into found[row, order, sample].
+    """Walk a group of G orders up K = 1 … len(steps) on one chunk of n samples, emitting the
+    head's output at each requested K.
 
     Pre-activations go K-block by K-block: the removed contributions of a block are gathered
     in one call (G > 1), one subtraction per K writes each K's pre-activation into a stash,
@@ -271,10 +338,10 @@ def _walk(
         wanted = [j for j in range(size) if k0 + j in rows_at]
         if not wanted:
             continue
-        predicted = head.rest(stash[:size] if len(wanted) == size else stash[wanted]).argmax(-1)
+        logits = head.rest(stash[:size] if len(wanted) == size else stash[wanted])
         picks = [i for i, j in enumerate(wanted) for _ in rows_at[k0 + j]]
         rows = [row for j in wanted for row in rows_at[k0 + j]]
-        found[rows] = predicted[picks]
+        emit(start, rows, first, logits[picks])
 
 
 def seed_loop_confusions(

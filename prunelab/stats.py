@@ -22,6 +22,11 @@ class ActivationStats:
     feature_maps: np.ndarray  # P×M×N: mean map after BN and ReLU
     apoz: np.ndarray  # P: share of zeros after ReLU, over samples × positions
     taylor: np.ndarray  # P: mean over samples of |mean over positions of a · dL/da|
+    # P×P, float64: the centred Gram matrix of the channels' contributions to fc1's pre-activation,
+    # G[c, c'] = Σ_n <ũ_c(n), ũ_c'(n)> with u_c(n) = W_c z_c(n) (W_c: fc1's columns for channel c,
+    # z_c(n): its block output) and ũ_c = u_c − mean_n u_c. A sum over samples, not a mean: removing a
+    # set R (its mean folded into fc1's bias) costs Σ_{c,c'∈R} G[c, c'] in squared error over the split.
+    contribution_gram: np.ndarray
     n_samples: int
 
     @property
@@ -53,6 +58,7 @@ def load_stats(path: Path, channels: int) -> tuple[ActivationStats, str]:
     stats = ActivationStats(**values)
     p = channels
     shapes_ok = all(np.shape(getattr(stats, k)) == (p,) for k in ("conv_mean", "act_mean", "apoz", "taylor"))
+    shapes_ok = shapes_ok and np.shape(stats.contribution_gram) == (p, p)
     if not shapes_ok or stats.feature_maps.ndim != 3 or stats.feature_maps.shape[0] != p:
         raise UserError(
             f"{path}: statistics for {stats.channels} channels do not match the model's P={p}; "

@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from prunelab.errors import UserError
-from prunelab.paths import seed_summary_path, sweep_path, train_curve_path
+from prunelab.paths import finetune_path, seed_summary_path, sweep_path, train_curve_path
 
 CONFIDENCE = 0.95
-SCORES = {"bacc": "balanced accuracy", "acc": "accuracy"}
+SCORES = {
+    "bacc": "balanced accuracy",
+    "acc": "accuracy",
+    "roc_auc": "ROC AUC",
+    "recal_bacc": "recalibrated balanced accuracy",
+    "recal_acc": "recalibrated accuracy",
+}
 # The per-seed scalars compared with random, paired within each seed: mean score over K.
-PAIRED = {"bacc_auc": "mean balanced accuracy over K", "auc": "mean accuracy over K"}
+PAIRED = {
+    "bacc_auc": "mean balanced accuracy over K",
+    "auc": "mean accuracy over K",
+    "roc_auc_over_k": "mean ROC AUC over K",
+    "recal_bacc_over_k": "mean recalibrated balanced accuracy over K",
+}
 
 
 def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
@@ -96,19 +106,42 @@ def load_summaries(seeds: list[int]) -> dict[int, dict]:
     return summaries
 
 
-def headline_order(path: Path, criterion: str, channels: int) -> np.ndarray:
-    """`criterion`'s removal order from a ranking table (ranking.csv of sweep_prune)."""
-    try:
-        table = pd.read_csv(path)
-        order = table[table["criterion"] == criterion].sort_values("rank")["channel"].to_numpy()
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"{path}: unreadable ranking table ({type(err).__name__}); rerun sweep_prune") from None
-    if sorted(order.tolist()) != list(range(channels)):
-        raise UserError(f"{path}: no complete {criterion} order of {channels} channels; rerun sweep_prune")
-    return order
-
-
 # --------------------------------------------------------------------------- aggregation
+def finetune_table(seeds: list[int], sweeps: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, fine-tuned criterion and K: balanced accuracy and ROC AUC as pruned (plain),
+    with the decision re-fitted (recal), and after fine-tuning (finetuned). Empty when
+    fine-tuning is off."""
+    parts = []
+    for seed in seeds:
+        path = finetune_path(seed)
+        try:
+            table = pd.read_csv(path)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: unreadable fine-tuning table ({type(err).__name__}); rerun finetune") from None
+        parts.append(table.assign(seed=seed))
+    tuned = pd.concat(parts, ignore_index=True).rename(
+        columns={"acc": "finetuned_acc", "bacc": "finetuned_bacc", "roc_auc": "finetuned_roc_auc"}
+    )
+    plain = sweeps.rename(columns={"bacc": "plain_bacc", "roc_auc": "plain_roc_auc", "acc": "plain_acc"})
+    columns = ["seed", "criterion", "k", "plain_acc", "plain_bacc", "plain_roc_auc", "recal_bacc"]
+    return tuned.merge(plain[columns], on=["seed", "criterion", "k"], how="left")
+
+
+def finetune_metrics(table: pd.DataFrame) -> dict[str, dict]:
+    """{criterion: {finetune_k<K>: {score: {mean, ci_low, ci_high}}}} over seeds, and the
+    fine-tuned balanced accuracy paired with fine-tuned random at the same K and seed."""
+    scores = ["plain_bacc", "recal_bacc", "finetuned_bacc", "plain_roc_auc", "finetuned_roc_auc", "finetuned_acc"]
+    out: dict[str, dict] = {}
+    for (criterion, k), group in table.groupby(["criterion", "k"], sort=False):
+        entry = {score: interval_entry(group[score]) for score in scores}
+        random = table[(table["criterion"] == "random") & (table["k"] == k)].set_index("seed")["finetuned_bacc"]
+        if criterion != "random" and len(random):
+            diffs = (group.set_index("seed")["finetuned_bacc"] - random).dropna().to_numpy()
+            entry["finetuned_bacc_vs_random"] = {**interval_entry(diffs), "wins": int((diffs > 0).sum())}
+        out.setdefault(criterion, {})[f"finetune_k{k}"] = entry
+    return out
+
+
 def band_table(sweeps: pd.DataFrame, score: str) -> pd.DataFrame:
     """Per criterion and K: the mean of `score` over seeds and its 95 % t interval."""
     rows = []
@@ -145,6 +178,8 @@ def study_metrics(summaries: dict[int, dict]) -> dict:
         entry = {key: across(lambda s, n=name, k=key: s["criteria"][n][k]) for key in scalars}
         criteria[name] = entry
     for key in PAIRED:
+        if key not in next(iter(first["criteria"].values())):
+            continue  # a summary from before the score existed
         for name, diffs in paired_differences(summaries, key).items():
             criteria[name][f"{key}_vs_random"] = {**interval_entry(diffs), "wins": int((diffs > 0).sum())}
     return {
@@ -155,8 +190,7 @@ def study_metrics(summaries: dict[int, dict]) -> dict:
         "majority_floor": across(lambda s: s["majority_floor"])["mean"],
         "balanced_floor": first["balanced_floor"],
         "ranking_split_is_test": first["ranking_split_is_test"],
-        "baseline_accuracy": across(lambda s: s["baseline_accuracy"]),
-        "baseline_balanced_accuracy": across(lambda s: s["baseline_balanced_accuracy"]),
+        **{key: across(lambda s, k=key: s[k]) for key in first if key.startswith("baseline_")},
         "criteria": criteria,
     }
 
@@ -192,8 +226,39 @@ def _fmt(entry: dict, signed: bool = False) -> str:
     return f"{number} [{entry['ci_low']:.1f}, {entry['ci_high']:.1f}]"
 
 
+def _paired_table(metrics: dict, columns: list[tuple[str, str]]) -> list[str]:
+    """Markdown rows: per criterion, for each (scalar key, title): the mean over seeds and the
+    paired difference from random with its wins."""
+    n = metrics["n_seeds"]
+    header = "| criterion | " + " | ".join(f"{title} | minus random | wins" for _, title in columns) + " |"
+    lines = [header, "|" + " --- |" * (1 + 3 * len(columns))]
+    for name, entry in metrics["criteria"].items():
+        cells = [name]
+        for key, _ in columns:
+            paired = entry.get(f"{key}_vs_random")
+            cells += [
+                _fmt(entry[key]) if key in entry else "—",
+                _fmt(paired, True) if paired else "—",
+                f"{paired['wins']}/{n}" if paired else "—",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _first_on(metrics: dict, key: str) -> str:
+    """Which criterion has the highest mean of `key`, and what the paired interval says of it."""
+    ranked = [(entry[key]["mean"], name) for name, entry in metrics["criteria"].items() if key in entry]
+    if not ranked:
+        return "—"
+    best = max(ranked)[1]
+    paired = metrics["criteria"][best].get(f"{key}_vs_random")
+    note = f"; against random: {verdict_class(paired)}" if paired else ""
+    return f"`{best}` ({_fmt(metrics['criteria'][best][key])}{note})"
+
+
 def report_markdown(metrics: dict, seeds: list[int], setting: dict[str, str], ranges: dict[str, tuple]) -> str:
-    """metrics/report.md: the setting, the unpruned model, one table row and one sentence per criterion."""
+    """metrics/report.md: the setting, the unpruned model, the criteria against random on every
+    score, one sentence per criterion, which criterion ranks first on each score, and fine-tuning."""
     n = metrics["n_seeds"]
     lines = [
         f"# The study: {n} seed{'s' if n > 1 else ''} ({', '.join(map(str, seeds))})",
@@ -205,7 +270,9 @@ def report_markdown(metrics: dict, seeds: list[int], setting: dict[str, str], ra
         "Intervals are two-sided 95 % Student t intervals across seeds (`scipy.stats.t`, n − 1 degrees of freedom), "
         "written `mean [low, high]`, in percent. *Minus random* is paired within each seed: the criterion's score "
         "minus the mean of that seed's random removal orders on the same model. *Wins* counts the seeds where "
-        "the criterion is above random.",
+        "the criterion is above random. *Recalibrated* scores re-fit only the decision (two classes: the threshold "
+        "on the logit difference that maximises balanced accuracy; more classes: the last layer's bias) on the "
+        "calibration split, never on test; ROC AUC needs no threshold at all.",
         "",
         "## The unpruned model",
         "",
@@ -213,25 +280,71 @@ def report_markdown(metrics: dict, seeds: list[int], setting: dict[str, str], ra
         f"{ranges['acc'][1]:.1f}); always answering the majority class scores {metrics['majority_floor']:.1f}",
         f"- balanced accuracy {_fmt(metrics['baseline_balanced_accuracy'])} (range over seeds "
         f"{ranges['bacc'][0]:.1f} – {ranges['bacc'][1]:.1f}); chance is {metrics['balanced_floor']:.1f}",
-        "",
-        "## Criteria against random",
-        "",
-        "| criterion | mean balanced accuracy over K | minus random | wins | mean accuracy over K | minus random |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    criteria = metrics["criteria"]
-    for name, entry in criteria.items():
-        paired_b = entry.get("bacc_auc_vs_random")
-        paired_a = entry.get("auc_vs_random")
-        wins = f"{paired_b['wins']}/{n}" if paired_b else "—"
-        lines.append(
-            f"| {name} | {_fmt(entry['bacc_auc'])} | {_fmt(paired_b, True) if paired_b else '—'} | {wins} | "
-            f"{_fmt(entry['auc'])} | {_fmt(paired_a, True) if paired_a else '—'} |"
+    if "baseline_roc_auc" in metrics:
+        lines += [
+            f"- ROC AUC {_fmt(metrics['baseline_roc_auc'])}; balanced accuracy with the decision re-fitted "
+            f"{_fmt(metrics['baseline_recal_bacc'])}",
+        ]
+    lines += ["", "## Criteria against random, at the model's own decision", ""]
+    lines += _paired_table(metrics, [("bacc_auc", "mean balanced accuracy over K"), ("auc", "mean accuracy over K")])
+    first_entry = next(iter(metrics["criteria"].values()))
+    if "roc_auc_over_k" in first_entry:
+        lines += ["", "## Criteria against random, threshold-free and recalibrated", ""]
+        lines += _paired_table(
+            metrics, [("roc_auc_over_k", "mean ROC AUC over K"), ("recal_bacc_over_k", "mean recalibrated bacc over K")]
         )
-    lines += ["", "## What the numbers support (mean balanced accuracy over K, paired with random)", ""]
-    for name, entry in criteria.items():
-        if "bacc_auc_vs_random" in entry:
-            lines.append(f"- **{name}**: {verdict(entry['bacc_auc_vs_random'], n)}.")
-    if "random" not in criteria:
-        lines.append("- No `random` criterion in `prune.criteria`, so no paired comparison.")
+    for key, title in PAIRED.items():
+        if not any(f"{key}_vs_random" in e for e in metrics["criteria"].values()) or key == "auc":
+            continue
+        lines += ["", f"## What the numbers support: {title}, paired with random", ""]
+        for name, entry in metrics["criteria"].items():
+            if f"{key}_vs_random" in entry:
+                lines.append(f"- **{name}**: {verdict(entry[f'{key}_vs_random'], n)}.")
+    if "random" not in metrics["criteria"]:
+        lines += ["", "No `random` criterion in `prune.criteria`, so no paired comparison."]
+    lines += ["", "## Which criterion ranks first", ""]
+    for key, title in PAIRED.items():
+        if key in first_entry:
+            lines.append(f"- on {title}: {_first_on(metrics, key)}")
+    lines += _finetune_section(metrics)
     return "\n".join(lines) + "\n"
+
+
+def _finetune_section(metrics: dict) -> list[str]:
+    tuned = {
+        (name, key): entry
+        for name, criterion in metrics["criteria"].items()
+        for key, entry in criterion.items()
+        if key.startswith("finetune_k")
+    }
+    if not tuned:
+        return []
+    n = metrics["n_seeds"]
+    lines = [
+        "",
+        "## Fine-tuning",
+        "",
+        "Balanced accuracy of the pruned model as removed (*plain*), with the decision re-fitted (*recal*), and "
+        "after fine-tuning on the train split (*fine-tuned*); the last columns pair the fine-tuned score with "
+        "fine-tuned random at the same K and seed.",
+        "",
+        "| K | criterion | plain bacc | recal bacc | fine-tuned bacc | fine-tuned ROC AUC "
+        "| fine-tuned minus random | wins |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    k_of = {key: key.removeprefix("finetune_k") for _, key in tuned}
+    for (name, key), entry in sorted(tuned.items(), key=lambda item: (int(k_of[item[0][1]]), item[0][0])):
+        paired = entry.get("finetuned_bacc_vs_random")
+        wins = f"{paired['wins']}/{n}" if paired else "—"
+        lines.append(
+            f"| {k_of[key]} | {name} | {_fmt(entry['plain_bacc'])} | {_fmt(entry['recal_bacc'])} | "
+            f"{_fmt(entry['finetuned_bacc'])} | {_fmt(entry['finetuned_roc_auc'])} | "
+            f"{_fmt(paired, True) if paired else '—'} | {wins} |"
+        )
+    lines.append("")
+    for (name, key), entry in tuned.items():
+        if "finetuned_bacc_vs_random" in entry:
+            claim = verdict(entry["finetuned_bacc_vs_random"], n)
+            lines.append(f"- **{name}** at K = {k_of[key]}, fine-tuned: {claim}.")
+    return lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,9 +60,11 @@ def train_model(
     seed: int,
     on_epoch: Callable[[EpochLog], None] | None = None,
     label: str = "train",
+    max_batches: int | None = None,
 ) -> list[EpochLog]:
     """Adam on cross-entropy; evaluates the test split after every epoch. `label` names the
-    progress bar (the stages say which seed is training).
+    progress bar (the stages say which seed is training). `max_batches` ends the last epoch
+    early after that many batches in all (fine-tuning for a fraction of an epoch).
 
     On the CPU, model and images are laid out channels-last while training: oneDNN's
     convolutions and max pooling are much faster that way (SimpleCNN at batch 64: about
@@ -80,10 +83,14 @@ def train_model(
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     optimizer = adam(model, lr)
     shuffler = torch.Generator().manual_seed(seed)  # CPU generator: same order on every device
+    batches_per_epoch = -(-len(y_train) // batch_size)
     history = []
     try:
         for epoch in progress(range(1, epochs + 1), desc=label, total=epochs):
             order = torch.randperm(len(y_train), generator=shuffler).to(device)
+            if max_batches is not None:  # the batches left of the budget, in this epoch
+                left = max_batches - (epoch - 1) * batches_per_epoch
+                order = order[: max(0, left) * batch_size]
             total_loss = torch.zeros((), device=device)
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
@@ -93,7 +100,7 @@ def train_model(
                 optimizer.step()
                 total_loss += loss.detach() * len(idx)
             acc, bacc = scores_from_predictions(test[1], predict(model, x_test), n_classes)
-            entry = EpochLog(epoch, float(total_loss) / len(order), acc, bacc)
+            entry = EpochLog(epoch, float(total_loss) / max(1, len(order)), acc, bacc)
             history.append(entry)
             if on_epoch:
                 on_epoch(entry)
@@ -194,3 +201,9 @@ def adam(model: nn.Module, lr: float) -> FusedAdam | torch.optim.Adam:
         and next(iter(dtypes)) in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
     )
     return FusedAdam(params, lr) if fusable else torch.optim.Adam(params, lr=lr)
+
+
+def finetune_batches(epochs: float, n_samples: int, batch_size: int) -> tuple[int, int]:
+    """(whole epochs to start, batches in all) for fine-tuning `epochs` passes, fractions allowed."""
+    batches = max(1, round(epochs * -(-n_samples // batch_size)))
+    return max(1, math.ceil(epochs)), batches

@@ -2,7 +2,8 @@
 
 Reads metrics/seeds/<seed>/ for every seed in params. Writes metrics/metrics.json (means,
 95 % intervals, paired comparisons with random), metrics/report.md, and
-metrics/study/{bacc,acc,train_curve}.csv for `dvc plots show`. No torch.
+metrics/study/<score>.csv (per K and criterion: mean and interval of acc, bacc, roc_auc,
+recal_acc, recal_bacc), train_curve.csv and finetune.csv. No torch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from prunelab.runtime import atomic_path, log, stage_main, write_json, write_tex
 from prunelab.study import (
     SCORES,
     band_table,
+    finetune_metrics,
+    finetune_table,
     load_summaries,
     load_sweeps,
     load_train_curves,
@@ -27,12 +30,17 @@ def main() -> None:
     # Every input is read before the first output is written.
     sweeps, summaries = load_sweeps(seeds), load_summaries(seeds)
     curves = load_train_curves(seeds)
+    tuned = finetune_table(seeds, sweeps)
     metrics = study_metrics(summaries)
+    for name, entries in finetune_metrics(tuned).items():
+        metrics["criteria"][name].update(entries)
     for score in SCORES:
         with atomic_path(STUDY / f"{score}.csv") as tmp:
             band_table(sweeps, score).to_csv(tmp, index=False, float_format="%.4f")
     with atomic_path(STUDY / "train_curve.csv") as tmp:
         curves.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(STUDY / "finetune.csv") as tmp:
+        tuned.to_csv(tmp, index=False, float_format="%.4f")
     write_json(STUDY_METRICS, metrics)
     data, prune = params["data"], params["prune"]
     setting = {
@@ -41,6 +49,8 @@ def main() -> None:
         "channels ranked on": f"the {params['activations']['split']} split",
         "pruning": prune["mode"],
         "random orders per seed": str(prune["random_orders"]),
+        "decision re-fitted on": f"the first {params['recalibrate']['max_samples']} samples of the "
+        f"{params['recalibrate']['split']} split",
     }
     baseline = {
         score: (min(s[key] for s in summaries.values()), max(s[key] for s in summaries.values()))

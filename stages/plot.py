@@ -1,8 +1,9 @@
 """Stage plot: the study's figures, from the replicates' tables. No torch.
 
 Writes metrics/plots/criteria.png (every criterion against K, bands over seeds),
-vs_random.png (paired differences from random), accuracy_vs_k.png (the headline criterion)
-and feature_maps.png (the mean feature maps of the first seed's model).
+threshold.png (ROC AUC and recalibrated balanced accuracy against K), vs_random.png (paired
+differences from random), finetune.png (as pruned, re-fitted, fine-tuned), accuracy_vs_k.png
+(the headline criterion) and feature_maps.png (the mean feature maps of the first seed's model).
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ import json
 
 import pandas as pd
 
+from prunelab.comparison import ranked_order
 from prunelab.params import load_params
-from prunelab.paths import PLOTS, STUDY_METRICS, ranking_path, stats_path
-from prunelab.plotting import plot_criteria, plot_feature_maps, plot_headline, plot_vs_random
+from prunelab.paths import PLOTS, STUDY, STUDY_METRICS, ranking_path, stats_path
+from prunelab.plotting import (
+    plot_criteria,
+    plot_feature_maps,
+    plot_finetune,
+    plot_headline,
+    plot_threshold_free,
+    plot_vs_random,
+)
 from prunelab.runtime import stage_main
 from prunelab.stats import load_stats
-from prunelab.study import PAIRED, headline_order, load_summaries, load_sweeps, paired_differences
+from prunelab.study import PAIRED, load_summaries, load_sweeps, paired_differences
 
 
 def main() -> None:
@@ -36,13 +45,16 @@ def main() -> None:
         ],
         columns=["criterion", "seed", "difference"],
     )
+    tuned = pd.read_csv(STUDY / "finetune.csv")
     seed = seeds[0]
     stats, split = load_stats(stats_path(seed), metrics["channels"])
-    order = headline_order(ranking_path(seed), headline, metrics["channels"])
+    order = ranked_order(ranking_path(seed), headline, metrics["channels"])
 
     plot_criteria(sweeps, metrics, PLOTS / "criteria.png", dpi=style["dpi"])
     plot_headline(sweeps, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style["dpi"])
     plot_vs_random(differences, len(seeds), PLOTS / "vs_random.png", dpi=style["dpi"], what=PAIRED[key])
+    plot_threshold_free(sweeps, metrics, PLOTS / "threshold.png", dpi=style["dpi"])
+    plot_finetune(tuned, len(seeds), PLOTS / "finetune.png", dpi=style["dpi"])
     p, m, n = stats.feature_maps.shape
     plot_feature_maps(
         stats.feature_maps,

@@ -1,22 +1,25 @@
 """Stage sweep_prune (one instance per seed): prune the K lowest-ranked channels for every K,
 for every criterion.
 
-Writes metrics/seeds/<seed>/sweep.csv (k, criterion, acc, bacc), summary.json (the
-replicate's scalars) and ranking.csv (each ranking criterion's removal order).
+Scores every K at the default decision (acc, bacc), threshold-free (roc_auc) and with the
+decision re-fitted on the calibration split (recal_acc, recal_bacc). Writes
+metrics/seeds/<seed>/sweep.csv (k, criterion and those scores), summary.json (the
+replicate's scalars) and ranking.csv (each criterion's removal order).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from prunelab.comparison import Curve, curve_from_confusions, long_table, ranking_table, resolve_ks, summary_metrics
+from prunelab.comparison import Curve, curve_from_scores, long_table, ranking_table, resolve_ks, summary_metrics
 from prunelab.criteria import RankingContext, removal_orders
+from prunelab.evaluation import Split, evaluate_orders
 from prunelab.metrics import majority_floor
 from prunelab.models import load_model
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import model_path, prepared_dir, ranking_path, seed_summary_path, stats_path, sweep_path
 from prunelab.prepared import load_info, load_split
-from prunelab.pruning import block_outputs, sweep_confusions
+from prunelab.pruning import block_outputs
 from prunelab.runtime import atomic_path, log, resolve_device, seed_everything, stage_main, write_json
 from prunelab.stats import load_stats
 
@@ -31,8 +34,16 @@ def main() -> None:
     model = load_model(model_path(seed), params["model"]["arch"], info.input)
     stats, split = load_stats(stats_path(seed), model.channels)
     device = resolve_device(params["train"]["device"])
-    images, labels = load_split("test", folder, info)
-    outputs = block_outputs(model, images, params["activations"]["batch_size"], device)
+    batch = params["activations"]["batch_size"]
+
+    def split_outputs(name: str, limit: int | None = None) -> Split:
+        """A split's block outputs, computed once for every order and K."""
+        images, labels = load_split(name, folder, info)
+        return Split(block_outputs(model, images[:limit], batch, device), labels[:limit].to(device))
+
+    test = split_outputs("test")
+    recal = params["recalibrate"]
+    calibration = split_outputs(recal["split"], recal["max_samples"])
     model = model.to(device)
     ks = resolve_ks(prune["ks"], prune["k_step"], model.channels)
     headline = prune["criteria"][0]
@@ -41,12 +52,12 @@ def main() -> None:
     n_classes = info.input.n_classes
 
     def run(chosen: dict[str, np.ndarray], mode: str) -> dict[str, Curve]:
-        """Sweep every criterion's orders in one call, so block contributions are computed once."""
+        """Score every criterion's orders in one call, so block contributions are shared."""
         stacked = np.concatenate(list(chosen.values()))
-        confusions = sweep_confusions(model, outputs, labels, stacked, ks, n_classes, mode)
+        scores = evaluate_orders(model, test, calibration, stacked, ks, n_classes, mode)
         bounds = np.cumsum([0, *(len(o) for o in chosen.values())])
         return {
-            name: curve_from_confusions(confusions[a:b])
+            name: curve_from_scores({score: values[a:b] for score, values in scores.items()})
             for name, a, b in zip(chosen, bounds[:-1], bounds[1:], strict=True)
         }
 
@@ -54,8 +65,10 @@ def main() -> None:
     if prune["compare_zero_weights"] and prune["mode"] == "remove":
         # The lab's own method on the headline ranking, to show what weight zeroing does.
         curves[f"{headline}_zero_weights"] = run({headline: orders[headline]}, "zero_weights")[headline]
+    labels = test.labels.cpu()
     summary = summary_metrics(ks, curves, model.channels, majority_floor(labels), n_classes, len(labels))
     summary["ranking_split_is_test"] = int(split == "test")
+    summary["n_calibration"] = len(calibration.labels)
     with atomic_path(sweep_path(seed)) as tmp:
         long_table(ks, curves).to_csv(tmp, index=False, float_format="%.4f")
     with atomic_path(ranking_path(seed)) as tmp:
@@ -63,8 +76,9 @@ def main() -> None:
     write_json(seed_summary_path(seed), summary)
     first = curves[headline]
     log(
-        f"seed {seed}: {headline}: baseline acc {first.acc[0]:.2f}% (bacc {first.bacc[0]:.2f}%), "
-        f"K={ks[-1]}: acc {first.acc[-1]:.2f}% (bacc {first.bacc[-1]:.2f}%); ranked on {split}"
+        f"seed {seed}: {headline}: baseline acc {first.acc[0]:.2f}% (bacc {first.bacc[0]:.2f}%, "
+        f"ROC AUC {first.extra['roc_auc'][0]:.2f}%), K={ks[-1]}: acc {first.acc[-1]:.2f}% "
+        f"(bacc {first.bacc[-1]:.2f}%); ranked on {split}"
     )
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from prunelab.activations import collect_stats
-from prunelab.stats import load_stats, save_stats
+from prunelab.errors import UserError
+from prunelab.stats import ActivationStats, load_stats, save_stats
 from tests.helpers import tiny_model
 
 CPU = torch.device("cpu")
@@ -71,4 +75,16 @@ def test_saved_statistics_round_trip(tmp_path) -> None:
     save_stats(tmp_path / "a.npz", stats, "val")
     loaded, split = load_stats(tmp_path / "a.npz", model.channels)
     assert split == "val" and loaded.n_samples == 4
-    np.testing.assert_array_equal(loaded.feature_maps, stats.feature_maps)
+    for field in fields(ActivationStats):
+        np.testing.assert_array_equal(getattr(loaded, field.name), getattr(stats, field.name), err_msg=field.name)
+    assert loaded.contribution_gram.shape == (model.channels, model.channels)
+
+
+def test_a_contribution_gram_of_another_shape_is_refused(tmp_path) -> None:
+    model = tiny_model("pair_cnn")
+    x, y = inputs(n=4)
+    stats = collect_stats(model, x, y, batch_size=4, device=CPU)
+    p = model.channels
+    save_stats(tmp_path / "a.npz", replace(stats, contribution_gram=np.eye(p - 1)), "val")
+    with pytest.raises(UserError, match=f"do not match the model's P={p}"):
+        load_stats(tmp_path / "a.npz", p)

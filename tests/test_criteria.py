@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.criteria import CRITERIA, RankingContext, order_from_scores, removal_orders
+from prunelab.criteria import (
+    CRITERIA,
+    RankingContext,
+    greedy_reconstruction_order,
+    order_from_scores,
+    removal_orders,
+)
 from prunelab.stats import ActivationStats
 from tests.helpers import tiny_model
 
@@ -20,12 +26,14 @@ def brute_force_order(scores: list[float]) -> list[int]:
 
 def stats_with(**arrays: np.ndarray) -> ActivationStats:
     rng = np.random.default_rng(1)
+    contributions = rng.normal(size=(P, 2 * P))  # a random PSD Gram: G = A Aᵀ
     base = {
         "conv_mean": rng.normal(size=P),
         "act_mean": rng.random(P),
         "feature_maps": rng.random((P, 7, 7)),
         "apoz": rng.random(P),
         "taylor": rng.random(P),
+        "contribution_gram": contributions @ contributions.T,
         "n_samples": 10,
     }
     return ActivationStats(**{**base, **arrays})
@@ -85,7 +93,17 @@ def test_l1_norm_uses_filter_weights() -> None:
     assert removal_orders("l1_norm", ctx)[0][0] == 42
 
 
-@pytest.mark.parametrize("headline", ["mean_activation", "apoz", "l1_norm", "taylor"])
+def test_reconstruction_is_one_greedy_order_of_the_contribution_gram() -> None:
+    ctx = context(stats_with())
+    order = removal_orders("reconstruction", ctx)
+    assert order.shape == (1, P)
+    assert order[0].tolist() == greedy_reconstruction_order(ctx.stats.contribution_gram).tolist()
+    # Shown to users in registry order: with the other single-order criteria, before random and reverse.
+    names = list(CRITERIA)
+    assert names.index("reconstruction") < names.index("random") < names.index("reverse")
+
+
+@pytest.mark.parametrize("headline", ["mean_activation", "apoz", "l1_norm", "taylor", "reconstruction"])
 def test_reverse_is_the_headline_order_backwards(headline: str) -> None:
     ctx = context(stats_with(), headline=headline)
     forward = removal_orders(headline, ctx)[0]
@@ -107,6 +125,7 @@ def test_random_orders_are_reproducible_permutations() -> None:
 
 def test_every_registered_criterion_yields_permutations() -> None:
     ctx = context(stats_with())
+    assert "reconstruction" in CRITERIA
     for name in CRITERIA:
         for row in removal_orders(name, ctx):
             assert sorted(row.tolist()) == list(range(P)), name

@@ -401,6 +401,7 @@ def corrupt_stats(repo: Path) -> None:
         feature_maps=rng.random((p, 7, 7)),
         apoz=rng.random(p),
         taylor=rng.random(p),
+        contribution_gram=np.eye(p),
         n_samples=30,
     )
     (repo / STATS).unlink()

@@ -1,0 +1,56 @@
+"""Stage finetune (one instance per seed): does fine-tuning erase the differences between criteria?
+
+For every K of finetune.ks and every criterion of finetune.criteria (random: its first order),
+removes the channels, fine-tunes the smaller model on the train split for finetune.epochs
+passes and scores it on the test split. Writes metrics/seeds/<seed>/finetune.csv (criterion,
+k, acc, bacc, roc_auc). With finetune.ks: [] it writes the header only and imports no torch.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from prunelab.comparison import ranked_order
+from prunelab.params import load_params, named_k, replicate_seed
+from prunelab.paths import finetune_path, model_path, prepared_dir, ranking_path
+from prunelab.runtime import atomic_path, log, stage_main
+
+COLUMNS = ["criterion", "k", "acc", "bacc", "roc_auc"]
+
+
+def main() -> None:
+    params = load_params()
+    seed = replicate_seed(params)
+    finetune, train = params["finetune"], params["train"]
+    rows = []
+    if finetune["ks"] and finetune["criteria"]:
+        # Imported here: with fine-tuning off the stage is a no-op and needs no torch.
+        from prunelab.evaluation import finetune_pruned
+        from prunelab.models import load_model
+        from prunelab.prepared import load_info, load_split
+        from prunelab.runtime import resolve_device, seed_everything
+
+        seed_everything(seed)
+        info = load_info(prepared_dir(seed))
+        model = load_model(model_path(seed), params["model"]["arch"], info.input)
+        orders = {c: ranked_order(ranking_path(seed), c, model.channels) for c in finetune["criteria"]}
+        splits = {name: load_split(name, prepared_dir(seed), info) for name in ("train", "test")}
+        device = resolve_device(train["device"])
+        for criterion, order in orders.items():
+            for spec in finetune["ks"]:
+                k = named_k(spec, model.channels)
+                scores = finetune_pruned(
+                    model, order[:k], splits["train"], splits["test"], n_classes=info.input.n_classes,
+                    epochs=finetune["epochs"], lr=finetune["lr"], batch_size=train["batch_size"],
+                    class_weight=train["class_weight"], device=device, seed=seed,
+                    label=f"finetune seed {seed} {criterion} K={k}",
+                )  # fmt: skip
+                rows.append({"criterion": criterion, "k": k, **scores})
+                log(f"seed {seed}: {criterion} K={k} fine-tuned: bacc {scores['bacc']:.2f}%, "
+                    f"ROC AUC {scores['roc_auc']:.2f}%")  # fmt: skip
+    with atomic_path(finetune_path(seed)) as tmp:
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False, float_format="%.4f")
+
+
+if __name__ == "__main__":
+    stage_main(main)
