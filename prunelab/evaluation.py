@@ -41,31 +41,59 @@ class Split:
     labels: torch.Tensor
 
 
+# The sweep computes fc1's pre-activation as "everything minus the removed contributions", so a
+# pruned model whose outputs are exactly tied across samples (say, only dead channels left)
+# shows ties broken by float64 rounding noise (~1e-14). Rankings and thresholds must not read
+# that noise: values closer than this, relative to the row's scale, count as equal.
+TIE_TOLERANCE = 1e-9
+
+
+def snap_ties(values: np.ndarray, tolerance: float = TIE_TOLERANCE) -> np.ndarray:
+    """`values` (...×n) with every run of sorted neighbours closer than tolerance·max(1, |max|)
+    set to the run's smallest value, row by row: ties that rounding noise split are tied again."""
+    order = np.argsort(values, axis=-1, kind="stable")
+    ranked = np.take_along_axis(values, order, axis=-1)
+    scale = np.maximum(1.0, np.abs(ranked).max(axis=-1, keepdims=True)) if ranked.size else 1.0
+    new_run = np.diff(ranked, axis=-1, prepend=-np.inf) > tolerance * scale
+    starts = np.where(new_run, np.arange(ranked.shape[-1]), 0)
+    firsts = np.maximum.accumulate(starts, axis=-1)
+    snapped = np.empty_like(values)
+    np.put_along_axis(snapped, order, np.take_along_axis(ranked, firsts, axis=-1), axis=-1)
+    return snapped
+
+
+def recalibrated_predictions(
+    test_logits: np.ndarray, cal_logits: np.ndarray, cal_labels: np.ndarray, n_classes: int
+) -> dict[str, np.ndarray]:
+    """Test-split predictions (...×n) with the decision re-fitted on calibration data only:
+    {"recal_acc": ..., "recal_bacc": ...}, the decisions for accuracy and for balanced accuracy.
+    No test label is an argument: the fitted decision cannot depend on one."""
+    if n_classes == 2:
+        threshold = fit_threshold(snap_ties(cal_logits[..., 1] - cal_logits[..., 0]), cal_labels)
+        predicted = predict_with_threshold(snap_ties(test_logits[..., 1] - test_logits[..., 0]), threshold)
+        return {"recal_acc": predicted, "recal_bacc": predicted}
+    bias = fit_bias(cal_logits, cal_labels, n_classes)
+    balanced = prior_adjusted(bias, cal_labels, n_classes)
+    return {
+        "recal_acc": (test_logits + bias[..., None, :]).argmax(-1),
+        "recal_bacc": (test_logits + balanced[..., None, :]).argmax(-1),
+    }
+
+
 def decisions(
     test_logits: np.ndarray, test_labels: np.ndarray, cal_logits: np.ndarray, cal_labels: np.ndarray, n_classes: int
 ) -> dict[str, np.ndarray]:
-    """Every score of SCORES, per leading row, from logits (...×n×C) on test and calibration data.
-
-    Pure: the calibration logits and labels decide the re-fitted decision; the test labels
-    only score it (tests/test_evaluation.py changes them and sees the decision stay put).
-    """
+    """Every score of SCORES, per leading row, from logits (...×n×C) on test and calibration data."""
     default = confusion_counts(test_labels, test_logits.argmax(-1), n_classes)
     out = {"acc": accuracy(default), "bacc": balanced_accuracy(default)}
     if n_classes == 2:
-        diff = test_logits[..., 1] - test_logits[..., 0]
-        out["roc_auc"] = roc_auc(diff, test_labels, 2)
-        threshold = fit_threshold(cal_logits[..., 1] - cal_logits[..., 0], cal_labels)
-        recal = confusion_counts(test_labels, predict_with_threshold(diff, threshold), 2)
-        out["recal_acc"], out["recal_bacc"] = accuracy(recal), balanced_accuracy(recal)
+        out["roc_auc"] = roc_auc(snap_ties(test_logits[..., 1] - test_logits[..., 0]), test_labels, 2)
     else:
-        out["roc_auc"] = roc_auc(softmax(test_logits), test_labels, n_classes)
-        bias = fit_bias(cal_logits, cal_labels, n_classes)
-        for name, b, score in (
-            ("recal_acc", bias, accuracy),
-            ("recal_bacc", prior_adjusted(bias, cal_labels, n_classes), balanced_accuracy),
-        ):
-            predicted = (test_logits + b[..., None, :]).argmax(-1)
-            out[name] = score(confusion_counts(test_labels, predicted, n_classes))
+        probabilities = np.moveaxis(snap_ties(np.moveaxis(softmax(test_logits), -1, -2)), -2, -1)
+        out["roc_auc"] = roc_auc(probabilities, test_labels, n_classes)
+    recal = recalibrated_predictions(test_logits, cal_logits, cal_labels, n_classes)
+    out["recal_acc"] = accuracy(confusion_counts(test_labels, recal["recal_acc"], n_classes))
+    out["recal_bacc"] = balanced_accuracy(confusion_counts(test_labels, recal["recal_bacc"], n_classes))
     return out
 
 
@@ -131,13 +159,14 @@ def finetune_pruned(
     device: torch.device,
     seed: int,
     label: str = "finetune",
-) -> dict[str, float]:
+) -> tuple[PrunableNet, dict[str, float]]:
     """Remove `removed` for real, fine-tune the smaller model on the train split for `epochs`
-    passes (fractions allowed), and score it on the test split. `model` is left unchanged."""
+    passes (fractions allowed), and score it on the test split, which only scores: the
+    weights depend on the train split alone (tested). `model` is left unchanged."""
     pruned = remove_channels(model.cpu(), removed.tolist())
     whole, batches = finetune_batches(epochs, len(train[1]), batch_size)
     train_model(
         pruned, train, test, n_classes=n_classes, epochs=whole, batch_size=batch_size, lr=lr,
         class_weight=class_weight, device=device, seed=seed, label=label, max_batches=batches,
     )  # fmt: skip
-    return model_scores(pruned, test[0], test[1], n_classes)
+    return pruned, model_scores(pruned, test[0], test[1], n_classes)

@@ -39,7 +39,7 @@ def main() -> None:
         for criterion, order in orders.items():
             for spec in finetune["ks"]:
                 k = named_k(spec, model.channels)
-                scores = finetune_pruned(
+                _, scores = finetune_pruned(
                     model, order[:k], splits["train"], splits["test"], n_classes=info.input.n_classes,
                     epochs=finetune["epochs"], lr=finetune["lr"], batch_size=train["batch_size"],
                     class_weight=train["class_weight"], device=device, seed=seed,

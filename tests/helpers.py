@@ -112,7 +112,7 @@ def dvc(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
     return run([str(Path(sys.executable).parent / "dvc"), *args], repo, check=check, timeout=timeout)
 
 
-PER_SEED_STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune"]
+PER_SEED_STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
 STUDY_STAGES = ["aggregate", "plot"]
 
 

@@ -32,7 +32,7 @@ from tests.helpers import ROOT, dvc, project_copy, stage, tiny_model, write_chec
 CIFAR = InputSpec(channels=3, size=32, n_classes=10)
 # SimpleCNN has no BatchNorm, so the default list minus bn_gamma.
 CRITERIA = [
-    *("mean_activation", "mean_conv_output", "abs_mean_conv_output", "apoz", "l1_norm", "taylor"),
+    *("mean_activation", "mean_conv_output", "abs_mean_conv_output", "apoz", "l1_norm", "taylor", "reconstruction"),
     *("random", "reverse"),
 ]
 CIFAR_OVERRIDES = {

@@ -21,7 +21,7 @@ from tests.helpers import copy_repo, dvc, run, running_stages, set_params, start
 pytestmark = pytest.mark.integration
 
 SEEDS = [0, 1]  # tiny_repo's
-PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune"]
+PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
 
 
 def per_seed(*names: str, seeds: list[int] = SEEDS) -> list[str]:
@@ -46,14 +46,17 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
         ({"plot.dpi": 41}, ["plot"]),
         # prune.k_step is not a param of plot: plot reruns because the sweeps changed.
         ({"prune.k_step": 2}, [*per_seed("sweep_prune"), "aggregate", "plot"]),
-        ({"train.epochs": 2}, [*per_seed("train", "collect_activations", "sweep_prune"), "aggregate", "plot"]),
+        ({"train.epochs": 2}, [*per_seed(*PER_SEED[1:]), "aggregate", "plot"]),
+        # The ranking does not change with the decision's calibration data: fine-tuning stays cached.
+        ({"recalibrate.max_samples": 50}, [*per_seed("sweep_prune"), "aggregate", "plot"]),
+        ({"finetune.epochs": 0.5}, [*per_seed("finetune"), "aggregate", "plot"]),
         ({"data.same_fraction": 0.2}, [*per_seed(*PER_SEED), "aggregate", "plot"]),
         # A new seed runs only its own replicate, then the study is aggregated again.
         ({"seeds": [0, 1, 2]}, [*per_seed(*PER_SEED, seeds=[2]), "aggregate", "plot"]),
         # Dropping a seed reruns only what aggregates.
         ({"seeds": [1]}, ["aggregate", "plot"]),
     ],
-    ids=["plot", "prune", "train.epochs", "data", "add-seed", "drop-seed"],
+    ids=["plot", "prune", "train.epochs", "recalibrate", "finetune", "data", "add-seed", "drop-seed"],
 )
 def test_a_change_reruns_exactly_the_stages_it_invalidates(
     repo: Path, change: dict[str, Any], expected: list[str]
@@ -75,7 +78,8 @@ def test_an_interrupted_study_resumes_where_it_stopped(repo: Path) -> None:
     proc.communicate(timeout=120)
     result = dvc(repo, "repro")
     ran = running_stages(result.stdout)
-    assert ran == ["train@3", *per_seed("collect_activations", "sweep_prune", seeds=[2, 3]), "aggregate", "plot"]
+    rest = per_seed("collect_activations", "sweep_prune", "finetune", seeds=[2, 3])
+    assert ran == ["train@3", *rest, "aggregate", "plot"]
     assert "up to date" in dvc(repo, "status").stdout
 
 

@@ -29,7 +29,7 @@ from prunelab.specs import InputSpec
 from prunelab.stats import ActivationStats, save_stats
 from tests.helpers import PER_SEED_STAGES, ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
-STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "aggregate", "plot"]
+STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "aggregate", "plot"]
 ALL_CRITERIA_BUT_BN = [
     "mean_activation",
     "mean_conv_output",
@@ -37,6 +37,7 @@ ALL_CRITERIA_BUT_BN = [
     "apoz",
     "l1_norm",
     "taylor",
+    "reconstruction",
     "random",
     "reverse",
 ]
@@ -219,6 +220,41 @@ CASES = [
         put(**{"prune.compare_zero_weights": "maybe"}),
         ("prune.compare_zero_weights='maybe'", "true or false"),
     ),
+    # recalibrate: the decision is never re-fitted on test
+    Case(
+        "recal-on-test", "sweep_prune", put(**{"recalibrate.split": "test"}), ("recalibrate.split='test'", "train, val")
+    ),
+    Case(
+        "recal-val-without-val",
+        "sweep_prune",
+        put(**{"recalibrate.split": "val"}),
+        ("recalibrate.split='val' needs a validation split", "data.val_fraction"),
+    ),
+    Case("recal-samples-zero", "aggregate", put(**{"recalibrate.max_samples": 0}), ("recalibrate.max_samples=0",)),
+    # finetune
+    Case(
+        "finetune-k-beyond-P",
+        "finetune",
+        put(**{"finetune.ks": [64, 128]}),
+        ("finetune.ks contains K=128", "P=128", "allowed: K from 1 to 127"),
+    ),
+    Case("finetune-k-unknown-name", "finetune", put(**{"finetune.ks": ["most"]}), ("finetune.ks contains 'most'",)),
+    Case("finetune-k-zero", "finetune", put(**{"finetune.ks": [0]}), ("finetune.ks contains 0", "integer >= 1")),
+    Case(
+        "finetune-criterion-not-in-study",
+        "finetune",
+        put(**{"prune.criteria": ["mean_activation", "random"], "finetune.criteria": ["mean_activation", "apoz"]}),
+        ("finetune.criteria has apoz, which prune.criteria does not rank", "mean_activation, random"),
+    ),
+    Case(
+        "finetune-criterion-unknown",
+        "finetune",
+        put(**{"finetune.criteria": ["mean_activation", "magic"]}),
+        ("finetune.criteria has magic", "prune.criteria does not rank"),
+    ),
+    Case(
+        "finetune-epochs-zero", "finetune", put(**{"finetune.epochs": 0}), ("finetune.epochs=0", "a finite number > 0")
+    ),
     # plot
     Case("dpi-too-low", "plot", put(**{"plot.dpi": 5}), ("plot.dpi=5", "from 30 to 600")),
     Case("cmap-unknown", "plot", put(**{"plot.cmap": "rainbow"}), ("plot.cmap='rainbow'", "viridis")),
@@ -251,7 +287,7 @@ CASES = [
 CASE_IDS = [case.id for case in CASES]
 # The ones also run as real subprocesses: every stage once, and the trickiest checks.
 SUBPROCESS_IDS = ["typo-section", "epochs-zero", "split-unknown", "criteria-duplicate", "cmap-unknown"]
-SUBPROCESS_IDS += ["n_pairs-beyond-pool", "seeds-repeated", "seeds-too-many"]
+SUBPROCESS_IDS += ["n_pairs-beyond-pool", "seeds-repeated", "seeds-too-many", "recal-on-test", "finetune-k-beyond-P"]
 
 
 def test_the_table_covers_every_section_and_stage() -> None:

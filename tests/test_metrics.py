@@ -87,4 +87,9 @@ def test_summary_has_scalars_for_every_criterion() -> None:
     assert entry["acc_at_half"] == pytest.approx(flat[4]) and entry["acc_at_last"] == pytest.approx(10.0)
     assert "beats_random_frac" in entry and "beats_random_frac" not in metrics["criteria"]["random"]
     ranking = ranking_table({"mean_activation": np.array([[2, 0, 1]]), "random": np.array([[0, 1, 2], [2, 1, 0]])})
-    assert ranking.to_dict("list") == {"criterion": ["mean_activation"] * 3, "rank": [0, 1, 2], "channel": [2, 0, 1]}
+    # Every criterion's (first) order: random's first order is the one fine-tuning uses.
+    assert ranking.to_dict("list") == {
+        "criterion": ["mean_activation"] * 3 + ["random"] * 3,
+        "rank": [0, 1, 2] * 2,
+        "channel": [2, 0, 1, 0, 1, 2],
+    }

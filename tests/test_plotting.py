@@ -13,7 +13,9 @@ from prunelab.plotting import (
     mosaic,
     plot_criteria,
     plot_feature_maps,
+    plot_finetune,
     plot_headline,
+    plot_threshold_free,
     plot_vs_random,
 )
 
@@ -57,7 +59,8 @@ def replicate_sweeps(n_seeds: int) -> pd.DataFrame:
     for seed in range(n_seeds):
         for name in ("mean_activation", "random", "mean_activation_zero_weights"):
             acc = np.linspace(92, 10, 16) + rng.normal(0, 1, 16)
-            parts.append(pd.DataFrame({"k": range(16), "criterion": name, "acc": acc, "bacc": acc - 30, "seed": seed}))
+            scores = {"acc": acc, "bacc": acc - 30, "roc_auc": acc - 5, "recal_bacc": acc - 20}
+            parts.append(pd.DataFrame({"k": range(16), "criterion": name, **scores, "seed": seed}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -76,7 +79,34 @@ def test_plots_are_written_as_png(tmp_path, n_seeds: int) -> None:
     plot_criteria(sweeps, metrics, tmp_path / "criteria.png", dpi=40)
     plot_vs_random(differences, n_seeds, tmp_path / "vs.png", dpi=40, what="mean balanced accuracy over K")
     plot_vs_random(differences.iloc[:0], n_seeds, tmp_path / "none.png", dpi=40, what="nothing to compare")
-    for name in ("maps.png", "acc.png", "criteria.png", "vs.png", "none.png"):
+    plot_threshold_free(sweeps, metrics, tmp_path / "threshold.png", dpi=40)
+    tuned = pd.DataFrame(
+        [
+            {
+                "seed": s,
+                "criterion": c,
+                "k": k,
+                "plain_bacc": 60.0 + s,
+                "recal_bacc": 70.0 + s,
+                "finetuned_bacc": 75.0 - s,
+            }
+            for s in range(n_seeds)
+            for c in ("mean_activation", "random")
+            for k in (8, 12)
+        ]
+    )
+    plot_finetune(tuned, n_seeds, tmp_path / "finetune.png", dpi=40)
+    plot_finetune(tuned.iloc[:0], n_seeds, tmp_path / "finetune_off.png", dpi=40)
+    for name in (
+        "maps.png",
+        "acc.png",
+        "criteria.png",
+        "vs.png",
+        "none.png",
+        "threshold.png",
+        "finetune.png",
+        "finetune_off.png",
+    ):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     assert not list(tmp_path.glob(".*.tmp"))
 
