@@ -37,7 +37,12 @@ PROJECT_FILES = [
     ".dvcignore",
     ".gitignore",
 ]
-KEYS = {"bacc_auc_vs_random": "mean balanced accuracy over K", "auc_vs_random": "mean accuracy over K"}
+KEYS = {
+    "bacc_auc_vs_random": "mean balanced accuracy over K",
+    "auc_vs_random": "mean accuracy over K",
+    "roc_auc_over_k_vs_random": "mean ROC AUC over K",
+    "recal_bacc_over_k_vs_random": "mean recalibrated balanced accuracy over K",
+}
 
 
 def rerun(env: dict[str, str], workdir: Path) -> dict:
