@@ -182,13 +182,32 @@ def finetune_ks() -> Check:
 
 
 def criteria_subset() -> Check:
-    """A list of distinct criterion names (checked against prune.criteria later)."""
+    """A list of distinct criterion names, `headline` standing for the first of prune.criteria.
+    Names prune.criteria does not rank are skipped where used (see `finetune_criteria`), so
+    `dvc exp run -S prune.criteria=[...]` needs no second edit."""
+    allowed = f"a list of distinct criteria, each headline or one of {', '.join(CRITERIA)}"
 
     def check(key: str, value: Any) -> list[str]:
-        allowed = "a list of distinct criteria, each one of prune.criteria"
         if not isinstance(value, list) or not all(isinstance(c, str) for c in value) or len(set(value)) != len(value):
             raise _fail(key, value, allowed)
+        unknown = [c for c in value if c != "headline" and c not in CRITERIA]
+        if unknown:
+            raise UserError(f"params.yaml: {key} contains unknown criterion {unknown[0]!r}; allowed: {allowed}")
         return list(value)
+
+    return check
+
+
+def auto_or(check_value: Check, allowed: str) -> Check:
+    """`auto`, or a value `check_value` accepts."""
+
+    def check(key: str, value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            return check_value(key, value)
+        except UserError:
+            raise _fail(key, value, f"auto or {allowed}") from None
 
     return check
 
@@ -266,6 +285,10 @@ SCHEMA: dict[str, Any] = {
         "criteria": criteria_subset(),
         "epochs": positive_float(),  # fractions of an epoch allowed
         "lr": positive_float(),
+    },
+    "export": {
+        "criterion": auto_or(choice(list(CRITERIA)), "a criterion of prune.criteria"),
+        "k": auto_or(integer(0), "an integer K from 0 to P-1"),
     },
     "plot": {
         "dpi": integer(30, 600),
@@ -388,11 +411,16 @@ def _validate_relations(params: dict[str, Any]) -> None:
                 f"params.yaml: finetune.ks contains K={k}, but {params['model']['arch']} has P={channels} channels; "
                 f"allowed: K from 1 to {channels - 1}, or one of {', '.join(NAMED_KS)}"
             )
-    outside = [c for c in finetune["criteria"] if c not in params["prune"]["criteria"]]
-    if outside:
+    export = params["export"]
+    if export["k"] != "auto" and export["k"] >= channels:
         raise UserError(
-            f"params.yaml: finetune.criteria has {', '.join(outside)}, which prune.criteria does not rank; "
-            f"allowed: criteria of prune.criteria ({', '.join(params['prune']['criteria'])})"
+            f"params.yaml: export.k={export['k']} is invalid; allowed: auto or an integer K from 0 to "
+            f"{channels - 1} ({params['model']['arch']} has P={channels} channels)"
+        )
+    if export["criterion"] != "auto" and export["criterion"] not in params["prune"]["criteria"]:
+        raise UserError(
+            f"params.yaml: export.criterion={export['criterion']!r} is not in the study; allowed: auto or one of "
+            f"prune.criteria ({', '.join(params['prune']['criteria'])})"
         )
     if params["data"]["test_fraction"] + params["data"]["val_fraction"] >= 1:
         raise UserError(
@@ -472,3 +500,11 @@ def replicate_seed(params: Params, argv: list[str] | None = None) -> int:
     if seed is None or not low <= seed <= high:
         raise UserError(f"--seed {args[1]} is invalid; allowed: an integer from {low} to {high}")
     return seed
+
+
+def finetune_criteria(params: Params) -> list[str]:
+    """finetune.criteria as the study runs them: `headline` resolved, names prune.criteria does
+    not rank left out, each once, in the given order."""
+    ranked = params["prune"]["criteria"]
+    resolved = [ranked[0] if c == "headline" else c for c in params["finetune"]["criteria"]]
+    return [c for c in dict.fromkeys(resolved) if c in ranked]

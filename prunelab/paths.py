@@ -66,3 +66,9 @@ REPORT = METRICS / "report.md"
 def finetune_path(seed: int) -> Path:
     """Per fine-tuned (criterion, K): the test scores after fine-tuning."""
     return seed_metrics(seed) / "finetune.csv"
+
+
+EXPORT = DATA / "export"
+EXPORTED_PROGRAM = EXPORT / "model.pt2"  # torch.export: loads without this project
+EXPORTED_STATE = EXPORT / "model.pt"  # state_dict + what prunelab.export.load_rebuildable needs
+EFFICIENCY = METRICS / "efficiency.json"

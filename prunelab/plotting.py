@@ -253,3 +253,28 @@ def plot_vs_random(differences: pd.DataFrame, n_seeds: int, path: Path, *, dpi: 
         ax.set_ylabel("")
         ax.set_title(f"Difference from random ({_title_seeds(n_seeds)}; dots are seeds)")
         _save(fig, path, dpi)
+
+
+def plot_efficiency(band: pd.DataFrame, efficiency: dict, score: str, path: Path, *, dpi: int) -> None:
+    """The study's mean `score` against the share of FLOPs per sample the pruned model keeps,
+    one line per criterion, and the exported model marked."""
+    import seaborn as sns
+
+    band = band[~band["criterion"].str.endswith("_zero_weights")]
+    names = list(dict.fromkeys(band["criterion"]))
+    exported = next(key.removeprefix("criterion_") for key in efficiency if key.startswith("criterion_"))
+    at = band[(band["criterion"] == exported) & (band["k"] == efficiency["k"])].iloc[0]
+    with plt.style.context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 4.6))
+        sns.lineplot(
+            data=band, x="flops_kept", y="mean", hue="criterion", hue_order=names,
+            palette=criterion_palette(names), linewidth=1.2, ax=ax,
+        )  # fmt: skip
+        ax.scatter([at["flops_kept"]], [at["mean"]], s=140, marker="*", color="black", zorder=5,
+                   label=f"exported: {exported}, K={efficiency['k']}")  # fmt: skip
+        ax.invert_xaxis()  # left to right: more pruning
+        ax.set_xlabel("share of FLOPs per sample kept")
+        ax.set_ylabel(f"{score} (%, mean over seeds)")
+        ax.set_title(f"What a K costs: {score} against the FLOPs the pruned model keeps")
+        ax.legend(fontsize=7, loc="lower left", ncol=2)
+        _save(fig, path, dpi)

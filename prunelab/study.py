@@ -128,26 +128,30 @@ def finetune_table(seeds: list[int], sweeps: pd.DataFrame) -> pd.DataFrame:
 
 
 def finetune_metrics(table: pd.DataFrame) -> dict[str, dict]:
-    """{criterion: {finetune_k<K>: {score: {mean, ci_low, ci_high}}}} over seeds, and the
-    fine-tuned balanced accuracy paired with fine-tuned random at the same K and seed."""
+    """{criterion: {finetune_<point>: {k, score: {mean, ci_low, ci_high}}}} over seeds, and the
+    fine-tuned balanced accuracy paired with fine-tuned random at the same K and seed. The
+    point is the finetune.ks entry (half, three_quarters, k40), so every model has the same keys."""
     scores = ["plain_bacc", "recal_bacc", "finetuned_bacc", "plain_roc_auc", "finetuned_roc_auc", "finetuned_acc"]
     out: dict[str, dict] = {}
-    for (criterion, k), group in table.groupby(["criterion", "k"], sort=False):
-        entry = {score: interval_entry(group[score]) for score in scores}
+    for (criterion, point, k), group in table.groupby(["criterion", "point", "k"], sort=False):
+        entry: dict = {"k": int(k), **{score: interval_entry(group[score]) for score in scores}}
         random = table[(table["criterion"] == "random") & (table["k"] == k)].set_index("seed")["finetuned_bacc"]
         if criterion != "random" and len(random):
             diffs = (group.set_index("seed")["finetuned_bacc"] - random).dropna().to_numpy()
             entry["finetuned_bacc_vs_random"] = {**interval_entry(diffs), "wins": int((diffs > 0).sum())}
-        out.setdefault(criterion, {})[f"finetune_k{k}"] = entry
+        out.setdefault(criterion, {})[f"finetune_{point}"] = entry
     return out
 
 
 def band_table(sweeps: pd.DataFrame, score: str) -> pd.DataFrame:
-    """Per criterion and K: the mean of `score` over seeds and its 95 % t interval."""
+    """Per criterion and K: the mean of `score` over seeds and its 95 % t interval, and the
+    shares of parameters and FLOPs kept at that K (when the sweeps have them)."""
+    costs = [c for c in ("params_kept", "flops_kept") if c in sweeps.columns]
     rows = []
     for (criterion, k), group in sweeps.groupby(["criterion", "k"], sort=False):
         mean, low, high = t_interval(group[score])
-        rows.append({"k": k, "criterion": criterion, "mean": mean, "ci_low": low, "ci_high": high})
+        row = {"k": k, "criterion": criterion, "mean": mean, "ci_low": low, "ci_high": high}
+        rows.append({**row, **{c: group[c].iloc[0] for c in costs}})
     return pd.DataFrame(rows)
 
 
@@ -316,7 +320,7 @@ def _finetune_section(metrics: dict) -> list[str]:
         (name, key): entry
         for name, criterion in metrics["criteria"].items()
         for key, entry in criterion.items()
-        if key.startswith("finetune_k")
+        if key.startswith("finetune_")
     }
     if not tuned:
         return []
@@ -333,8 +337,8 @@ def _finetune_section(metrics: dict) -> list[str]:
         "| fine-tuned minus random | wins |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    k_of = {key: key.removeprefix("finetune_k") for _, key in tuned}
-    for (name, key), entry in sorted(tuned.items(), key=lambda item: (int(k_of[item[0][1]]), item[0][0])):
+    k_of = {key: entry["k"] for (_, key), entry in tuned.items()}
+    for (name, key), entry in sorted(tuned.items(), key=lambda item: (item[1]["k"], item[0][0])):
         paired = entry.get("finetuned_bacc_vs_random")
         wins = f"{paired['wins']}/{n}" if paired else "—"
         lines.append(

@@ -1,9 +1,10 @@
 """Stage finetune (one instance per seed): does fine-tuning erase the differences between criteria?
 
-For every K of finetune.ks and every criterion of finetune.criteria (random: its first order),
+For every K of finetune.ks and every criterion of finetune.criteria that prune.criteria ranks
+(`headline` is its first; random: its first order),
 removes the channels, fine-tunes the smaller model on the train split for finetune.epochs
 passes and scores it on the test split. Writes metrics/seeds/<seed>/finetune.csv (criterion,
-k, acc, bacc, roc_auc). With finetune.ks: [] it writes the header only and imports no torch.
+point, k, acc, bacc, roc_auc). With finetune.ks: [] it writes the header only and imports no torch.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import pandas as pd
 
 from prunelab.comparison import ranked_order
-from prunelab.params import load_params, named_k, replicate_seed
+from prunelab.params import finetune_criteria, load_params, named_k, replicate_seed
 from prunelab.paths import finetune_path, model_path, prepared_dir, ranking_path
 from prunelab.runtime import atomic_path, log, stage_main
 
-COLUMNS = ["criterion", "k", "acc", "bacc", "roc_auc"]
+COLUMNS = ["criterion", "point", "k", "acc", "bacc", "roc_auc"]
 
 
 def main() -> None:
@@ -33,7 +34,11 @@ def main() -> None:
         seed_everything(seed)
         info = load_info(prepared_dir(seed))
         model = load_model(model_path(seed), params["model"]["arch"], info.input)
-        orders = {c: ranked_order(ranking_path(seed), c, model.channels) for c in finetune["criteria"]}
+        chosen = finetune_criteria(params)
+        for name in finetune["criteria"]:
+            if name != "headline" and name not in chosen:
+                log(f"note: finetune.criteria names {name}, which prune.criteria does not rank: not fine-tuned")
+        orders = {c: ranked_order(ranking_path(seed), c, model.channels) for c in chosen}
         splits = {name: load_split(name, prepared_dir(seed), info) for name in ("train", "test")}
         device = resolve_device(train["device"])
         for criterion, order in orders.items():
@@ -45,7 +50,8 @@ def main() -> None:
                     class_weight=train["class_weight"], device=device, seed=seed,
                     label=f"finetune seed {seed} {criterion} K={k}",
                 )  # fmt: skip
-                rows.append({"criterion": criterion, "k": k, **scores})
+                point = spec if isinstance(spec, str) else f"k{spec}"
+                rows.append({"criterion": criterion, "point": point, "k": k, **scores})
                 log(f"seed {seed}: {criterion} K={k} fine-tuned: bacc {scores['bacc']:.2f}%, "
                     f"ROC AUC {scores['roc_auc']:.2f}%")  # fmt: skip
     with atomic_path(finetune_path(seed)) as tmp:

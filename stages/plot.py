@@ -3,7 +3,8 @@
 Writes metrics/plots/criteria.png (every criterion against K, bands over seeds),
 threshold.png (ROC AUC and recalibrated balanced accuracy against K), vs_random.png (paired
 differences from random), finetune.png (as pruned, re-fitted, fine-tuned), accuracy_vs_k.png
-(the headline criterion) and feature_maps.png (the mean feature maps of the first seed's model).
+(the headline criterion), efficiency.png (score against FLOPs kept, the exported model marked)
+and feature_maps.png (the mean feature maps of the first seed's model).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pandas as pd
 
 from prunelab.comparison import ranked_order
 from prunelab.params import load_params
-from prunelab.paths import PLOTS, STUDY, STUDY_METRICS, ranking_path, stats_path
+from prunelab.paths import EFFICIENCY, PLOTS, STUDY, STUDY_METRICS, ranking_path, stats_path
 from prunelab.plotting import (
     plot_criteria,
+    plot_efficiency,
     plot_feature_maps,
     plot_finetune,
     plot_headline,
@@ -46,6 +48,8 @@ def main() -> None:
         columns=["criterion", "seed", "difference"],
     )
     tuned = pd.read_csv(STUDY / "finetune.csv")
+    recal_band = pd.read_csv(STUDY / "recal_bacc.csv")
+    efficiency = json.loads(EFFICIENCY.read_text())
     seed = seeds[0]
     stats, split = load_stats(stats_path(seed), metrics["channels"])
     order = ranked_order(ranking_path(seed), headline, metrics["channels"])
@@ -55,6 +59,9 @@ def main() -> None:
     plot_vs_random(differences, len(seeds), PLOTS / "vs_random.png", dpi=style["dpi"], what=PAIRED[key])
     plot_threshold_free(sweeps, metrics, PLOTS / "threshold.png", dpi=style["dpi"])
     plot_finetune(tuned, len(seeds), PLOTS / "finetune.png", dpi=style["dpi"])
+    plot_efficiency(
+        recal_band, efficiency, "recalibrated balanced accuracy", PLOTS / "efficiency.png", dpi=style["dpi"]
+    )
     p, m, n = stats.feature_maps.shape
     plot_feature_maps(
         stats.feature_maps,

@@ -3,7 +3,8 @@ for every criterion.
 
 Scores every K at the default decision (acc, bacc), threshold-free (roc_auc) and with the
 decision re-fitted on the calibration split (recal_acc, recal_bacc). Writes
-metrics/seeds/<seed>/sweep.csv (k, criterion and those scores), summary.json (the
+metrics/seeds/<seed>/sweep.csv (k, criterion, those scores, and the shares of parameters and
+FLOPs per sample the pruned model keeps), summary.json (the
 replicate's scalars) and ranking.csv (each criterion's removal order).
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from prunelab.comparison import Curve, curve_from_scores, long_table, ranking_table, resolve_ks, summary_metrics
 from prunelab.criteria import RankingContext, removal_orders
+from prunelab.efficiency import channel_cost, kept_fractions
 from prunelab.evaluation import Split, evaluate_orders
 from prunelab.metrics import majority_floor
 from prunelab.models import load_model
@@ -32,6 +34,7 @@ def main() -> None:
     folder = prepared_dir(seed)
     info = load_info(folder)
     model = load_model(model_path(seed), params["model"]["arch"], info.input)
+    cost = channel_cost(model, info.input)  # on the CPU, before the model moves to its device
     stats, split = load_stats(stats_path(seed), model.channels)
     device = resolve_device(params["train"]["device"])
     batch = params["activations"]["batch_size"]
@@ -69,8 +72,11 @@ def main() -> None:
     summary = summary_metrics(ks, curves, model.channels, majority_floor(labels), n_classes, len(labels))
     summary["ranking_split_is_test"] = int(split == "test")
     summary["n_calibration"] = len(calibration.labels)
+    table = long_table(ks, curves)
+    for column, values in kept_fractions(cost, ks).items():  # the same for every criterion: cost is per channel
+        table[column] = table["k"].map(dict(zip(ks, values, strict=True)))
     with atomic_path(sweep_path(seed)) as tmp:
-        long_table(ks, curves).to_csv(tmp, index=False, float_format="%.4f")
+        table.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(ranking_path(seed)) as tmp:
         ranking_table(orders).to_csv(tmp, index=False)
     write_json(seed_summary_path(seed), summary)

@@ -131,3 +131,17 @@ def test_rounding_noise_does_not_split_ties() -> None:
     scores = decisions(logits[:, :150], labels[:150], logits[:, 150:], labels[150:], 2)
     np.testing.assert_allclose(scores["roc_auc"], 50.0)
     np.testing.assert_allclose(scores["recal_bacc"], 50.0)
+
+
+def test_finetune_criteria_resolve_the_headline_and_skip_what_the_study_does_not_rank() -> None:
+    """`dvc exp run -S 'prune.criteria=[l1_norm,random]'` needs no second edit of finetune.criteria."""
+    import yaml
+
+    from prunelab.params import finetune_criteria, validate
+    from tests.helpers import ROOT
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert finetune_criteria(validate(raw)) == ["mean_activation", "reconstruction", "random"]
+    raw["prune"]["criteria"] = ["l1_norm", "random"]
+    raw["finetune"]["criteria"] = ["headline", "reconstruction", "random", "l1_norm"]
+    assert finetune_criteria(validate(raw)) == ["l1_norm", "random"]

@@ -1,0 +1,89 @@
+"""What a K buys: parameters, FLOPs and CPU latency of pruned models.
+
+FLOPs are counted the way `torch.utils.flop_counter.FlopCounterMode` counts them: 2 per
+multiply-add of convolutions and matrix products, nothing for BatchNorm, ReLU, pooling or
+bias additions. Removing one channel of the pruned conv removes the same work whichever
+channel it is (its filter over the M×N map, and its S columns of fc1), so the cost of any K
+is exact arithmetic from the unpruned model: `kept_fractions`, tested against
+FlopCounterMode on physically smaller models.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from prunelab.models import PrunableNet
+from prunelab.specs import InputSpec
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def flops_per_sample(model: torch.nn.Module, spec: InputSpec) -> int:
+    """FlopCounterMode's count for one sample of shape spec (C×H×W)."""
+    was_training = model.training
+    model.eval()
+    example = torch.zeros(1, spec.channels, spec.size, spec.size, dtype=next(model.parameters()).dtype)
+    with FlopCounterMode(display=False) as counter:
+        model(example)
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@dataclass(frozen=True)
+class ChannelCost:
+    """What one channel of the pruned conv costs, and what the whole model costs."""
+
+    params: int  # per channel: its filter (+ bias), its BN γ and β, its fc1 columns
+    flops: int  # per channel and sample: its conv output map, its fc1 columns
+    total_params: int
+    total_flops: int
+
+
+@torch.no_grad()
+def channel_cost(model: PrunableNet, spec: InputSpec) -> ChannelCost:
+    conv, fc1 = model.block.conv, model.head.fc1
+    per_filter = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] // conv.groups
+    example = torch.zeros(1, spec.channels, spec.size, spec.size, dtype=conv.weight.dtype)
+    height, width = model.block.conv(model.stem(example)).shape[-2:]
+    columns = fc1.in_features // model.channels
+    bn_params = 2 if model.block.bn is not None else 0  # γ and β (running stats are buffers)
+    params = per_filter + (conv.bias is not None) + bn_params + columns * fc1.out_features
+    flops = 2 * per_filter * height * width + 2 * columns * fc1.out_features
+    return ChannelCost(params, flops, parameter_count(model), flops_per_sample(model, spec))
+
+
+def kept_fractions(cost: ChannelCost, ks: list[int]) -> dict[str, np.ndarray]:
+    """Per K: the share of parameters and of FLOPs per sample the pruned model keeps."""
+    k = np.asarray(ks, dtype=np.float64)
+    return {
+        "params_kept": (cost.total_params - k * cost.params) / cost.total_params,
+        "flops_kept": (cost.total_flops - k * cost.flops) / cost.total_flops,
+    }
+
+
+@torch.no_grad()
+def median_latencies(
+    models: dict[str, torch.nn.Module], batch: torch.Tensor, repeats: int, warmup: int = 3
+) -> dict[str, float]:
+    """Median seconds per forward pass of each model on `batch`, the models timed in turn
+    (A B A B …) in this one process, so that drifting machine speed hits them alike."""
+    for model in models.values():
+        model.eval()
+        for _ in range(warmup):
+            model(batch)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model(batch)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}

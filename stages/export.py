@@ -1,0 +1,89 @@
+"""Stage export: the pruned model to take home, and what it saves.
+
+Picks the K and criterion to ship from the study (export.k / export.criterion, or auto: the
+largest K whose mean recalibrated balanced accuracy over the seeds stays within 1 point of
+the unpruned model's), builds the first seed's physically smaller model with its re-fitted
+decision folded into the last bias, and writes data/export/model.pt2 (torch.export),
+data/export/model.pt (state_dict + rebuild facts) and metrics/efficiency.json (parameters,
+FLOPs, file sizes, CPU latency at batch 1 and 256, scores; unpruned against exported).
+"""
+
+from __future__ import annotations
+
+import platform
+
+import pandas as pd
+import torch
+
+from prunelab.comparison import ranked_order
+from prunelab.export import (
+    choose_export,
+    compare_models,
+    fold_recalibrated_decision,
+    save_program,
+    save_rebuildable,
+    shipped_model,
+)
+from prunelab.models import load_model
+from prunelab.params import load_params
+from prunelab.paths import EFFICIENCY, EXPORTED_PROGRAM, EXPORTED_STATE, STUDY, model_path, prepared_dir, ranking_path
+from prunelab.prepared import load_info, load_split
+from prunelab.runtime import log, seed_everything, stage_main, write_json
+
+
+def main() -> None:
+    params = load_params()
+    seed, export, recal = params.seeds[0], params["export"], params["recalibrate"]
+    seed_everything(seed)
+    band = pd.read_csv(STUDY / "recal_bacc.csv")
+    criterion, k = choose_export(band, export["criterion"], export["k"])
+    info = load_info(prepared_dir(seed))
+    model = load_model(model_path(seed), params["model"]["arch"], info.input)
+    removed = ranked_order(ranking_path(seed), criterion, model.channels)[:k]
+    images, labels = load_split(recal["split"], prepared_dir(seed), info)
+    calibration = images[: recal["max_samples"]], labels[: recal["max_samples"]]
+    test = load_split("test", prepared_dir(seed), info)
+    n_classes = info.input.n_classes
+    shipped = shipped_model(model, removed, calibration, n_classes)
+    # The unpruned model gets its re-fitted decision too: the comparison is like for like.
+    unpruned = load_model(model_path(seed), params["model"]["arch"], info.input)
+    unpruned = fold_recalibrated_decision(unpruned, *calibration, n_classes)
+    example = test[0][:2]
+    save_program(shipped, example, EXPORTED_PROGRAM)
+    facts = {
+        "arch": params["model"]["arch"],
+        "input": {"channels": info.input.channels, "size": info.input.size, "n_classes": n_classes},
+        "removed": [int(c) for c in removed],
+        "criterion": criterion,
+        "k": k,
+        "seed": seed,
+        "mean": list(info.mean),
+        "std": list(info.std),
+    }
+    save_rebuildable(shipped, EXPORTED_STATE, facts)
+
+    measured = compare_models({"unpruned": unpruned, "exported": shipped}, test, info.input, example)
+    ratio = measured["ratio"]
+    chosen = band[(band["criterion"] == criterion) & (band["k"].isin([0, k]))].set_index("k")["mean"]
+    write_json(
+        EFFICIENCY,
+        {
+            "k": k,
+            "channels": model.channels,
+            "seed": seed,
+            f"criterion_{criterion}": 1,
+            "study_recal_bacc_at_k": float(chosen[k]),
+            "study_recal_bacc_unpruned": float(chosen[0]),
+            **measured,
+            "threads": torch.get_num_threads(),
+            f"cpu_{platform.machine()}": 1,
+        },
+    )
+    log(
+        f"exported {criterion} K={k} of seed {seed}: {ratio['params']:.2f}× fewer parameters, "
+        f"{ratio['flops']:.2f}× fewer FLOPs, {ratio['speedup_batch256']:.2f}× faster at batch 256"
+    )
+
+
+if __name__ == "__main__":
+    stage_main(main)
