@@ -118,7 +118,10 @@ def compare_models(
 ) -> dict:
     """Per model: parameters, FLOPs per sample, .pt2 size, test scores, and median CPU latency
     at batch 1 and 256 (all models timed in turn in this process); and the first model's
-    figures over the second's as `ratio` (speed-ups: first's latency over second's)."""
+    figures over the second's as `ratio` (speed-ups: first's latency over second's). The
+    batch-256 latency is also split by part (stem, block, head): what pruning can speed up.
+    Latencies depend on the machine and its load: they are the one output not reproduced bit
+    for bit."""
     out: dict = {}
     for name, net in models.items():
         out[name] = {
@@ -132,6 +135,16 @@ def compare_models(
         inputs = images[:batch] if len(images) >= batch else images.repeat(-(-batch // len(images)), 1, 1, 1)[:batch]
         for name, seconds in median_latencies(models, inputs, repeats).items():
             out[name][f"latency_ms_batch{batch}"] = 1000 * seconds
+    # Where the time goes at batch 256: the unpruned stem is the same work in both models.
+    inputs = images[:256]
+    parts = {name: {"stem": net.stem, "block": net.block, "head": net.head} for name, net in models.items()}
+    stems = {name: net.stem(inputs) for name, net in models.items()}
+    blocks = {name: net.block(stems[name]) for name, net in models.items()}
+    for name in models:
+        feeds = {"stem": inputs, "block": stems[name], "head": blocks[name]}
+        for part, module in parts[name].items():
+            seconds = median_latencies({part: module}, feeds[part], 20)[part]
+            out[name][f"latency_ms_batch256_{part}"] = 1000 * seconds
     first, second = (out[name] for name in models)
     ratio = {
         "params": first["params"] / second["params"],

@@ -113,7 +113,7 @@ def dvc(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
 
 
 PER_SEED_STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
-STUDY_STAGES = ["aggregate", "plot"]
+STUDY_STAGES = ["aggregate", "export", "plot"]
 
 
 def stage(

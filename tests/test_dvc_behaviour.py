@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 SEEDS = [0, 1]  # tiny_repo's
 PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
+STUDY = ["aggregate", "export", "plot"]  # what reads every replicate (export: the first seed's model)
 
 
 def per_seed(*names: str, seeds: list[int] = SEEDS) -> list[str]:
@@ -45,18 +46,20 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
         # plot.* is a param of plot alone.
         ({"plot.dpi": 41}, ["plot"]),
         # prune.k_step is not a param of plot: plot reruns because the sweeps changed.
-        ({"prune.k_step": 2}, [*per_seed("sweep_prune"), "aggregate", "plot"]),
-        ({"train.epochs": 2}, [*per_seed(*PER_SEED[1:]), "aggregate", "plot"]),
+        ({"prune.k_step": 2}, [*per_seed("sweep_prune"), *STUDY]),
+        ({"train.epochs": 2}, [*per_seed(*PER_SEED[1:]), *STUDY]),
         # The ranking does not change with the decision's calibration data: fine-tuning stays cached.
-        ({"recalibrate.max_samples": 50}, [*per_seed("sweep_prune"), "aggregate", "plot"]),
+        ({"recalibrate.max_samples": 50}, [*per_seed("sweep_prune"), *STUDY]),
+        # Fine-tuning changes no sweep: the exported model stays cached.
         ({"finetune.epochs": 0.5}, [*per_seed("finetune"), "aggregate", "plot"]),
-        ({"data.same_fraction": 0.2}, [*per_seed(*PER_SEED), "aggregate", "plot"]),
+        ({"export.k": 3}, ["export", "plot"]),
+        ({"data.same_fraction": 0.2}, [*per_seed(*PER_SEED), *STUDY]),
         # A new seed runs only its own replicate, then the study is aggregated again.
-        ({"seeds": [0, 1, 2]}, [*per_seed(*PER_SEED, seeds=[2]), "aggregate", "plot"]),
-        # Dropping a seed reruns only what aggregates.
-        ({"seeds": [1]}, ["aggregate", "plot"]),
+        ({"seeds": [0, 1, 2]}, [*per_seed(*PER_SEED, seeds=[2]), *STUDY]),
+        # Dropping a seed reruns only what reads every replicate.
+        ({"seeds": [1]}, STUDY),
     ],
-    ids=["plot", "prune", "train.epochs", "recalibrate", "finetune", "data", "add-seed", "drop-seed"],
+    ids=["plot", "prune", "train.epochs", "recalibrate", "finetune", "export", "data", "add-seed", "drop-seed"],
 )
 def test_a_change_reruns_exactly_the_stages_it_invalidates(
     repo: Path, change: dict[str, Any], expected: list[str]
@@ -79,7 +82,7 @@ def test_an_interrupted_study_resumes_where_it_stopped(repo: Path) -> None:
     result = dvc(repo, "repro")
     ran = running_stages(result.stdout)
     rest = per_seed("collect_activations", "sweep_prune", "finetune", seeds=[2, 3])
-    assert ran == ["train@3", *rest, "aggregate", "plot"]
+    assert ran == ["train@3", *rest, *STUDY]
     assert "up to date" in dvc(repo, "status").stdout
 
 
@@ -123,8 +126,8 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> Non
         for name in GRID:
             assert name in status and "Failed" not in status, status
         expected = {
-            "k2": [*per_seed("sweep_prune"), "aggregate", "plot"],
-            "s012": [*per_seed(*PER_SEED, seeds=[2]), "aggregate", "plot"],
+            "k2": [*per_seed("sweep_prune"), *STUDY],
+            "s012": [*per_seed(*PER_SEED, seeds=[2]), *STUDY],
         }
         for name in GRID:
             logs = dvc(repo, "queue", "logs", name).stdout

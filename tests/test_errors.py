@@ -29,7 +29,7 @@ from prunelab.specs import InputSpec
 from prunelab.stats import ActivationStats, save_stats
 from tests.helpers import PER_SEED_STAGES, ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
-STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "aggregate", "plot"]
+STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "aggregate", "export", "plot"]
 ALL_CRITERIA_BUT_BN = [
     "mean_activation",
     "mean_conv_output",
@@ -248,6 +248,26 @@ CASES = [
     ),
     Case(
         "finetune-epochs-zero", "finetune", put(**{"finetune.epochs": 0}), ("finetune.epochs=0", "a finite number > 0")
+    ),
+    # export
+    Case(
+        "export-k-beyond-P",
+        "export",
+        put(**{"export.k": 128}),
+        ("export.k=128", "allowed: auto or an integer K from 0 to 127"),
+    ),
+    Case("export-k-text", "export", put(**{"export.k": "most"}), ("export.k='most'", "allowed: auto or an integer")),
+    Case(
+        "export-criterion-unknown",
+        "export",
+        put(**{"export.criterion": "magic"}),
+        ("export.criterion='magic'", "auto or"),
+    ),
+    Case(
+        "export-criterion-not-in-study",
+        "export",
+        put(**{"prune.criteria": ["mean_activation", "random"], "export.criterion": "l1_norm"}),
+        ("export.criterion='l1_norm' is not in the study", "mean_activation, random"),
     ),
     # plot
     Case("dpi-too-low", "plot", put(**{"plot.dpi": 5}), ("plot.dpi=5", "from 30 to 600")),

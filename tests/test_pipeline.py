@@ -136,3 +136,27 @@ def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path
     html = (tmp_path / "plots" / "index.html").read_text()
     assert '"criterion": "l1_norm"' in html
     assert "WARNING" not in result.stdout + result.stderr, result.stderr
+
+
+def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: Path) -> None:
+    import torch
+
+    from prunelab.export import load_rebuildable
+    from prunelab.prepared import load_info, load_split
+
+    efficiency = json.loads((tiny_repo / "metrics/efficiency.json").read_text())
+    rebuilt = load_rebuildable(tiny_repo / "data/export/model.pt")
+    assert rebuilt.block.conv.out_channels == 128 - efficiency["k"]
+    folder = tiny_repo / "data/seeds/0/prepared"
+    images, _ = load_split("test", folder, load_info(folder))
+    program = torch.export.load(str(tiny_repo / "data/export/model.pt2")).module()
+    with torch.no_grad():
+        assert torch.allclose(program(images), rebuilt(images), atol=1e-5)
+    assert efficiency["exported"]["params"] < efficiency["unpruned"]["params"] or efficiency["k"] == 0
+    ratio = efficiency["ratio"]
+    assert ratio["flops"] == pytest.approx(
+        efficiency["unpruned"]["flops_per_sample"] / efficiency["exported"]["flops_per_sample"]
+    )
+    assert "ratio.speedup_batch256" in dvc(tiny_repo, "metrics", "show").stdout.replace(" ", "") or "speedup" in (
+        dvc(tiny_repo, "metrics", "show", "--json").stdout
+    )
