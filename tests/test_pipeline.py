@@ -160,3 +160,17 @@ def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: P
     assert "ratio.speedup_batch256" in dvc(tiny_repo, "metrics", "show").stdout.replace(" ", "") or "speedup" in (
         dvc(tiny_repo, "metrics", "show", "--json").stdout
     )
+
+
+def test_the_readmes_take_home_snippet_classifies_pairs(tiny_repo: Path) -> None:
+    import re
+    import sys
+
+    from tests.helpers import ROOT, run
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Taking a pruned model home") :]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(snippet.strip().splitlines()) == 4  # an import and three lines
+    out = run([sys.executable, "-c", snippet], cwd=tiny_repo).stdout
+    assert re.fullmatch(r"tensor\(\[[01], [01], [01], [01]\]\)\n", out), out
