@@ -7,8 +7,10 @@ The public API, importable from here (`from prunelab import build_model, train_m
 * models: `ARCHS`, `InputSpec`, `build_model`, `PrunableNet` (stem → pruned block → head);
 * training: `train_model`, `predict`, `resolve_device`, `seed_everything`;
 * ranking: `collect_stats`, `CRITERIA`, `RankingContext`, `removal_orders`;
-* pruning: `remove_channels`, `block_outputs`, `sweep_confusions`;
-* scores: `accuracy`, `balanced_accuracy`, `majority_floor`;
+* pruning: `remove_channels`, `block_outputs`, `sweep_confusions`, `evaluate_orders` (every K,
+  at the default decision, threshold-free and recalibrated);
+* scores: `accuracy`, `balanced_accuracy`, `majority_floor`, `roc_auc`;
+* the study: `t_interval`; the deliverable: `load_rebuildable` (a model `dvc repro` exported);
 * params: `load_params`, `validate`, `UserError`.
 
 Names are resolved on first use, so `import prunelab` (and `import prunelab.params`) stays
@@ -45,6 +47,10 @@ _EXPORTS = {
     "remove_channels": "prunelab.pruning",
     "block_outputs": "prunelab.pruning",
     "sweep_confusions": "prunelab.pruning",
+    "evaluate_orders": "prunelab.evaluation",
+    "roc_auc": "prunelab.scores",
+    "t_interval": "prunelab.study",
+    "load_rebuildable": "prunelab.export",
     "accuracy": "prunelab.metrics",
     "balanced_accuracy": "prunelab.metrics",
     "majority_floor": "prunelab.metrics",

@@ -80,14 +80,22 @@ def shipped_model(
     return fold_recalibrated_decision(pruned, calibration[0], calibration[1], n_classes).eval()
 
 
-def save_program(model: PrunableNet, example: torch.Tensor, path: Path) -> None:
-    """A self-contained program: torch.export.load runs it without this project installed.
-    The batch dimension is dynamic, so any batch size works."""
+def export_program(model: PrunableNet, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """`torch.export` of the model in eval mode, the batch dimension dynamic (any batch size)."""
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
+    # Each node records the source lines that made it, file paths included: the bytes would then
+    # depend on where the project lives. The program runs the same without them.
+    for node in program.graph.nodes:
+        node.meta.pop("stack_trace", None)
+    return program
+
+
+def save_program(model: PrunableNet, example: torch.Tensor, path: Path) -> None:
+    """A self-contained program: torch.export.load runs it without this project installed."""
     # An open file, not a name: the archive's records are then named the same on every run.
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        torch.export.save(program, handle)
+        torch.export.save(export_program(model, example), handle)
 
 
 def save_rebuildable(model: PrunableNet, path: Path, facts: dict) -> None:
@@ -108,7 +116,7 @@ def load_rebuildable(path: Path | str) -> PrunableNet:
 def program_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
     """Size of a model's torch.export program, as a .pt2 file holds it."""
     buffer = io.BytesIO()
-    torch.export.save(torch.export.export(model.eval(), (example,)), buffer)
+    torch.export.save(export_program(model, example), buffer)
     return len(buffer.getvalue())
 
 

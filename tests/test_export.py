@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+import prunelab
 from prunelab.efficiency import channel_cost, flops_per_sample, kept_fractions, parameter_count
 from prunelab.evaluation import recalibrated_predictions
 from prunelab.export import (
@@ -101,6 +102,8 @@ def test_the_folded_decision_is_the_recalibrated_decision(arch: str) -> None:
 def test_the_program_runs_where_the_project_cannot_be_imported(tmp_path: Path) -> None:
     model, images, _ = shipped()
     save_program(model, images[:2], tmp_path / "model.pt2")
+    # No trace of where the project lives: the same model gives the same bytes from any checkout.
+    assert str(Path(prunelab.__file__).parent).encode() not in (tmp_path / "model.pt2").read_bytes()
     with torch.no_grad():
         expected = model(images)
     torch.save({"x": images, "expected": expected}, tmp_path / "batch.pt")
