@@ -91,11 +91,13 @@ def export_program(model: PrunableNet, example: torch.Tensor) -> torch.export.Ex
     return program
 
 
-def save_program(model: PrunableNet, example: torch.Tensor, path: Path) -> None:
-    """A self-contained program: torch.export.load runs it without this project installed."""
+def save_program(model: PrunableNet, example: torch.Tensor, path: Path) -> int:
+    """A self-contained program: torch.export.load runs it without this project installed.
+    Returns the file's size in bytes."""
     # An open file, not a name: the archive's records are then named the same on every run.
     with atomic_path(path) as tmp, tmp.open("wb") as handle:
         torch.export.save(export_program(model, example), handle)
+    return path.stat().st_size
 
 
 def save_rebuildable(model: PrunableNet, path: Path, facts: dict) -> None:
@@ -122,7 +124,11 @@ def program_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
 
 @torch.no_grad()
 def compare_models(
-    models: dict[str, PrunableNet], test: tuple[torch.Tensor, torch.Tensor], spec: InputSpec, example: torch.Tensor
+    models: dict[str, PrunableNet],
+    test: tuple[torch.Tensor, torch.Tensor],
+    spec: InputSpec,
+    example: torch.Tensor,
+    known_bytes: dict[str, int] | None = None,
 ) -> dict:
     """Per model: parameters, FLOPs per sample, .pt2 size, test scores, and median CPU latency
     at batch 1 and 256 (all models timed in turn in this process); and the first model's
@@ -135,7 +141,8 @@ def compare_models(
         out[name] = {
             "params": parameter_count(net),
             "flops_per_sample": flops_per_sample(net, spec),
-            "program_bytes": program_bytes(net, example),
+            # Exporting takes seconds: a size already known (the saved file's) is not measured again.
+            "program_bytes": (known_bytes or {}).get(name) or program_bytes(net, example),
             **{f"test_{key}": value for key, value in model_scores(net, *test, spec.n_classes).items()},
         }
     images = test[0]

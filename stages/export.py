@@ -49,7 +49,7 @@ def main() -> None:
     unpruned = load_model(model_path(seed), params["model"]["arch"], info.input)
     unpruned = fold_recalibrated_decision(unpruned, *calibration, n_classes)
     example = test[0][:2]
-    save_program(shipped, example, EXPORTED_PROGRAM)
+    shipped_bytes = save_program(shipped, example, EXPORTED_PROGRAM)
     facts = {
         "arch": params["model"]["arch"],
         "input": {"channels": info.input.channels, "size": info.input.size, "n_classes": n_classes},
@@ -62,7 +62,8 @@ def main() -> None:
     }
     save_rebuildable(shipped, EXPORTED_STATE, facts)
 
-    measured = compare_models({"unpruned": unpruned, "exported": shipped}, test, info.input, example)
+    models = {"unpruned": unpruned, "exported": shipped}
+    measured = compare_models(models, test, info.input, example, known_bytes={"exported": shipped_bytes})
     ratio = measured["ratio"]
     chosen = band[(band["criterion"] == criterion) & (band["k"].isin([0, k]))].set_index("k")["mean"]
     write_json(

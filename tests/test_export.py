@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import prunelab
-from prunelab.efficiency import channel_cost, flops_per_sample, kept_fractions, parameter_count
+from prunelab.efficiency import channel_cost, flops_per_sample, kept_fractions, layer_flops, parameter_count
 from prunelab.evaluation import recalibrated_predictions
 from prunelab.export import (
     choose_export,
@@ -49,7 +49,7 @@ def test_flop_counter_matches_a_hand_count_and_the_analytic_fractions(arch: str,
     for i, k in enumerate(ks):
         pruned = remove_channels(model, list(range(k)))
         counted = flops_per_sample(pruned, SPECS[arch])
-        assert counted == hand_flops(arch, k)
+        assert counted == hand_flops(arch, k) == layer_flops(pruned, SPECS[arch])
         assert fractions["flops_kept"][i] == pytest.approx(counted / hand_flops(arch, 0))
         assert fractions["params_kept"][i] == pytest.approx(parameter_count(pruned) / parameter_count(model))
 
