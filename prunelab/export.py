@@ -6,6 +6,8 @@ with its re-fitted decision folded in, and write it as a self-contained program
 from __future__ import annotations
 
 import io
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,16 +152,23 @@ def compare_models(
         inputs = images[:batch] if len(images) >= batch else images.repeat(-(-batch // len(images)), 1, 1, 1)[:batch]
         for name, seconds in median_latencies(models, inputs, repeats).items():
             out[name][f"latency_ms_batch{batch}"] = 1000 * seconds
-    # Where the time goes at batch 256: the unpruned stem is the same work in both models.
+    # Where the time goes at batch 256: each part of each model timed in turn within every
+    # repeat (drifting machine speed then hits all parts alike), on its real input.
     inputs = images[:256]
-    parts = {name: {"stem": net.stem, "block": net.block, "head": net.head} for name, net in models.items()}
-    stems = {name: net.stem(inputs) for name, net in models.items()}
-    blocks = {name: net.block(stems[name]) for name, net in models.items()}
-    for name in models:
-        feeds = {"stem": inputs, "block": stems[name], "head": blocks[name]}
-        for part, module in parts[name].items():
-            seconds = median_latencies({part: module}, feeds[part], 20)[part]
-            out[name][f"latency_ms_batch256_{part}"] = 1000 * seconds
+    calls = {}
+    for name, net in models.items():
+        stem_out = net.stem(inputs)
+        block_out = net.block(stem_out)
+        calls[name] = {"stem": (net.stem, inputs), "block": (net.block, stem_out), "head": (net.head, block_out)}
+    times: dict[tuple[str, str], list[float]] = {(n, part): [] for n in calls for part in calls[n]}
+    for _ in range(30):
+        for (name, part), record in times.items():
+            module, feed = calls[name][part]
+            start = time.perf_counter()
+            module(feed)
+            record.append(time.perf_counter() - start)
+    for (name, part), record in times.items():
+        out[name][f"latency_ms_batch256_{part}"] = 1000 * statistics.median(record)
     first, second = (out[name] for name in models)
     ratio = {
         "params": first["params"] / second["params"],
