@@ -2,7 +2,7 @@
 
     python tools/gpu_check.py [--seeds 0 1 2 3 4]
 
-Runs the per-seed stages (prepare_data, train, collect_activations, sweep_prune) for each
+Runs the per-seed stages (prepare_data, train, collect_activations, sweep_prune, finetune) for each
 seed with train.device=cuda, as `dvc repro` would but without DVC (the GPU machine need not
 have it), timing each replicate; then reruns seed 0's train and sweep and compares the bytes
 of its model and sweep table with the first run. Edits params.yaml in place: run it in a
@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune"]
+PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
 
 
 def stage(name: str, seed: int) -> float:
@@ -52,11 +52,15 @@ def main() -> None:
     seed = args.seeds[0]
     model, sweep = ROOT / f"data/seeds/{seed}/model.pt", ROOT / f"metrics/seeds/{seed}/sweep.csv"
     first = digest(model), digest(sweep)
-    for name in ("train", "collect_activations", "sweep_prune"):
+    tuned = ROOT / f"metrics/seeds/{seed}/finetune.csv"
+    first = (*first, digest(tuned))
+    for name in ("train", "collect_activations", "sweep_prune", "finetune"):
         stage(name, seed)
-    second = digest(model), digest(sweep)
-    print(f"rerun of seed {seed}: model.pt {'identical' if first[0] == second[0] else 'DIFFERENT'}, "
-          f"sweep.csv {'identical' if first[1] == second[1] else 'DIFFERENT'}", flush=True)  # fmt: skip
+    second = digest(model), digest(sweep), digest(tuned)
+    verdicts = ["identical" if a == b else "DIFFERENT" for a, b in zip(first, second, strict=True)]
+    print(
+        f"rerun of seed {seed}: model.pt {verdicts[0]}, sweep.csv {verdicts[1]}, finetune.csv {verdicts[2]}", flush=True
+    )
 
 
 if __name__ == "__main__":
