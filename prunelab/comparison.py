@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from prunelab.errors import UserError
-from prunelab.metrics import accuracy, balanced_accuracy
 
 BEAT_RANDOM_STDS = 2.0  # "beats random" means more than this many random std above the random mean
 WITHIN_POINTS = 1.0  # max_k_within_1pt: accuracy stays within this many points of baseline
@@ -45,11 +44,6 @@ class Curve:
     acc_std: np.ndarray | None = None
     bacc_std: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def curve_from_confusions(confusions: np.ndarray) -> Curve:
-    """confusions: R×len(ks)×C×C. One order gives the curve; several give mean and std."""
-    return curve_from_scores({"acc": accuracy(confusions), "bacc": balanced_accuracy(confusions)})
 
 
 def curve_from_scores(scores: dict[str, np.ndarray]) -> Curve:

@@ -162,6 +162,12 @@ def write_text(path: Path | str, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_table(path: Path | str, table: Any, float_format: str | None = None) -> None:
+    """A pandas DataFrame as CSV without the index, atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format=float_format)
+
+
 def write_json(path: Path | str, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 

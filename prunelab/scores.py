@@ -35,6 +35,16 @@ def _check_labels(labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
     return y
 
 
+def _two_class_rows(values: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """values (..., n) as float64, labels checked as {0, 1}, and the class counts (n_pos, n_neg)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim < 1:
+        raise ValueError(f"{what} must have shape (..., n)")
+    y = _check_labels(labels, v.shape[-1], 2)
+    n_pos = int(y.sum())
+    return v, y, n_pos, v.shape[-1] - n_pos
+
+
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """Probabilities from logits along `axis`; the max is subtracted first so large logits cannot overflow."""
     z = np.asarray(logits, dtype=np.float64)
@@ -70,12 +80,7 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarra
         raise ValueError(f"n_classes must be at least 2, got {n_classes}")
     s = np.asarray(scores)
     if n_classes == 2:
-        if s.ndim < 1:
-            raise ValueError("two-class scores must have shape (..., n)")
-        n = s.shape[-1]
-        y = _check_labels(labels, n, 2)
-        n_pos = int(y.sum())
-        n_neg = n - n_pos
+        s, y, n_pos, n_neg = _two_class_rows(s, labels, "two-class scores")
         if n_pos == 0 or n_neg == 0:
             return np.full(s.shape[:-1], np.nan)
         ranks = rankdata(s, axis=-1)
@@ -115,13 +120,8 @@ def fit_threshold(diffs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     If a class is absent from `labels`, balanced accuracy cannot be fitted and every row gets 0.0.
     Vectorised with a sort and cumulative sums: O(n log n) per row, no Python loop over n.
     """
-    d = np.asarray(diffs, dtype=np.float64)
-    if d.ndim < 1:
-        raise ValueError("diffs must have shape (..., n)")
+    d, y, n_pos, n_neg = _two_class_rows(diffs, labels, "diffs")
     n = d.shape[-1]
-    y = _check_labels(labels, n, 2)
-    n_pos = int(y.sum())
-    n_neg = n - n_pos
     if n_pos == 0 or n_neg == 0:
         return np.zeros(d.shape[:-1])
     if not np.isfinite(d).all():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -64,33 +65,34 @@ def interval_entry(values: Iterable[float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- reading the replicates
-def load_sweeps(seeds: list[int]) -> pd.DataFrame:
-    """Every seed's sweep table (k, criterion, acc, bacc) with a `seed` column."""
+def _per_seed_tables(
+    seeds: list[int], path_of: Callable[[int], Path], what: str, stage: str, required: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Every seed's `what` table (CSV) stacked, with a `seed` column; a missing, unreadable or
+    foreign file is a one-line UserError naming the stage that writes it."""
     parts = []
     for seed in seeds:
-        path = sweep_path(seed)
+        path = path_of(seed)
         if not path.exists():
-            raise UserError(f"{path}: the sweep of seed {seed} is missing; run its stages (dvc repro)")
+            raise UserError(f"{path}: the {what} of seed {seed} is missing; run its stages (dvc repro)")
         try:
             table = pd.read_csv(path)
         except (ValueError, OSError) as err:
-            raise UserError(f"{path}: unreadable sweep table ({type(err).__name__}); rerun sweep_prune") from None
-        if not {"k", "criterion", "acc", "bacc"} <= set(table.columns):
-            raise UserError(f"{path}: not a sweep table (needs k, criterion, acc, bacc); rerun sweep_prune")
+            raise UserError(f"{path}: unreadable {what} table ({type(err).__name__}); rerun {stage}") from None
+        if not set(required) <= set(table.columns):
+            raise UserError(f"{path}: not a {what} table (needs {', '.join(required)}); rerun {stage}")
         parts.append(table.assign(seed=seed))
     return pd.concat(parts, ignore_index=True)
 
 
+def load_sweeps(seeds: list[int]) -> pd.DataFrame:
+    """Every seed's sweep table (k, criterion, acc, bacc, …) with a `seed` column."""
+    return _per_seed_tables(seeds, sweep_path, "sweep", "sweep_prune", ("k", "criterion", "acc", "bacc"))
+
+
 def load_train_curves(seeds: list[int]) -> pd.DataFrame:
     """Every seed's training curve (epoch, train_loss, test_acc, test_bacc) with a `seed` column."""
-    parts = []
-    for seed in seeds:
-        path = train_curve_path(seed)
-        try:
-            parts.append(pd.read_csv(path).assign(seed=seed))
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: unreadable training curve ({type(err).__name__}); rerun train") from None
-    return pd.concat(parts, ignore_index=True)
+    return _per_seed_tables(seeds, train_curve_path, "training curve", "train")
 
 
 def load_summaries(seeds: list[int]) -> dict[int, dict]:
@@ -111,15 +113,7 @@ def finetune_table(seeds: list[int], sweeps: pd.DataFrame) -> pd.DataFrame:
     """Per seed, fine-tuned criterion and K: balanced accuracy and ROC AUC as pruned (plain),
     with the decision re-fitted (recal), and after fine-tuning (finetuned). Empty when
     fine-tuning is off."""
-    parts = []
-    for seed in seeds:
-        path = finetune_path(seed)
-        try:
-            table = pd.read_csv(path)
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: unreadable fine-tuning table ({type(err).__name__}); rerun finetune") from None
-        parts.append(table.assign(seed=seed))
-    tuned = pd.concat(parts, ignore_index=True).rename(
+    tuned = _per_seed_tables(seeds, finetune_path, "fine-tuning", "finetune").rename(
         columns={"acc": "finetuned_acc", "bacc": "finetuned_bacc", "roc_auc": "finetuned_roc_auc"}
     )
     plain = sweeps.rename(columns={"bacc": "plain_bacc", "roc_auc": "plain_roc_auc", "acc": "plain_acc"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prunelab.params import load_params
 from prunelab.paths import REPORT, STUDY, STUDY_METRICS
-from prunelab.runtime import atomic_path, log, stage_main, write_json, write_text
+from prunelab.runtime import log, stage_main, write_json, write_table, write_text
 from prunelab.study import (
     SCORES,
     band_table,
@@ -35,12 +35,9 @@ def main() -> None:
     for name, entries in finetune_metrics(tuned).items():
         metrics["criteria"][name].update(entries)
     for score in SCORES:
-        with atomic_path(STUDY / f"{score}.csv") as tmp:
-            band_table(sweeps, score).to_csv(tmp, index=False, float_format="%.4f")
-    with atomic_path(STUDY / "train_curve.csv") as tmp:
-        curves.to_csv(tmp, index=False, float_format="%.4f")
-    with atomic_path(STUDY / "finetune.csv") as tmp:
-        tuned.to_csv(tmp, index=False, float_format="%.4f")
+        write_table(STUDY / f"{score}.csv", band_table(sweeps, score), "%.4f")
+    write_table(STUDY / "train_curve.csv", curves, "%.4f")
+    write_table(STUDY / "finetune.csv", tuned, "%.4f")
     write_json(STUDY_METRICS, metrics)
     data, prune = params["data"], params["prune"]
     setting = {

@@ -10,6 +10,7 @@ FLOPs, file sizes, CPU latency at batch 1 and 256, scores; unpruned against expo
 
 from __future__ import annotations
 
+import copy
 import platform
 
 import pandas as pd
@@ -46,8 +47,7 @@ def main() -> None:
     n_classes = info.input.n_classes
     shipped = shipped_model(model, removed, calibration, n_classes)
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
-    unpruned = load_model(model_path(seed), params["model"]["arch"], info.input)
-    unpruned = fold_recalibrated_decision(unpruned, *calibration, n_classes)
+    unpruned = fold_recalibrated_decision(copy.deepcopy(model), *calibration, n_classes)
     example = test[0][:2]
     shipped_bytes = save_program(shipped, example, EXPORTED_PROGRAM)
     facts = {

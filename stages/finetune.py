@@ -14,7 +14,7 @@ import pandas as pd
 from prunelab.comparison import ranked_order
 from prunelab.params import finetune_criteria, load_params, named_k, replicate_seed
 from prunelab.paths import finetune_path, model_path, prepared_dir, ranking_path
-from prunelab.runtime import atomic_path, log, stage_main
+from prunelab.runtime import log, stage_main, write_table
 
 COLUMNS = ["criterion", "point", "k", "acc", "bacc", "roc_auc"]
 
@@ -54,8 +54,7 @@ def main() -> None:
                 rows.append({"criterion": criterion, "point": point, "k": k, **scores})
                 log(f"seed {seed}: {criterion} K={k} fine-tuned: bacc {scores['bacc']:.2f}%, "
                     f"ROC AUC {scores['roc_auc']:.2f}%")  # fmt: skip
-    with atomic_path(finetune_path(seed)) as tmp:
-        pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False, float_format="%.4f")
+    write_table(finetune_path(seed), pd.DataFrame(rows, columns=COLUMNS), "%.4f")
 
 
 if __name__ == "__main__":

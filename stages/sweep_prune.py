@@ -22,7 +22,7 @@ from prunelab.params import load_params, replicate_seed
 from prunelab.paths import model_path, prepared_dir, ranking_path, seed_summary_path, stats_path, sweep_path
 from prunelab.prepared import load_info, load_split
 from prunelab.pruning import block_outputs
-from prunelab.runtime import atomic_path, log, resolve_device, seed_everything, stage_main, write_json
+from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_json, write_table
 from prunelab.stats import load_stats
 
 
@@ -75,10 +75,8 @@ def main() -> None:
     table = long_table(ks, curves)
     for column, values in kept_fractions(cost, ks).items():  # the same for every criterion: cost is per channel
         table[column] = table["k"].map(dict(zip(ks, values, strict=True)))
-    with atomic_path(sweep_path(seed)) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(ranking_path(seed)) as tmp:
-        ranking_table(orders).to_csv(tmp, index=False)
+    write_table(sweep_path(seed), table, "%.6f")
+    write_table(ranking_path(seed), ranking_table(orders))
     write_json(seed_summary_path(seed), summary)
     first = curves[headline]
     log(

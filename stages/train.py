@@ -12,7 +12,7 @@ from prunelab.models import build_model
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import model_path, prepared_dir, train_curve_path
 from prunelab.prepared import load_info, load_split
-from prunelab.runtime import atomic_path, log, resolve_device, save_torch, seed_everything, stage_main
+from prunelab.runtime import log, resolve_device, save_torch, seed_everything, stage_main, write_table
 from prunelab.training import EpochLog, train_model
 
 
@@ -48,8 +48,7 @@ def main() -> None:
     )
     save_torch(model_path(seed), {k: v.cpu() for k, v in model.state_dict().items()})
     curve = pd.DataFrame([vars(entry) for entry in history])
-    with atomic_path(train_curve_path(seed)) as tmp:
-        curve.to_csv(tmp, index=False, float_format="%.4f")
+    write_table(train_curve_path(seed), curve, "%.4f")
 
 
 if __name__ == "__main__":
