@@ -20,9 +20,9 @@ Every pair of methods runs in this one process, on the same model and the same d
 * Speedup = baseline time / our time. For the two `*_vs_one_forward_*` ratios the
   "baseline" is one forward pass over the test set and ours is the sweep alone (the block
   outputs are already computed), so ≥ 0.5 means the sweep costs at most two forward passes.
-* The process first applies the allocator setting that train_model uses on the CPU
-  (`prunelab.training.keep_freed_memory`), so that baselines and our sides run under the
-  same malloc behaviour whichever of them happens to run first.
+* The process first switches on the speed tricks the stages run with (`prunelab._speed.enable`:
+  fused Adam, the allocator setting), so that baselines and our sides run under the same
+  malloc behaviour whichever of them happens to run first.
 * `collector_memory_growth` runs the collector in a fresh subprocess per sample count and
   reads that process's own peak memory; see `collector_peak_bytes`.
 """
@@ -48,14 +48,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/run.py` from a checkout that is not installed
     sys.path.insert(0, str(ROOT))
 
-from prunelab.activations import collect_stats  # noqa: E402
-from prunelab.comparison import resolve_ks  # noqa: E402
-from prunelab.criteria import CRITERIA, RankingContext, removal_orders  # noqa: E402
-from prunelab.models import PrunableNet, build_model  # noqa: E402
-from prunelab.pruning import CPU_BATCH, block_outputs, seed_loop_confusions, sweep_confusions  # noqa: E402
+from prunelab import _speed  # noqa: E402
+from prunelab.data.spec import InputSpec  # noqa: E402
+from prunelab.models.nets import PrunableNet, build_model  # noqa: E402
+from prunelab.models.training import predict, train_model  # noqa: E402
+from prunelab.pruning.collect import collect_stats  # noqa: E402
+from prunelab.pruning.criteria import CRITERIA, RankingContext, removal_orders  # noqa: E402
+from prunelab.pruning.sweep import CPU_BATCH, block_outputs, seed_loop_confusions, sweep_confusions  # noqa: E402
 from prunelab.runtime import resolve_device  # noqa: E402
-from prunelab.specs import InputSpec  # noqa: E402
-from prunelab.training import keep_freed_memory, predict, train_model  # noqa: E402
+from prunelab.scoring.curves import resolve_ks  # noqa: E402
 
 T = TypeVar("T")
 
@@ -419,8 +420,7 @@ def main() -> None:
         return
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # the collector's and the training loop's progress bars
-    if device.type == "cpu":
-        keep_freed_memory()
+    _speed.enable()  # as every stage does (stage_main)
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     rows: list[Row] = []
     ratios: dict[str, float] = {}

@@ -1,21 +1,21 @@
 """prunelab: activation-ranked channel pruning, as a library.
 
-The public API, importable from here (`from prunelab import build_model, train_model`):
+Subpackages by concern, in the order of the method:
 
-* data: `SOURCES`, `load_pool`, `TASKS` (pairs / classification splits), `dataset_info`,
-  `as_tensors`, `load_split`;
-* models: `ARCHS`, `InputSpec`, `build_model`, `PrunableNet` (stem → pruned block → head);
-* training: `train_model`, `predict`, `resolve_device`, `seed_everything`;
-* ranking: `collect_stats`, `CRITERIA`, `RankingContext`, `removal_orders`;
-* pruning: `remove_channels`, `block_outputs`, `sweep_confusions`, `evaluate_orders` (every K,
-  at the default decision, threshold-free and recalibrated);
-* scores: `accuracy`, `balanced_accuracy`, `majority_floor`, `roc_auc`;
-* the study: `t_interval`; the deliverable: `load_rebuildable` (a model `dvc repro` exported);
-* params: `load_params`, `validate`, `UserError`.
+* `prunelab.prepare`: data sources (registry) and tasks (pairs / classification): what prepare_data runs;
+* `prunelab.data`: the prepared splits on disk and the input spec, which every later stage reads;
+* `prunelab.models`: architectures (registry), the `PrunableNet` interface, training, cost (params, FLOPs);
+* `prunelab.pruning`: activation statistics, criteria (registry), surgery (removal, masking), the fast sweep,
+  fine-tuning after pruning;
+* `prunelab.scoring`: the five scores (acc, bacc, roc_auc, recal_acc, recal_bacc), per-K curves;
+* `prunelab.study`: intervals over seeds, aggregation, the report, figures;
+* `prunelab.deploy`: the exported model and what it buys;
+* at the top: `params` (typed, validated params.yaml), `paths`, `runtime` (stage entry, seeding,
+  atomic writes), `errors`; `_speed` holds the private speed tricks the stages switch on.
 
-Names are resolved on first use, so `import prunelab` (and `import prunelab.params`) stays
-free of torch; the stage scripts import the submodules directly. Everything not listed
-in `__all__` is private by convention.
+The public names below are importable from here (`from prunelab import build_model`) and resolved
+on first use, so `import prunelab` (and `import prunelab.params`) loads no torch. Everything not in
+`__all__` is private by convention.
 """
 
 from __future__ import annotations
@@ -24,39 +24,49 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "SOURCES": "prunelab.sources",
-    "load_pool": "prunelab.sources",
-    "TASKS": "prunelab.pairing",
-    "dataset_info": "prunelab.prepared",
-    "as_tensors": "prunelab.prepared",
-    "load_split": "prunelab.prepared",
-    "ARCHS": "prunelab.archs",
-    "InputSpec": "prunelab.specs",
-    "PrunableNet": "prunelab.models",
-    "build_model": "prunelab.models",
-    "load_model": "prunelab.models",
-    "train_model": "prunelab.training",
-    "predict": "prunelab.training",
-    "resolve_device": "prunelab.runtime",
-    "seed_everything": "prunelab.runtime",
-    "collect_stats": "prunelab.activations",
-    "ActivationStats": "prunelab.stats",
-    "CRITERIA": "prunelab.criteria",
-    "RankingContext": "prunelab.criteria",
-    "removal_orders": "prunelab.criteria",
-    "remove_channels": "prunelab.pruning",
-    "block_outputs": "prunelab.pruning",
-    "sweep_confusions": "prunelab.pruning",
-    "evaluate_orders": "prunelab.evaluation",
-    "roc_auc": "prunelab.scores",
-    "t_interval": "prunelab.study",
-    "load_rebuildable": "prunelab.export",
-    "accuracy": "prunelab.metrics",
-    "balanced_accuracy": "prunelab.metrics",
-    "majority_floor": "prunelab.metrics",
+    # preparing the data, and the prepared data
+    "SOURCES": "prunelab.prepare.sources",
+    "load_pool": "prunelab.prepare.sources",
+    "TASKS": "prunelab.prepare.tasks",
+    "dataset_info": "prunelab.prepare.tasks",
+    "as_tensors": "prunelab.data.prepared",
+    "load_split": "prunelab.data.prepared",
+    "load_info": "prunelab.data.prepared",
+    "InputSpec": "prunelab.data.spec",
+    # models
+    "ARCHS": "prunelab.models.archs",
+    "PrunableNet": "prunelab.models.nets",
+    "build_model": "prunelab.models.nets",
+    "load_model": "prunelab.models.nets",
+    "train_model": "prunelab.models.training",
+    "predict": "prunelab.models.training",
+    # pruning
+    "collect_stats": "prunelab.pruning.collect",
+    "ActivationStats": "prunelab.pruning.activations",
+    "CRITERIA": "prunelab.pruning.criteria",
+    "RankingContext": "prunelab.pruning.criteria",
+    "removal_orders": "prunelab.pruning.criteria",
+    "remove_channels": "prunelab.pruning.surgery",
+    "block_outputs": "prunelab.pruning.sweep",
+    "sweep_confusions": "prunelab.pruning.sweep",
+    # scoring
+    "SCORES": "prunelab.scoring.scores",
+    "accuracy": "prunelab.scoring.scores",
+    "balanced_accuracy": "prunelab.scoring.scores",
+    "majority_floor": "prunelab.scoring.scores",
+    "roc_auc": "prunelab.scoring.scores",
+    "fit_decision": "prunelab.scoring.scores",
+    "evaluate_orders": "prunelab.scoring.evaluate",
+    # study
+    "t_interval": "prunelab.study.intervals",
+    # deploy
+    "load_rebuildable": "prunelab.deploy.export",
+    # params and running
     "load_params": "prunelab.params",
     "validate": "prunelab.params",
     "UserError": "prunelab.errors",
+    "resolve_device": "prunelab.runtime",
+    "seed_everything": "prunelab.runtime",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
-from prunelab.archs import ARCHS
-from prunelab.criteria import CRITERIA
 from prunelab.errors import UserError
-from prunelab.sources import SOURCES
+from prunelab.models.archs import ARCHS
+from prunelab.prepare.sources import SOURCES
+from prunelab.pruning.criteria import CRITERIA
+from prunelab.pruning.finetune import NAMED_KS, named_k
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -154,15 +155,6 @@ def seed_list() -> Check:
         return list(value)
 
     return check
-
-
-# Named fine-tuning points, as shares of P, so one default fits every architecture.
-NAMED_KS = {"quarter": 0.25, "half": 0.5, "three_quarters": 0.75}
-
-
-def named_k(name: str | int, channels: int) -> int:
-    """A fine-tuning K: an integer, or a NAMED_KS share of P."""
-    return name if isinstance(name, int) else int(NAMED_KS[name] * channels)
 
 
 def finetune_ks() -> Check:
@@ -500,11 +492,3 @@ def replicate_seed(params: Params, argv: list[str] | None = None) -> int:
     if seed is None or not low <= seed <= high:
         raise UserError(f"--seed {args[1]} is invalid; allowed: an integer from {low} to {high}")
     return seed
-
-
-def finetune_criteria(params: Params) -> list[str]:
-    """finetune.criteria as the study runs them: `headline` resolved, names prune.criteria does
-    not rank left out, each once, in the given order."""
-    ranked = params["prune"]["criteria"]
-    resolved = [ranked[0] if c == "headline" else c for c in params["finetune"]["criteria"]]
-    return [c for c in dict.fromkeys(resolved) if c in ranked]

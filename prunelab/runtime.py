@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from prunelab import _speed
 from prunelab.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,8 +42,10 @@ def stage_main(main: Callable[[], None]) -> None:
     """Run a stage; a UserError becomes one line on stderr and exit status 2.
 
     Ctrl-C and SIGTERM unwind the stack, so `atomic_path` deletes its temporary file; the
-    default SIGTERM action would end the process on the spot and leave it behind.
+    default SIGTERM action would end the process on the spot and leave it behind. A stage
+    process also switches on the private speed tricks (`prunelab._speed`; same bits).
     """
+    _speed.enable()
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -61,7 +64,7 @@ def stage_main(main: Callable[[], None]) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic kernels."""
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels (cuDNN autotuning off)."""
     import torch
 
     # cuBLAS needs this set before its first use to be deterministic.
@@ -69,32 +72,8 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    deterministic_kernels()
+    _speed.deterministic_algorithms()
     torch.backends.cudnn.benchmark = False
-
-
-def deterministic_kernels() -> None:
-    """Make torch's eager kernels deterministic (or raise where one has no such version).
-
-    `torch.use_deterministic_algorithms` also sets the flag of the inductor compiler, and
-    importing the compiler's config imports TorchDynamo: about 3 s in every stage on 2
-    cores, for a compiler no stage uses. The switch it makes for eager kernels is
-    `torch._C._set_deterministic_algorithms`; call that directly, and the public function
-    where that name is gone or the compiler is already loaded.
-
-    Deterministic mode also fills every new uninitialised tensor with NaN, a debugging aid
-    that catches kernels reading memory they never wrote. It does not change what correct
-    kernels compute, and costs about 8 % of a training step on the CPU (a fill per
-    temporary buffer), so it is switched off.
-    """
-    import torch
-
-    switch = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if switch is None or "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(True, warn_only=False)
-    else:
-        switch(True, warn_only=False)
-    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def resolve_device(name: str) -> torch.device:

@@ -11,17 +11,10 @@ from __future__ import annotations
 from prunelab.params import load_params
 from prunelab.paths import REPORT, STUDY, STUDY_METRICS
 from prunelab.runtime import log, stage_main, write_json, write_table, write_text
-from prunelab.study import (
-    SCORES,
-    band_table,
-    finetune_metrics,
-    finetune_table,
-    load_summaries,
-    load_sweeps,
-    load_train_curves,
-    report_markdown,
-    study_metrics,
-)
+from prunelab.scoring.scores import SCORES
+from prunelab.study.aggregate import band_table, finetune_metrics, finetune_table, study_metrics
+from prunelab.study.replicates import load_finetunes, load_summaries, load_sweeps, load_train_curves
+from prunelab.study.report import report_markdown
 
 
 def main() -> None:
@@ -30,7 +23,7 @@ def main() -> None:
     # Every input is read before the first output is written.
     sweeps, summaries = load_sweeps(seeds), load_summaries(seeds)
     curves = load_train_curves(seeds)
-    tuned = finetune_table(seeds, sweeps)
+    tuned = finetune_table(load_finetunes(seeds), sweeps)
     metrics = study_metrics(summaries)
     for name, entries in finetune_metrics(tuned).items():
         metrics["criteria"][name].update(entries)

@@ -6,13 +6,13 @@ P×M×N mean feature map of the pruned block).
 
 from __future__ import annotations
 
-from prunelab.activations import collect_stats
-from prunelab.models import load_model
+from prunelab.data.prepared import load_info, load_split
+from prunelab.models.nets import load_model
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import model_path, prepared_dir, stats_path
-from prunelab.prepared import load_info, load_split
+from prunelab.pruning.activations import save_stats
+from prunelab.pruning.collect import collect_stats
 from prunelab.runtime import log, resolve_device, seed_everything, stage_main
-from prunelab.stats import save_stats
 
 
 def main() -> None:

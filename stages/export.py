@@ -16,19 +16,19 @@ import platform
 import pandas as pd
 import torch
 
-from prunelab.comparison import ranked_order
-from prunelab.export import (
+from prunelab.data.prepared import load_info, load_split
+from prunelab.deploy.efficiency import compare_models
+from prunelab.deploy.export import (
     choose_export,
-    compare_models,
     fold_recalibrated_decision,
     save_program,
     save_rebuildable,
     shipped_model,
 )
-from prunelab.models import load_model
+from prunelab.models.nets import load_model
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, EXPORTED_PROGRAM, EXPORTED_STATE, STUDY, model_path, prepared_dir, ranking_path
-from prunelab.prepared import load_info, load_split
+from prunelab.pruning.ranking import ranked_order
 from prunelab.runtime import log, seed_everything, stage_main, write_json
 
 

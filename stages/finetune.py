@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from prunelab.comparison import ranked_order
-from prunelab.params import finetune_criteria, load_params, named_k, replicate_seed
+from prunelab.params import load_params, replicate_seed
 from prunelab.paths import finetune_path, model_path, prepared_dir, ranking_path
+from prunelab.pruning.finetune import finetune_criteria, named_k
+from prunelab.pruning.ranking import ranked_order
 from prunelab.runtime import log, stage_main, write_table
 
 COLUMNS = ["criterion", "point", "k", "acc", "bacc", "roc_auc"]
@@ -26,15 +27,15 @@ def main() -> None:
     rows = []
     if finetune["ks"] and finetune["criteria"]:
         # Imported here: with fine-tuning off the stage is a no-op and needs no torch.
-        from prunelab.evaluation import finetune_pruned
-        from prunelab.models import load_model
-        from prunelab.prepared import load_info, load_split
+        from prunelab.data.prepared import load_info, load_split
+        from prunelab.models.nets import load_model
+        from prunelab.pruning.finetune import finetune_pruned
         from prunelab.runtime import resolve_device, seed_everything
 
         seed_everything(seed)
         info = load_info(prepared_dir(seed))
         model = load_model(model_path(seed), params["model"]["arch"], info.input)
-        chosen = finetune_criteria(params)
+        chosen = finetune_criteria(finetune["criteria"], params["prune"]["criteria"])
         for name in finetune["criteria"]:
             if name != "headline" and name not in chosen:
                 log(f"note: finetune.criteria names {name}, which prune.criteria does not rank: not fine-tuned")

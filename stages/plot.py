@@ -13,10 +13,13 @@ import json
 
 import pandas as pd
 
-from prunelab.comparison import ranked_order
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, PLOTS, STUDY, STUDY_METRICS, ranking_path, stats_path
-from prunelab.plotting import (
+from prunelab.pruning.activations import load_stats
+from prunelab.pruning.ranking import ranked_order
+from prunelab.runtime import stage_main
+from prunelab.study.aggregate import PAIRED, paired_differences
+from prunelab.study.figures import (
     plot_criteria,
     plot_efficiency,
     plot_feature_maps,
@@ -25,9 +28,7 @@ from prunelab.plotting import (
     plot_threshold_free,
     plot_vs_random,
 )
-from prunelab.runtime import stage_main
-from prunelab.stats import load_stats
-from prunelab.study import PAIRED, load_summaries, load_sweeps, paired_differences
+from prunelab.study.replicates import load_summaries, load_sweeps
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
     # not leave some figures new and others old.
     metrics = json.loads(STUDY_METRICS.read_text())
     sweeps = load_sweeps(seeds)
-    key = "bacc_auc"
+    key = "bacc_over_k"
     differences = pd.DataFrame(
         [
             {"criterion": name, "seed": seed, "difference": value}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunelab.pairing import TASKS, check_not_empty, split_summary
+from prunelab.data.prepared import save_prepared
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import data_summary_path, prepared_dir
-from prunelab.prepared import dataset_info, save_prepared
+from prunelab.prepare.sources import RAW_DIR, load_pool
+from prunelab.prepare.tasks import TASKS, check_not_empty, dataset_info, split_summary
 from prunelab.runtime import log, stage_main, write_json
-from prunelab.sources import RAW_DIR, load_pool
 
 
 def main() -> None:

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunelab.comparison import Curve, curve_from_scores, long_table, ranking_table, resolve_ks, summary_metrics
-from prunelab.criteria import RankingContext, removal_orders
-from prunelab.efficiency import channel_cost, kept_fractions
-from prunelab.evaluation import Split, evaluate_orders
-from prunelab.metrics import majority_floor
-from prunelab.models import load_model
+from prunelab.data.prepared import load_info, load_split
+from prunelab.models.cost import channel_cost, kept_fractions
+from prunelab.models.nets import load_model
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import model_path, prepared_dir, ranking_path, seed_summary_path, stats_path, sweep_path
-from prunelab.prepared import load_info, load_split
-from prunelab.pruning import block_outputs
+from prunelab.pruning.activations import load_stats
+from prunelab.pruning.criteria import RankingContext, removal_orders
+from prunelab.pruning.ranking import ranking_table
+from prunelab.pruning.sweep import block_outputs
 from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_json, write_table
-from prunelab.stats import load_stats
+from prunelab.scoring.curves import Curve, curve_from_scores, long_table, resolve_ks, summary_metrics
+from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders
+from prunelab.scoring.scores import majority_floor
 
 
 def main() -> None:
@@ -39,10 +40,10 @@ def main() -> None:
     device = resolve_device(params["train"]["device"])
     batch = params["activations"]["batch_size"]
 
-    def split_outputs(name: str, limit: int | None = None) -> Split:
+    def split_outputs(name: str, limit: int | None = None) -> SplitOutputs:
         """A split's block outputs, computed once for every order and K."""
         images, labels = load_split(name, folder, info)
-        return Split(block_outputs(model, images[:limit], batch, device), labels[:limit].to(device))
+        return SplitOutputs(block_outputs(model, images[:limit], batch, device), labels[:limit].to(device))
 
     test = split_outputs("test")
     recal = params["recalibrate"]

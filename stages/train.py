@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from prunelab.models import build_model
+from prunelab.data.prepared import load_info, load_split
+from prunelab.models.nets import build_model
+from prunelab.models.training import EpochLog, train_model
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import model_path, prepared_dir, train_curve_path
-from prunelab.prepared import load_info, load_split
 from prunelab.runtime import log, resolve_device, save_torch, seed_everything, stage_main, write_table
-from prunelab.training import EpochLog, train_model
 
 
 def main() -> None:

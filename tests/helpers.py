@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import yaml
 
-from prunelab.models import PrunableNet, build_model
-from prunelab.specs import InputSpec
+from prunelab.data.spec import InputSpec
+from prunelab.models.nets import PrunableNet, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone needs to run the pipeline.

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prunelab.activations import collect_stats
 from prunelab.errors import UserError
-from prunelab.stats import ActivationStats, load_stats, save_stats
+from prunelab.pruning.activations import ActivationStats, load_stats, save_stats
+from prunelab.pruning.collect import collect_stats
 from tests.helpers import tiny_model
 
 CPU = torch.device("cpu")

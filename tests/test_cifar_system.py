@@ -17,16 +17,16 @@ import pytest
 import torch
 import yaml
 
-from prunelab.archs import ARCHS
+from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
-from prunelab.models import build_model, load_model
-from prunelab.pairing import make_classification_splits
+from prunelab.models.archs import ARCHS
+from prunelab.models.nets import build_model, load_model
 from prunelab.params import load_params, validate
-from prunelab.plotting import grid_shape
-from prunelab.prepared import dataset_info
-from prunelab.pruning import block_outputs, channel_mask, remove_channels, seed_loop_confusions, sweep_confusions
-from prunelab.sources import CHECKSUMS_ENV, Pool
-from prunelab.specs import InputSpec
+from prunelab.prepare.sources import CHECKSUMS_ENV, Pool
+from prunelab.prepare.tasks import dataset_info, make_classification_splits
+from prunelab.pruning.surgery import channel_mask, remove_channels
+from prunelab.pruning.sweep import block_outputs, seed_loop_confusions, sweep_confusions
+from prunelab.study.figures import grid_shape
 from tests.helpers import ROOT, dvc, project_copy, stage, tiny_model, write_checksums, write_cifar10
 
 CIFAR = InputSpec(channels=3, size=32, n_classes=10)

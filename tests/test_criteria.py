@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.criteria import (
+from prunelab.pruning.activations import ActivationStats
+from prunelab.pruning.criteria import (
     CRITERIA,
     RankingContext,
     greedy_reconstruction_order,
     order_from_scores,
     removal_orders,
 )
-from prunelab.stats import ActivationStats
 from tests.helpers import tiny_model
 
 P = 128

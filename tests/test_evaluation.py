@@ -8,10 +8,19 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from prunelab.evaluation import Split, decisions, evaluate_orders, finetune_pruned, recalibrated_predictions, snap_ties
-from prunelab.metrics import balanced_accuracy, confusion_counts
-from prunelab.pruning import block_outputs, remove_channels
-from prunelab.scores import fit_threshold
+from prunelab.pruning.finetune import finetune_pruned
+from prunelab.pruning.surgery import remove_channels
+from prunelab.pruning.sweep import block_outputs
+from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders
+from prunelab.scoring.scores import (
+    balanced_accuracy,
+    confusion_counts,
+    fit_decision,
+    fit_threshold,
+    recalibrated_predictions,
+    score_logits,
+    snap_ties,
+)
 from tests.helpers import tiny_model
 
 CPU = torch.device("cpu")
@@ -22,8 +31,8 @@ def data(n: int, seed: int, n_classes: int = 2, spec: tuple[int, int] = (2, 28))
     return torch.randn(n, spec[0], spec[1], spec[1], generator=gen), torch.randint(0, n_classes, (n,), generator=gen)
 
 
-def split(model, images: torch.Tensor, labels: torch.Tensor) -> Split:
-    return Split(block_outputs(model, images, 64, CPU), labels)
+def split(model, images: torch.Tensor, labels: torch.Tensor) -> SplitOutputs:
+    return SplitOutputs(block_outputs(model, images, 64, CPU), labels)
 
 
 @pytest.mark.parametrize(("arch", "n_classes"), [("pair_cnn", 2), ("simple_cnn", 10)])
@@ -61,12 +70,12 @@ def test_recalibration_never_reads_test_labels() -> None:
     test, calibration = split(model, x.double(), y), split(model, xc.double(), yc)
     orders, ks = np.arange(128)[None], [0, 32, 64, 96]
     first = evaluate_orders(model, test, calibration, orders, ks, 2)
-    flipped = Split(test.outputs, 1 - test.labels)
+    flipped = SplitOutputs(test.outputs, 1 - test.labels)
     second = evaluate_orders(model, flipped, calibration, orders, ks, 2)
     # The same predictions, scored against flipped labels: balanced accuracy becomes 100 − b.
     np.testing.assert_allclose(second["recal_bacc"], 100 - first["recal_bacc"])
     np.testing.assert_allclose(second["bacc"], 100 - first["bacc"])
-    moved = evaluate_orders(model, test, Split(calibration.outputs, 1 - calibration.labels), orders, ks, 2)
+    moved = evaluate_orders(model, test, SplitOutputs(calibration.outputs, 1 - calibration.labels), orders, ks, 2)
     assert not np.allclose(moved["recal_bacc"], first["recal_bacc"])
 
 
@@ -74,7 +83,7 @@ def test_two_class_recalibration_is_the_balanced_threshold_of_the_calibration_da
     rng = np.random.default_rng(0)
     test_logits, cal_logits = rng.normal(size=(3, 50, 2)), rng.normal(size=(3, 70, 2))
     cal_labels = rng.integers(0, 2, 70)
-    predicted = recalibrated_predictions(test_logits, cal_logits, cal_labels, 2)["recal_bacc"]
+    predicted = recalibrated_predictions(test_logits, fit_decision(cal_logits, cal_labels, 2))["recal_bacc"]
     threshold = fit_threshold(cal_logits[..., 1] - cal_logits[..., 0], cal_labels)
     expected = (test_logits[..., 1] - test_logits[..., 0]) > threshold[:, None]
     np.testing.assert_array_equal(predicted, expected.astype(np.int64))
@@ -88,7 +97,7 @@ def test_recalibration_helps_a_model_whose_threshold_drifted() -> None:
     diff = labels * 2.0 + rng.normal(size=400) - 8.0  # separable up to noise, shifted far below 0
     logits = np.stack([np.zeros(400), diff], -1)[None]
     default = balanced_accuracy(confusion_counts(labels, logits.argmax(-1), 2))
-    recal = recalibrated_predictions(logits[:, :200], logits[:, 200:], labels[200:], 2)["recal_bacc"]
+    recal = recalibrated_predictions(logits[:, :200], fit_decision(logits[:, 200:], labels[200:], 2))["recal_bacc"]
     assert default[0] == 50.0
     assert balanced_accuracy(confusion_counts(labels[:200], recal, 2))[0] > 75.0
 
@@ -110,7 +119,7 @@ def test_finetuning_learns_from_the_train_split_alone() -> None:
 
 
 def test_a_fraction_of_an_epoch_trains_that_many_batches() -> None:
-    from prunelab.training import finetune_batches
+    from prunelab.models.training import finetune_batches
 
     assert finetune_batches(0.25, 5400, 64) == (1, 21)  # 85 batches per epoch
     assert finetune_batches(1.0, 5400, 64) == (1, 85)
@@ -128,7 +137,7 @@ def test_rounding_noise_does_not_split_ties() -> None:
     assert (snapped == snapped[:, :1]).all()
     np.testing.assert_array_equal(snap_ties(np.array([3.0, 1.0, 2.0])), [3.0, 1.0, 2.0])  # real gaps stay
     logits = np.stack([np.zeros_like(noisy), noisy], -1)
-    scores = decisions(logits[:, :150], labels[:150], logits[:, 150:], labels[150:], 2)
+    scores = score_logits(logits[:, :150], labels[:150], logits[:, 150:], labels[150:], 2)
     np.testing.assert_allclose(scores["roc_auc"], 50.0)
     np.testing.assert_allclose(scores["recal_bacc"], 50.0)
 
@@ -137,11 +146,16 @@ def test_finetune_criteria_resolve_the_headline_and_skip_what_the_study_does_not
     """`dvc exp run -S 'prune.criteria=[l1_norm,random]'` needs no second edit of finetune.criteria."""
     import yaml
 
-    from prunelab.params import finetune_criteria, validate
+    from prunelab.params import validate
+    from prunelab.pruning.finetune import finetune_criteria
     from tests.helpers import ROOT
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert finetune_criteria(validate(raw)) == ["mean_activation", "reconstruction", "random"]
+    assert finetune_criteria(*_requested_and_ranked(validate(raw))) == ["mean_activation", "reconstruction", "random"]
     raw["prune"]["criteria"] = ["l1_norm", "random"]
     raw["finetune"]["criteria"] = ["headline", "reconstruction", "random", "l1_norm"]
-    assert finetune_criteria(validate(raw)) == ["l1_norm", "random"]
+    assert finetune_criteria(*_requested_and_ranked(validate(raw))) == ["l1_norm", "random"]
+
+
+def _requested_and_ranked(params) -> tuple[list[str], list[str]]:
+    return params["finetune"]["criteria"], params["prune"]["criteria"]

@@ -12,9 +12,8 @@ import pytest
 import torch
 
 import prunelab
-from prunelab.efficiency import channel_cost, flops_per_sample, kept_fractions, layer_flops, parameter_count
-from prunelab.evaluation import recalibrated_predictions
-from prunelab.export import (
+from prunelab.data.spec import InputSpec
+from prunelab.deploy.export import (
     choose_export,
     fold_recalibrated_decision,
     load_rebuildable,
@@ -22,8 +21,9 @@ from prunelab.export import (
     save_rebuildable,
     shipped_model,
 )
-from prunelab.pruning import remove_channels
-from prunelab.specs import InputSpec
+from prunelab.models.cost import channel_cost, flops_per_sample, kept_fractions, layer_flops, parameter_count
+from prunelab.pruning.surgery import remove_channels
+from prunelab.scoring.scores import fit_decision, recalibrated_predictions
 from tests.helpers import run, tiny_model
 
 SPECS = {"pair_cnn": InputSpec(2, 28, 2), "simple_cnn": InputSpec(3, 32, 10)}
@@ -95,7 +95,9 @@ def test_the_folded_decision_is_the_recalibrated_decision(arch: str) -> None:
     with torch.no_grad():
         cal_logits, test_logits = model(cal).double().numpy(), model(test).double().numpy()
         folded = fold_recalibrated_decision(model, cal, cal_labels, spec.n_classes)(test).argmax(-1).numpy()
-    expected = recalibrated_predictions(test_logits[None], cal_logits[None], cal_labels.numpy(), spec.n_classes)
+    expected = recalibrated_predictions(
+        test_logits[None], fit_decision(cal_logits[None], cal_labels.numpy(), spec.n_classes)
+    )
     np.testing.assert_array_equal(folded, expected["recal_bacc"][0])
 
 

@@ -8,19 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.metrics import accuracy
-from prunelab.models import PrunableNet
-from prunelab.pruning import (
-    HeadParts,
-    block_outputs,
-    channel_mask,
-    remove_channels,
-    replacement_values,
-    seed_loop_confusions,
-    sweep_confusions,
-    zero_conv_weights,
-)
-from prunelab.training import train_model
+from prunelab.models.nets import PrunableNet
+from prunelab.models.training import train_model
+from prunelab.pruning.surgery import channel_mask, remove_channels, zero_conv_weights
+from prunelab.pruning.sweep import HeadParts, block_outputs, replacement_values, seed_loop_confusions, sweep_confusions
+from prunelab.scoring.scores import accuracy
 from tests.helpers import tiny_model
 
 CPU = torch.device("cpu")

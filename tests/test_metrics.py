@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.comparison import (
+from prunelab.pruning.ranking import ranking_table
+from prunelab.scoring.curves import (
     Curve,
     beats_random_fraction,
     max_k_within,
     milestone_ks,
-    ranking_table,
     resolve_ks,
     summary_metrics,
 )
-from prunelab.metrics import accuracy, balanced_accuracy, confusion, majority_floor, scores_from_predictions
+from prunelab.scoring.scores import accuracy, balanced_accuracy, confusion, majority_floor, scores_from_predictions
 
 
 def test_majority_answer_scores_the_floor_not_more() -> None:
@@ -83,7 +83,7 @@ def test_summary_has_scalars_for_every_criterion() -> None:
     metrics = summary_metrics(ks, curves, 8, majority_floor=90.0, n_classes=2, n_test=100)
     assert metrics["baseline_accuracy"] == 90.0 and metrics["balanced_floor"] == 50.0
     entry = metrics["criteria"]["mean_activation"]
-    assert entry["auc"] == pytest.approx(flat.mean())
+    assert entry["acc_over_k"] == pytest.approx(flat.mean())
     assert entry["acc_at_half"] == pytest.approx(flat[4]) and entry["acc_at_last"] == pytest.approx(10.0)
     assert "beats_random_frac" in entry and "beats_random_frac" not in metrics["criteria"]["random"]
     ranking = ranking_table({"mean_activation": np.array([[2, 0, 1]]), "random": np.array([[0, 1, 2], [2, 1, 0]])})

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from prunelab.archs import ARCHS
-from prunelab.models import PrunableNet, build_model
-from prunelab.specs import InputSpec
+from prunelab.data.spec import InputSpec
+from prunelab.models.archs import ARCHS
+from prunelab.models.nets import PrunableNet, build_model
 from tests.helpers import tiny_model
 
 

@@ -77,9 +77,9 @@ def test_study_metrics_are_flat_scalars_with_intervals(tiny_repo: Path) -> None:
     assert metrics["channels"] == 128 and metrics["n_seeds"] == 2
     assert metrics["majority_floor"] == pytest.approx(90.0, abs=0.5)
     entry = metrics["criteria"]["mean_activation"]
-    assert entry["bacc_auc"]["ci_low"] <= entry["bacc_auc"]["mean"] <= entry["bacc_auc"]["ci_high"]
-    assert {"mean", "ci_low", "ci_high", "wins"} <= set(entry["bacc_auc_vs_random"])
-    assert "bacc_auc_vs_random" not in metrics["criteria"]["random"]
+    assert entry["bacc_over_k"]["ci_low"] <= entry["bacc_over_k"]["mean"] <= entry["bacc_over_k"]["ci_high"]
+    assert {"mean", "ci_low", "ci_high", "wins"} <= set(entry["bacc_over_k_vs_random"])
+    assert "bacc_over_k_vs_random" not in metrics["criteria"]["random"]
 
     def check(node: dict, prefix: str = "") -> None:
         for key, value in node.items():
@@ -91,7 +91,7 @@ def test_study_metrics_are_flat_scalars_with_intervals(tiny_repo: Path) -> None:
 
     check(metrics)
     shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json").stdout)
-    assert "n_seeds" in json.dumps(shown) and "bacc_auc_vs_random" in json.dumps(shown)
+    assert "n_seeds" in json.dumps(shown) and "bacc_over_k_vs_random" in json.dumps(shown)
 
 
 def test_report_states_a_verdict_for_every_criterion(tiny_repo: Path) -> None:
@@ -141,8 +141,8 @@ def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path
 def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: Path) -> None:
     import torch
 
-    from prunelab.export import load_rebuildable
-    from prunelab.prepared import load_info, load_split
+    from prunelab.data.prepared import load_info, load_split
+    from prunelab.deploy.export import load_rebuildable
 
     efficiency = json.loads((tiny_repo / "metrics/efficiency.json").read_text())
     rebuilt = load_rebuildable(tiny_repo / "data/export/model.pt")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prunelab.plotting import (
+from prunelab.study.figures import (
     criterion_colours,
     criterion_palette,
     grid_shape,
@@ -116,8 +116,8 @@ def test_bands_are_the_reports_t_intervals() -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from prunelab.plotting import _errorbar
-    from prunelab.study import t_interval
+    from prunelab.study.figures import _errorbar
+    from prunelab.study.intervals import t_interval
 
     sweeps = replicate_sweeps(4)
     chosen = sweeps[sweeps["criterion"] == "random"]

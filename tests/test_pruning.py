@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.pruning import channel_mask, remove_channels, zero_conv_weights
+from prunelab.pruning.surgery import channel_mask, remove_channels, zero_conv_weights
 from tests.helpers import tiny_model
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab import activations
-from prunelab.activations import collect_stats
-from prunelab.criteria import CRITERIA, RankingContext, greedy_reconstruction_order, removal_orders
-from prunelab.models import PrunableNet
-from prunelab.pruning import remove_channels
-from prunelab.specs import InputSpec
+from prunelab.data.spec import InputSpec
+from prunelab.models.nets import PrunableNet
+from prunelab.pruning import collect as activations
+from prunelab.pruning.collect import collect_stats
+from prunelab.pruning.criteria import CRITERIA, RankingContext, greedy_reconstruction_order, removal_orders
+from prunelab.pruning.surgery import remove_channels
 from tests.helpers import randomized, tiny_model
 
 CPU = torch.device("cpu")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from prunelab.activations import collect_stats
-from prunelab.models import build_model
+from prunelab.data.spec import InputSpec
+from prunelab.models.nets import build_model
+from prunelab.models.training import train_model
+from prunelab.pruning.collect import collect_stats
 from prunelab.runtime import atomic_path, save_torch, seed_everything, stage_main, write_json
-from prunelab.specs import InputSpec
-from prunelab.training import train_model
 from tests.helpers import (
     ROOT,
     copy_repo,
@@ -233,9 +233,10 @@ def test_seeding_makes_kernels_deterministic_without_loading_the_compiler() -> N
     (about 8 % of a training step). A fresh interpreter, so no other test loaded them first."""
     probe = (
         "import sys, torch\n"
-        "import prunelab.activations, prunelab.comparison, prunelab.criteria, prunelab.prepared, prunelab.pruning\n"
-        "import prunelab.training\n"
+        "import prunelab.pruning.collect, prunelab.scoring.curves, prunelab.pruning.criteria, prunelab.data.prepared\n"
+        "import prunelab.pruning.sweep, prunelab.models.training, prunelab._speed\n"
         "from prunelab.runtime import seed_everything\n"
+        "prunelab._speed.enable()  # as stage_main does\n"
         "seed_everything(0)\n"
         "print(torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory,\n"
         "      'torch._inductor' in sys.modules, 'torch._dynamo' in sys.modules)\n"

@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 # scikit-learn is installed with mlxtend (a project dependency); it is the reference the contract names.
 from sklearn.metrics import roc_auc_score
 
-from prunelab.scores import (
+from prunelab.scoring.scores import (
     ABSENT_LOG_PROB,
     fit_bias,
     fit_threshold,
@@ -268,6 +268,6 @@ def test_prior_adjusted_subtracts_the_log_prior() -> None:
 
 
 def test_module_imports_without_torch() -> None:
-    code = "import sys, prunelab.scores; print('torch' in sys.modules)"
+    code = "import sys, prunelab.scoring.scores; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

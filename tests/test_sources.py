@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from torchvision import datasets
 
-from prunelab import sources
 from prunelab.errors import UserError
-from prunelab.pairing import make_pair_splits
 from prunelab.params import load_params, validate
-from prunelab.sources import CHECKSUMS_ENV, SOURCES, Pool
+from prunelab.prepare import sources
+from prunelab.prepare.sources import CHECKSUMS_ENV, SOURCES, Pool
+from prunelab.prepare.tasks import make_pair_splits
 from tests.helpers import ROOT, dvc, project_copy, write_checksums, write_cifar10, write_mnist_family
 
 MNIST_FAMILY = [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]

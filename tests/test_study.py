@@ -7,15 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from prunelab.study import (
-    band_table,
-    interval_entry,
-    paired_differences,
-    report_markdown,
-    study_metrics,
-    t_interval,
-    verdict,
-)
+from prunelab.study.aggregate import band_table, paired_differences, study_metrics
+from prunelab.study.intervals import interval_entry, t_interval
+from prunelab.study.report import report_markdown, verdict
 
 
 @pytest.mark.parametrize("values", [[71.8, 81.9, 75.0, 79.3, 73.4], [59.1, 83.6], [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]])
@@ -45,7 +39,9 @@ def summary(acc: float, criteria: dict[str, float]) -> dict:
     return {
         "channels": 8, "n_test": 100, "majority_floor": 90.0, "balanced_floor": 50.0, "ranking_split_is_test": 1,
         "baseline_accuracy": acc, "baseline_balanced_accuracy": acc - 20,
-        "criteria": {name: {"auc": v + 10, "bacc_auc": v, "max_k_within_1pt": 2} for name, v in criteria.items()},
+        "criteria": {
+            name: {"acc_over_k": v + 10, "bacc_over_k": v, "max_k_within_1pt": 2} for name, v in criteria.items()
+        },
     }  # fmt: skip
 
 
@@ -57,7 +53,7 @@ SUMMARIES = {
 
 
 def test_paired_differences_are_taken_within_each_seed() -> None:
-    diffs = paired_differences(SUMMARIES, "bacc_auc")
+    diffs = paired_differences(SUMMARIES, "bacc_over_k")
     np.testing.assert_allclose(diffs["mean_activation"], [-5.0, -11.0, -9.0])
     np.testing.assert_allclose(diffs["l1_norm"], [5.0, 6.0, -3.0])
     assert "random" not in diffs
@@ -69,12 +65,12 @@ def test_study_metrics_hold_means_intervals_and_paired_comparisons() -> None:
     acc = metrics["baseline_accuracy"]
     assert acc["mean"] == pytest.approx(92.0)
     assert (acc["ci_low"], acc["ci_high"]) == pytest.approx(t_interval([92.0, 93.0, 91.0])[1:])
-    paired = metrics["criteria"]["mean_activation"]["bacc_auc_vs_random"]
+    paired = metrics["criteria"]["mean_activation"]["bacc_over_k_vs_random"]
     assert paired["mean"] == pytest.approx(-25 / 3) and paired["wins"] == 0
     assert (paired["ci_low"], paired["ci_high"]) == pytest.approx(t_interval([-5.0, -11.0, -9.0])[1:])
-    assert metrics["criteria"]["l1_norm"]["bacc_auc_vs_random"]["wins"] == 2
-    assert metrics["criteria"]["l1_norm"]["auc_vs_random"]["mean"] == pytest.approx(8 / 3)
-    assert "bacc_auc_vs_random" not in metrics["criteria"]["random"]
+    assert metrics["criteria"]["l1_norm"]["bacc_over_k_vs_random"]["wins"] == 2
+    assert metrics["criteria"]["l1_norm"]["acc_over_k_vs_random"]["mean"] == pytest.approx(8 / 3)
+    assert "bacc_over_k_vs_random" not in metrics["criteria"]["random"]
 
 
 def test_verdicts_follow_the_interval() -> None:

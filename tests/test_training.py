@@ -8,9 +8,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from prunelab.models import PrunableNet, build_model
-from prunelab.specs import InputSpec
-from prunelab.training import FusedAdam, adam
+from prunelab._speed import FusedAdam, adam
+from prunelab.data.spec import InputSpec
+from prunelab.models.nets import PrunableNet, build_model
 from tests.helpers import ROOT, run
 
 
@@ -57,9 +57,11 @@ def test_training_does_not_load_the_compiler() -> None:
     interpreter, so no other test has loaded it first."""
     probe = (
         "import sys, torch\n"
-        "from prunelab.models import build_model\n"
-        "from prunelab.specs import InputSpec\n"
-        "from prunelab.training import train_model\n"
+        "import prunelab._speed\n"
+        "prunelab._speed.enable()  # as stage_main does\n"
+        "from prunelab.models.nets import build_model\n"
+        "from prunelab.data.spec import InputSpec\n"
+        "from prunelab.models.training import train_model\n"
         "x, y = torch.randn(8, 2, 28, 28), torch.randint(0, 2, (8,))\n"
         "train_model(build_model('pair_cnn', InputSpec(2, 28, 2)), (x, y), (x, y), n_classes=2, epochs=1,\n"
         "            batch_size=4, lr=1e-3, class_weight='none', device=torch.device('cpu'), seed=0)\n"

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prunelab.study import verdict_class  # noqa: E402
+from prunelab.study.report import verdict_class  # noqa: E402
 
 PROJECT_FILES = [
     "prunelab",
@@ -38,8 +38,8 @@ PROJECT_FILES = [
     ".gitignore",
 ]
 KEYS = {
-    "bacc_auc_vs_random": "mean balanced accuracy over K",
-    "auc_vs_random": "mean accuracy over K",
+    "bacc_over_k_vs_random": "mean balanced accuracy over K",
+    "acc_over_k_vs_random": "mean accuracy over K",
     "roc_auc_over_k_vs_random": "mean ROC AUC over K",
     "recal_bacc_over_k_vs_random": "mean recalibrated balanced accuracy over K",
 }

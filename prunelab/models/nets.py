@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunelab.archs import ARCHS
+from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
+from prunelab.models.archs import ARCHS
 from prunelab.runtime import load_torch
-from prunelab.specs import InputSpec
 
 
 class PrunedBlock(nn.Module):

@@ -14,17 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
-from prunelab.sources import SOURCES, Pool
-from prunelab.specs import InputSpec
 
 if TYPE_CHECKING:
     import torch
 
-    from prunelab.pairing import Split
-    from prunelab.params import Params
+    from prunelab.prepare.tasks import Split
 
-PREPARED_DIR = Path("data/prepared")
 SPLITS = ("train", "val", "test")
 
 
@@ -53,20 +50,6 @@ class DatasetInfo:
         return DatasetInfo(raw["source"], raw["task"], spec, tuple(raw["mean"]), tuple(raw["std"]))
 
 
-def dataset_info(params: Params, pool: Pool) -> DatasetInfo:
-    source = SOURCES[params["data"]["source"]]
-    pairs = params["data"]["task"] == "pairs"
-    copies = 2 if pairs else 1
-    channels = pool.images.shape[1] * copies
-    # The source fixes the class count: a subset of the files that lacks the top class must not
-    # shrink the model's output layer.
-    n_classes = 2 if pairs else source.n_classes
-    spec = InputSpec(channels=channels, size=pool.images.shape[-1], n_classes=n_classes)
-    return DatasetInfo(
-        params["data"]["source"], params["data"]["task"], spec, source.mean * copies, source.std * copies
-    )
-
-
 def save_prepared(folder: Path, info: DatasetInfo, splits: dict[str, Split]) -> None:
     """One uncompressed .npz per split (images, labels, image_ids) and info.json. NumPy
     writes it, so data preparation needs no torch; its bytes depend only on the arrays."""
@@ -84,8 +67,24 @@ def save_prepared(folder: Path, info: DatasetInfo, splits: dict[str, Split]) -> 
     write_json(folder / "info.json", info.to_json())
 
 
-def load_info(folder: Path = PREPARED_DIR) -> DatasetInfo:
-    path = folder / "info.json"
+def default_folder() -> Path:
+    """The prepared folder of the one replicate under data/seeds/, for callers that name none;
+    with several replicates, a one-line UserError that says which folders to choose from."""
+    from prunelab.paths import DATA
+
+    found = sorted((p.parent.parent for p in (DATA / "seeds").glob("*/prepared/info.json")), key=lambda p: p.name)
+    if len(found) == 1:
+        return found[0] / "prepared"
+    if not found:
+        raise UserError("no prepared data under data/seeds/; run dvc repro (or the prepare_data stage) first")
+    choices = ", ".join(str(f / "prepared") for f in found)
+    raise UserError(
+        f"{len(found)} replicates are prepared; pass one folder: {choices} (prunelab.paths.prepared_dir(seed))"
+    )
+
+
+def load_info(folder: Path | None = None) -> DatasetInfo:
+    path = (folder or default_folder()) / "info.json"
     if not path.exists():
         raise UserError(f"{path}: prepared data not found; run the prepare_data stage (dvc repro)")
     try:
@@ -94,8 +93,9 @@ def load_info(folder: Path = PREPARED_DIR) -> DatasetInfo:
         raise UserError(f"{path}: unreadable prepared-data info ({type(err).__name__}); rerun prepare_data") from None
 
 
-def load_split_arrays(name: str, folder: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray]:
+def load_split_arrays(name: str, folder: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A prepared split as stored: uint8 images N×C×H×W and int64 labels."""
+    folder = folder or default_folder()
     path = folder / f"{name}.npz"
     if not path.exists():
         raise UserError(f"{path}: prepared {name} split not found; run the prepare_data stage (dvc repro)")
@@ -113,11 +113,13 @@ def load_split_arrays(name: str, folder: Path = PREPARED_DIR) -> tuple[np.ndarra
 
 
 def load_split(
-    name: str, folder: Path = PREPARED_DIR, info: DatasetInfo | None = None
+    name: str, folder: Path | None = None, info: DatasetInfo | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A prepared split as normalised float32 images and int64 labels."""
+    """A prepared split as normalised float32 images and int64 labels. `folder` is a replicate's
+    prepared folder (`prunelab.paths.prepared_dir(seed)`); it may be left out when one replicate is prepared."""
     import torch
 
+    folder = folder or default_folder()
     info = info or load_info(folder)
     images, labels = load_split_arrays(name, folder)
     expected = (info.input.channels, info.input.size, info.input.size)

@@ -1,14 +1,17 @@
-"""From per-order scores to the per-K table and the replicate's scalar metrics."""
+"""One replicate's results: from per-order scores to the per-K table and the replicate's scalars.
+
+Torch-free (NumPy and pandas): the per-K curves of every criterion, and `summary.json`'s scalars,
+named after the scores of `prunelab.scoring.scores` (`bacc_over_k` is the mean balanced accuracy over K).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from prunelab.errors import UserError
+from prunelab.scoring.scores import SCORES, over_k
 
 BEAT_RANDOM_STDS = 2.0  # "beats random" means more than this many random std above the random mean
 WITHIN_POINTS = 1.0  # max_k_within_1pt: accuracy stays within this many points of baseline
@@ -30,8 +33,8 @@ def resolve_ks(ks: str | list[int], k_step: int, channels: int) -> list[int]:
     return sorted({0, *requested, *milestone_ks(channels).values()})
 
 
-# The scores beyond acc and bacc, with the name of their mean over K in the summary.
-EXTRA_SCORES = {"roc_auc": "roc_auc_over_k", "recal_acc": "recal_acc_over_k", "recal_bacc": "recal_bacc_over_k"}
+# The scores beyond acc and bacc (kept per K as means over orders, with no std).
+EXTRA_SCORES = [name for name in SCORES if name not in ("acc", "bacc")]
 
 
 @dataclass(frozen=True)
@@ -54,16 +57,6 @@ def curve_from_scores(scores: dict[str, np.ndarray]) -> Curve:
     if len(acc) == 1:
         return Curve(acc[0], bacc[0], extra=extra)
     return Curve(acc.mean(0), bacc.mean(0), acc.std(0), bacc.std(0), extra=extra)
-
-
-def ranking_table(orders: dict[str, np.ndarray]) -> pd.DataFrame:
-    """criterion, rank, channel for every criterion (rank 0 = pruned first). For a criterion
-    with several orders (random) only the first is written: the one fine-tuning uses."""
-    parts = [
-        pd.DataFrame({"criterion": name, "rank": np.arange(order.shape[1]), "channel": order[0]})
-        for name, order in orders.items()
-    ]
-    return pd.concat(parts, ignore_index=True)
 
 
 def long_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
@@ -102,15 +95,15 @@ def summary_metrics(
     per_criterion = {}
     for name, curve in curves.items():
         entry = {
-            "auc": float(curve.acc.mean()),
-            "bacc_auc": float(curve.bacc.mean()),
+            over_k("acc"): float(curve.acc.mean()),
+            over_k("bacc"): float(curve.bacc.mean()),
             "max_k_within_1pt": max_k_within(ks_arr, curve.acc, baseline_acc),
         }
         for key, k in milestone_ks(channels).items():
             entry[key] = float(curve.acc[ks.index(k)])
-        for score, key in EXTRA_SCORES.items():
+        for score in EXTRA_SCORES:
             if score in curve.extra:
-                entry[key] = float(curve.extra[score].mean())
+                entry[over_k(score)] = float(curve.extra[score].mean())
         if random is not None and name != "random":
             entry["beats_random_frac"] = beats_random_fraction(ks_arr, curve.bacc, random)
         per_criterion[name] = entry
@@ -125,15 +118,3 @@ def summary_metrics(
         "balanced_floor": 100.0 / n_classes,
         "criteria": per_criterion,
     }
-
-
-def ranked_order(path: Path, criterion: str, channels: int) -> np.ndarray:
-    """`criterion`'s removal order from a ranking table (ranking.csv of sweep_prune)."""
-    try:
-        table = pd.read_csv(path)
-        order = table[table["criterion"] == criterion].sort_values("rank")["channel"].to_numpy()
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"{path}: unreadable ranking table ({type(err).__name__}); rerun sweep_prune") from None
-    if sorted(order.tolist()) != list(range(channels)):
-        raise UserError(f"{path}: no complete {criterion} order of {channels} channels; rerun sweep_prune")
-    return order

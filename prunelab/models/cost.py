@@ -1,4 +1,4 @@
-"""What a K buys: parameters, FLOPs and CPU latency of pruned models.
+"""What a model costs: parameters and FLOPs, of any model and of every K of the pruned layer.
 
 FLOPs are counted the way `torch.utils.flop_counter.FlopCounterMode` counts them: 2 per
 multiply-add of convolutions and matrix products, nothing for BatchNorm, ReLU, pooling or
@@ -10,16 +10,14 @@ FlopCounterMode on physically smaller models.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from prunelab.models import PrunableNet
-from prunelab.specs import InputSpec
+from prunelab.data.spec import InputSpec
+from prunelab.models.nets import PrunableNet
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -97,22 +95,3 @@ def kept_fractions(cost: ChannelCost, ks: list[int]) -> dict[str, np.ndarray]:
         "params_kept": (cost.total_params - k * cost.params) / cost.total_params,
         "flops_kept": (cost.total_flops - k * cost.flops) / cost.total_flops,
     }
-
-
-@torch.no_grad()
-def median_latencies(
-    models: dict[str, torch.nn.Module], batch: torch.Tensor, repeats: int, warmup: int = 3
-) -> dict[str, float]:
-    """Median seconds per forward pass of each model on `batch`, the models timed in turn
-    (A B A B …) in this one process, so that drifting machine speed hits them alike."""
-    for model in models.values():
-        model.eval()
-        for _ in range(warmup):
-            model(batch)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model(batch)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}

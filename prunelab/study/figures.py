@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from prunelab.runtime import atomic_path
-from prunelab.study import t_interval
+from prunelab.study.intervals import t_interval
 
 
 def grid_shape(channels: int) -> tuple[int, int]:

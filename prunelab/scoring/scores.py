@@ -1,20 +1,50 @@
-"""Threshold-free scores and post-hoc calibration of a classifier's decision, batched over many (order, K) rows.
+"""The project's one vocabulary of scores, and how each is computed. Everything is in percent.
 
-A pruned network can keep its ranking of the examples while its decision threshold drifts, so plain accuracy
-at the default threshold conflates "the features are gone" with "the bias is off". These functions separate the
-two: ROC AUC does not depend on any threshold, and `fit_threshold` / `fit_bias` refit only the decision (a
-scalar threshold for two classes, a per-class bias for C classes) on calibration data, leaving the ranking as is.
+The five scores every stage reports (sweep, fine-tuning, export alike), by name:
 
-Every function works on arrays with arbitrary leading batch dimensions (e.g. (order, K)) and one shared label
-vector, so a whole sweep is scored in one call. Scores are in percent (0–100) like the rest of the project.
-Pure NumPy + SciPy: this module must import without torch (the aggregation stages run torch-free).
+* `acc`, `bacc`: accuracy and balanced accuracy at the model's own decision (argmax of the
+  logits). Balanced accuracy is the mean recall over the classes present in the true labels,
+  so predicting the majority class always scores 100 / n_classes.
+* `roc_auc`: ROC AUC, threshold-free (two classes: of the logit difference; C classes: the
+  macro one-vs-rest AUC of the softmax probabilities). `auc` alone means nothing here.
+* `recal_acc`, `recal_bacc`: accuracy and balanced accuracy with only the decision re-fitted
+  on calibration data that is never the test split (two classes: the threshold on the logit
+  difference that maximises balanced accuracy; C classes: the last layer's bias re-fitted by
+  cross-entropy, minus the log class prior for balanced accuracy).
+
+A pruned network can keep its ranking of the examples while its decision threshold drifts;
+ROC AUC and the recalibrated scores separate the two. Every function works on arrays with
+arbitrary leading batch dimensions (e.g. (order, K)) and one shared label vector, so a whole
+sweep is scored in one call. NumPy + SciPy only: this module imports without torch (the
+aggregation runs torch-free); `confusion` works on the tensors it is given.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import rankdata
+
+if TYPE_CHECKING:
+    import torch
+
+# The scores, by name, with their titles: written once, used by sweep, study, figures and export.
+SCORES: dict[str, str] = {
+    "acc": "accuracy",
+    "bacc": "balanced accuracy",
+    "roc_auc": "ROC AUC",
+    "recal_acc": "recalibrated accuracy",
+    "recal_bacc": "recalibrated balanced accuracy",
+}
+
+
+def over_k(score: str) -> str:
+    """The per-replicate scalar that averages `score` over every swept K (e.g. `bacc_over_k`)."""
+    return f"{score}_over_k"
+
 
 # Log-probability (at most) that `fit_bias` gives to a class absent from the calibration labels, on every
 # calibration example. e^-50 ≈ 2e-22 is below float64 resolution next to 1, so the present classes' probabilities
@@ -22,6 +52,51 @@ from scipy.stats import rankdata
 ABSENT_LOG_PROB = -50.0
 
 
+# --------------------------------------------------------------------------- at the model's own decision
+def confusion(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """confusion[..., true, predicted] counts; `predictions` may have leading batch dims."""
+    flat = labels * n_classes + predictions
+    # Tensor methods rather than torch.* functions: this module is imported torch-free.
+    counts = flat.new_zeros(*predictions.shape[:-1], n_classes * n_classes)
+    counts.scatter_add_(-1, flat, flat.new_ones(flat.shape))
+    return counts.view(*predictions.shape[:-1], n_classes, n_classes)
+
+
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """NumPy twin of `confusion`: counts[..., true, predicted] for predictions of shape (..., n)."""
+    predictions = np.asarray(predictions, dtype=np.int64)
+    flat = np.asarray(labels, dtype=np.int64) * n_classes + predictions  # (..., n)
+    rows = flat.reshape(-1, flat.shape[-1])
+    offsets = np.arange(len(rows))[:, None] * n_classes * n_classes
+    counts = np.bincount((rows + offsets).ravel(), minlength=len(rows) * n_classes * n_classes)
+    return counts.reshape(*flat.shape[:-1], n_classes, n_classes)
+
+
+def accuracy(conf: np.ndarray) -> np.ndarray:
+    conf = np.asarray(conf, dtype=np.float64)
+    return 100.0 * np.trace(conf, axis1=-2, axis2=-1) / conf.sum(axis=(-2, -1))
+
+
+def balanced_accuracy(conf: np.ndarray) -> np.ndarray:
+    conf = np.asarray(conf, dtype=np.float64)
+    support = conf.sum(axis=-1)  # per true class
+    recall = np.diagonal(conf, axis1=-2, axis2=-1) / np.where(support > 0, support, 1)
+    present = support > 0
+    return 100.0 * (recall * present).sum(axis=-1) / present.sum(axis=-1)
+
+
+def majority_floor(labels: torch.Tensor | np.ndarray) -> float:
+    """Accuracy of always answering the most common class, in percent."""
+    counts = np.bincount(np.asarray(labels))
+    return float(100.0 * counts.max() / counts.sum())
+
+
+def scores_from_predictions(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> tuple[float, float]:
+    conf = confusion(labels, predictions, n_classes).cpu().numpy()
+    return float(accuracy(conf)), float(balanced_accuracy(conf))
+
+
+# --------------------------------------------------------------------------- threshold-free and recalibrated
 def _check_labels(labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
     """Labels as a 1-D int64 array of length `n` with values in 0..n_classes-1; fail early rather than mis-score."""
     y = np.asarray(labels)
@@ -236,3 +311,77 @@ def prior_adjusted(bias: np.ndarray, labels: np.ndarray, n_classes: int) -> np.n
     shift = np.zeros(n_classes)
     shift[present] = np.log(counts[present] / y.size)
     return b - shift
+
+
+# --------------------------------------------------------------------------- every score of one sweep
+# The fast sweep computes fc1's pre-activation as "everything minus the removed contributions", so a
+# pruned model whose outputs are exactly tied across samples (say, only dead channels left) shows
+# ties broken by float64 rounding noise (~1e-14). Rankings and thresholds must not read that noise:
+# values closer than this, relative to the row's scale, count as equal.
+TIE_TOLERANCE = 1e-9
+
+
+def snap_ties(values: np.ndarray, tolerance: float = TIE_TOLERANCE) -> np.ndarray:
+    """`values` (...×n) with every run of sorted neighbours closer than tolerance·max(1, |max|)
+    set to the run's smallest value, row by row: ties that rounding noise split are tied again."""
+    order = np.argsort(values, axis=-1, kind="stable")
+    ranked = np.take_along_axis(values, order, axis=-1)
+    scale = np.maximum(1.0, np.abs(ranked).max(axis=-1, keepdims=True)) if ranked.size else 1.0
+    new_run = np.diff(ranked, axis=-1, prepend=-np.inf) > tolerance * scale
+    starts = np.where(new_run, np.arange(ranked.shape[-1]), 0)
+    firsts = np.maximum.accumulate(starts, axis=-1)
+    snapped = np.empty_like(values)
+    np.put_along_axis(snapped, order, np.take_along_axis(ranked, firsts, axis=-1), axis=-1)
+    return snapped
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision re-fitted on calibration data, per leading row. Two classes: `threshold` on the
+    logit difference z1 − z0 (one decision serves both recalibrated scores). C classes: `bias`
+    added to the logits for accuracy (cross-entropy fit), `balanced_bias` for balanced accuracy
+    (the same minus the log class prior)."""
+
+    threshold: np.ndarray | None = None  # (...)
+    bias: np.ndarray | None = None  # (..., C)
+    balanced_bias: np.ndarray | None = None  # (..., C)
+
+
+def fit_decision(cal_logits: np.ndarray, cal_labels: np.ndarray, n_classes: int) -> Decision:
+    """The recalibrated decision of every row of logits (...×n×C) on calibration data. Used by
+    the sweep, by fine-tuning and by the export alike, so the shipped model decides exactly as
+    the study scored it."""
+    if n_classes == 2:
+        return Decision(threshold=fit_threshold(snap_ties(cal_logits[..., 1] - cal_logits[..., 0]), cal_labels))
+    bias = fit_bias(cal_logits, cal_labels, n_classes)
+    return Decision(bias=bias, balanced_bias=prior_adjusted(bias, cal_labels, n_classes))
+
+
+def recalibrated_predictions(test_logits: np.ndarray, decision: Decision) -> dict[str, np.ndarray]:
+    """Test-split predictions (...×n) under a re-fitted decision: {"recal_acc": ..., "recal_bacc": ...}.
+    No test label is an argument: the decision cannot depend on one."""
+    if decision.threshold is not None:
+        predicted = predict_with_threshold(snap_ties(test_logits[..., 1] - test_logits[..., 0]), decision.threshold)
+        return {"recal_acc": predicted, "recal_bacc": predicted}
+    assert decision.bias is not None and decision.balanced_bias is not None
+    return {
+        "recal_acc": (test_logits + decision.bias[..., None, :]).argmax(-1),
+        "recal_bacc": (test_logits + decision.balanced_bias[..., None, :]).argmax(-1),
+    }
+
+
+def score_logits(
+    test_logits: np.ndarray, test_labels: np.ndarray, cal_logits: np.ndarray, cal_labels: np.ndarray, n_classes: int
+) -> dict[str, np.ndarray]:
+    """Every score of SCORES, per leading row, from logits (...×n×C) on test and calibration data."""
+    default = confusion_counts(test_labels, test_logits.argmax(-1), n_classes)
+    out = {"acc": accuracy(default), "bacc": balanced_accuracy(default)}
+    if n_classes == 2:
+        out["roc_auc"] = roc_auc(snap_ties(test_logits[..., 1] - test_logits[..., 0]), test_labels, 2)
+    else:
+        probabilities = np.moveaxis(snap_ties(np.moveaxis(softmax(test_logits), -1, -2)), -2, -1)
+        out["roc_auc"] = roc_auc(probabilities, test_labels, n_classes)
+    recal = recalibrated_predictions(test_logits, fit_decision(cal_logits, cal_labels, n_classes))
+    out["recal_acc"] = accuracy(confusion_counts(test_labels, recal["recal_acc"], n_classes))
+    out["recal_bacc"] = balanced_accuracy(confusion_counts(test_labels, recal["recal_bacc"], n_classes))
+    return {name: out[name] for name in SCORES}

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from prunelab.data.prepared import DatasetInfo
+from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
-from prunelab.sources import Pool
+from prunelab.prepare.sources import SOURCES, Pool
 
 if TYPE_CHECKING:
     from prunelab.params import Params
@@ -188,6 +190,21 @@ TASKS: dict[str, Callable[[Pool, Params, np.random.Generator], dict[str, Split]]
     "pairs": make_pair_splits,
     "classification": make_classification_splits,
 }
+
+
+def dataset_info(params: Params, pool: Pool) -> DatasetInfo:
+    """What the prepared data is: its source, task, input spec and normalisation."""
+    source = SOURCES[params["data"]["source"]]
+    pairs = params["data"]["task"] == "pairs"
+    copies = 2 if pairs else 1
+    channels = pool.images.shape[1] * copies
+    # The source fixes the class count: a subset of the files that lacks the top class must not
+    # shrink the model's output layer.
+    n_classes = 2 if pairs else source.n_classes
+    spec = InputSpec(channels=channels, size=pool.images.shape[-1], n_classes=n_classes)
+    return DatasetInfo(
+        params["data"]["source"], params["data"]["task"], spec, source.mean * copies, source.std * copies
+    )
 
 
 def split_summary(labels: np.ndarray, task: str) -> dict:

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from prunelab.errors import UserError
-from prunelab.models import PrunableNet
+from prunelab.models.nets import PrunableNet
+from prunelab.pruning.activations import ActivationStats
 from prunelab.runtime import progress
-from prunelab.stats import ActivationStats
 
 # Contributions (P×n×H, float64) are formed for at most this many elements at a time (16 MiB), so
 # the Gram's memory does not grow with activations.batch_size; the sums do not depend on it.

@@ -22,8 +22,8 @@ import numpy as np
 from prunelab.errors import UserError
 
 if TYPE_CHECKING:
-    from prunelab.models import PrunableNet
-    from prunelab.stats import ActivationStats
+    from prunelab.models.nets import PrunableNet
+    from prunelab.pruning.activations import ActivationStats
 
 RANDOM_STREAM = 104_729  # separates the random-order stream from every other use of the seed
 

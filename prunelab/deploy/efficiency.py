@@ -1,0 +1,105 @@
+"""What the shipped model buys on this machine: sizes, FLOPs, scores and CPU latency, unpruned
+against exported, every model (and every part of it) timed in turn in one process so that a
+drifting machine speed hits them alike. Latencies depend on the machine and its load: they are
+the one output not reproduced bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Callable, Hashable
+
+import torch
+
+from prunelab.data.spec import InputSpec
+from prunelab.deploy.export import export_program
+from prunelab.models.cost import flops_per_sample, parameter_count
+from prunelab.models.nets import PrunableNet
+from prunelab.scoring.evaluate import model_scores
+
+
+def interleaved_medians(calls: dict[Hashable, Callable[[], object]], repeats: int, warmup: int = 0) -> dict:
+    """Median seconds of each call, the calls timed in turn (A B A B …) `repeats` times after
+    `warmup` untimed rounds: drifting machine speed then hits all of them alike."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[Hashable, list[float]] = {key: [] for key in calls}
+    for _ in range(repeats):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+@torch.no_grad()
+def median_latencies(
+    models: dict[str, torch.nn.Module], batch: torch.Tensor, repeats: int, warmup: int = 3
+) -> dict[str, float]:
+    """Median seconds per forward pass of each model on `batch`, the models timed in turn."""
+    for model in models.values():
+        model.eval()
+    return interleaved_medians({name: (lambda m=model: m(batch)) for name, model in models.items()}, repeats, warmup)
+
+
+def program_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
+    """Size of a model's torch.export program, as a .pt2 file holds it."""
+    buffer = io.BytesIO()
+    torch.export.save(export_program(model, example), buffer)
+    return len(buffer.getvalue())
+
+
+@torch.no_grad()
+def compare_models(
+    models: dict[str, PrunableNet],
+    test: tuple[torch.Tensor, torch.Tensor],
+    spec: InputSpec,
+    example: torch.Tensor,
+    known_bytes: dict[str, int] | None = None,
+) -> dict:
+    """Per model: parameters, FLOPs per sample, .pt2 size, test scores, and median CPU latency
+    at batch 1 and 256 (all models timed in turn in this process); and the first model's
+    figures over the second's as `ratio` (speed-ups: first's latency over second's). The
+    batch-256 latency is also split by part (stem, block, head): what pruning can speed up.
+    Latencies depend on the machine and its load: they are the one output not reproduced bit
+    for bit."""
+    out: dict = {}
+    for name, net in models.items():
+        out[name] = {
+            "params": parameter_count(net),
+            "flops_per_sample": flops_per_sample(net, spec),
+            # Exporting takes seconds: a size already known (the saved file's) is not measured again.
+            "program_bytes": (known_bytes or {}).get(name) or program_bytes(net, example),
+            **{f"test_{key}": value for key, value in model_scores(net, *test, spec.n_classes).items()},
+        }
+    images = test[0]
+    for batch, repeats in ((1, 200), (256, 20)):
+        inputs = images[:batch] if len(images) >= batch else images.repeat(-(-batch // len(images)), 1, 1, 1)[:batch]
+        for name, seconds in median_latencies(models, inputs, repeats).items():
+            out[name][f"latency_ms_batch{batch}"] = 1000 * seconds
+    # Where the time goes at batch 256: each part of each model timed in turn within every
+    # repeat (drifting machine speed then hits all parts alike), on its real input.
+    inputs = images[:256]
+    calls = {}
+    for name, net in models.items():
+        stem_out = net.stem(inputs)
+        block_out = net.block(stem_out)
+        calls[name] = {"stem": (net.stem, inputs), "block": (net.block, stem_out), "head": (net.head, block_out)}
+    parts = {
+        (name, part): (lambda m=module, x=feed: m(x)) for name in calls for part, (module, feed) in calls[name].items()
+    }
+    for (name, part), seconds in interleaved_medians(parts, 30).items():
+        out[name][f"latency_ms_batch256_{part}"] = 1000 * seconds
+    first, second = (out[name] for name in models)
+    ratio = {
+        "params": first["params"] / second["params"],
+        "flops": first["flops_per_sample"] / second["flops_per_sample"],
+        "program_bytes": first["program_bytes"] / second["program_bytes"],
+        "speedup_batch1": first["latency_ms_batch1"] / second["latency_ms_batch1"],
+        "speedup_batch256": first["latency_ms_batch256"] / second["latency_ms_batch256"],
+    }
+    ratio["speedup_batch256_vs_flops"] = ratio["speedup_batch256"] / ratio["flops"]
+    return {**out, "ratio": ratio}

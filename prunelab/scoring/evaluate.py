@@ -1,0 +1,81 @@
+"""Scoring pruned models: every K of many removal orders at once (from the fast sweep's logits),
+and one model on one split. The scores themselves are defined in `prunelab.scoring.scores`.
+
+Everything runs on the logits of the fast sweep (`prunelab.pruning.sweep.sweep_logits`), a few
+orders at a time so that memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from prunelab.models.nets import PrunableNet
+from prunelab.pruning.sweep import sweep_logits
+from prunelab.scoring.scores import (
+    SCORES,
+    accuracy,
+    balanced_accuracy,
+    confusion_counts,
+    roc_auc,
+    score_logits,
+    softmax,
+)
+
+
+@dataclass(frozen=True)
+class SplitOutputs:
+    """One split as the sweep sees it: the pruned block's outputs (computed once, N×P×h×w) and the labels."""
+
+    outputs: torch.Tensor
+    labels: torch.Tensor
+
+
+def evaluate_orders(
+    model: PrunableNet,
+    test: SplitOutputs,
+    calibration: SplitOutputs,
+    orders: np.ndarray,
+    ks: list[int],
+    n_classes: int,
+    mode: str = "remove",
+    element_budget: int = 1 << 25,
+) -> dict[str, np.ndarray]:
+    """Every score of SCORES for pruning orders[r][:k], as R×len(ks) arrays in percent.
+
+    Orders are swept a group at a time, so the logits held at once stay within about
+    `element_budget` numbers whatever R, K and the split sizes.
+    """
+    orders = np.asarray(orders)
+    per_order = len(ks) * (len(test.labels) + len(calibration.labels)) * n_classes
+    group = max(1, element_budget // max(1, per_order))
+    test_labels, cal_labels = test.labels.cpu().numpy(), calibration.labels.cpu().numpy()
+    parts: list[dict[str, np.ndarray]] = []
+    for first in range(0, len(orders), group):
+        chosen = orders[first : first + group]
+        # float64 test logits: the default decision then matches a reference forward pass (tested).
+        test_logits = sweep_logits(model, test.outputs, chosen, ks, mode, out_dtype=torch.float64)
+        cal_logits = sweep_logits(model, calibration.outputs, chosen, ks, mode)
+        parts.append(score_logits(test_logits, test_labels, cal_logits, cal_labels, n_classes))
+    return {name: np.concatenate([p[name] for p in parts]) for name in SCORES}
+
+
+@torch.no_grad()
+def model_scores(
+    model: PrunableNet, images: torch.Tensor, labels: torch.Tensor, n_classes: int, batch_size: int = 1000
+) -> dict[str, float]:
+    """acc, bacc and roc_auc (percent) of a model on a split, at its own decision."""
+    device = next(model.parameters()).device
+    model.eval()
+    parts = [model(images[i : i + batch_size].to(device)).double().cpu() for i in range(0, len(images), batch_size)]
+    logits = torch.cat(parts)
+    truth = labels.cpu().numpy()
+    conf = confusion_counts(truth, logits.argmax(-1).numpy(), n_classes)
+    scores = logits[:, 1] - logits[:, 0] if n_classes == 2 else softmax(logits.numpy())
+    return {
+        "acc": float(accuracy(conf)),
+        "bacc": float(balanced_accuracy(conf)),
+        "roc_auc": float(roc_auc(np.asarray(scores), truth, n_classes)),
+    }
