@@ -58,7 +58,11 @@ def imported_modules(path: Path) -> set[str]:
 
 def graph() -> dict[str, set[str]]:
     """{module: project modules it imports} for every module of the package and every stage."""
-    modules = [f"{PACKAGE}.{p.stem}" for p in (ROOT / PACKAGE).glob("*.py") if p.stem != "__init__"]
+    modules = [
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in sorted((ROOT / PACKAGE).rglob("*.py"))
+    ]
+    modules = [m for m in modules if m != PACKAGE]
     modules += [f"stages.{p.stem}" for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__"]
     return {m: imported_modules(module_file(m)) - {m} for m in modules}
 
@@ -94,13 +98,36 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Imports whose use can refuse a run but never change its outputs: params validation reads
-# the criteria's names in every stage, and a new or edited criterion must not rerun data
-# preparation and training (it reruns the stages that rank, which import criteria themselves).
-VALIDATION_ONLY = {("prunelab.params", "prunelab.criteria")}
+# Modules that only validate and report: params validation (which reads the registries' names in
+# every stage) and the UserError type. They can refuse a run but never change its outputs, so no
+# stage depends on them, and a new criterion, source or architecture does not rerun the stages
+# that merely validate params against the registries (the stages that use the registry import it
+# themselves). Edges into these modules are not followed.
+VALIDATION_ONLY = ("prunelab.params", "prunelab.errors")
+
+
+def validation_only(module: str) -> bool:
+    return any(module == v or module.startswith(f"{v}.") for v in VALIDATION_ONLY)
 
 
 def stage_modules(stage_module: str) -> set[str]:
-    """Project files a stage's outputs depend on: its import closure, validation-only edges left out."""
-    edges = {m: {n for n in targets if (m, n) not in VALIDATION_ONLY} for m, targets in graph().items()}
+    """Project modules a stage's outputs depend on: its import closure, validation-only modules left out."""
+    edges = {m: {n for n in targets if not validation_only(n)} for m, targets in graph().items()}
     return closure(stage_module, edges)
+
+
+def dep_path(module: str) -> str:
+    """The dvc.yaml dep that covers a module: its subpackage folder (`prunelab/pruning`) for a
+    module inside one, the file itself for a top-level module or a stage script."""
+    parts = module.split(".")
+    if parts[0] == PACKAGE and len(parts) > 2:
+        return f"{PACKAGE}/{parts[1]}"
+    file = module_file(module)
+    assert file is not None, module
+    return str(file.relative_to(ROOT))
+
+
+def stage_code_deps(stage_module: str) -> set[str]:
+    """The code deps dvc.yaml must list for a stage, at its granularity (`prunelab/__init__.py`
+    holds lazy re-exports only and is no stage's dep)."""
+    return {dep_path(m) for m in stage_modules(stage_module) if m != PACKAGE}

@@ -142,3 +142,27 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> Non
     assert found["s012"]["params"]["params.yaml"]["data"]["seeds"] == [0, 1, 2]
     n_seeds = {name: found[name]["metrics"]["metrics/metrics.json"]["data"]["n_seeds"] for name in GRID}
     assert n_seeds == {"k2": 2, "s012": 3}
+
+
+# --------------------------------------------------------------------------- code changes
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        # A new data source: prepare_data reruns; its splits come out the same, so nothing after it does.
+        ("prunelab/prepare/sources.py", per_seed("prepare_data")),
+        # Validation and the error type are no stage's dep.
+        ("prunelab/params/__init__.py", []),
+        ("prunelab/errors.py", []),
+        # The study's code: the stages that read every replicate and import it.
+        ("prunelab/study/report.py", ["aggregate", "plot"]),
+    ],
+    ids=["source", "params", "errors", "study"],
+)
+def test_a_code_change_reruns_the_stages_that_import_it(repo: Path, module: str, expected: list[str]) -> None:
+    """The rerun scope the README states: a stage reruns when a subpackage or top-level module it
+    imports changes, and DVC stops at the first stage whose outputs come out unchanged."""
+    path = repo / module
+    path.write_text(path.read_text() + "\n# an edit that changes no behaviour\n")
+    result = dvc(repo, "repro")
+    assert running_stages(result.stdout) == expected, result.stdout
+    assert "up to date" in dvc(repo, "status").stdout

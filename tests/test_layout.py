@@ -12,11 +12,13 @@ import yaml
 import prunelab
 from prunelab.params import replicate_seed
 from tests.helpers import ROOT, dvc, expanded_stages, project_copy, run, study_order
-from tests.imports import PACKAGE, cycles, graph, module_file, stage_modules
+from tests.imports import PACKAGE, VALIDATION_ONLY, cycles, graph, module_file, stage_code_deps
 
 # Modules that stages without tensor math (and params validation in every stage) import.
-TORCH_FREE = ["archs", "comparison", "criteria", "errors", "metrics", "pairing", "params", "plotting", "prepared",
-              "runtime", "sources", "specs", "stats"]  # fmt: skip
+TORCH_FREE = ["models.archs", "scoring.curves", "scoring.scores", "pruning.criteria", "pruning.activations",
+              "pruning.ranking", "pruning.finetune", "errors", "prepare.tasks", "prepare.sources", "params",
+              "study.figures", "study.report", "study.aggregate", "data.prepared", "data.spec", "runtime", "paths",
+              "_speed"]  # fmt: skip
 
 
 def dvc_stages() -> dict[str, dict]:
@@ -50,13 +52,43 @@ def test_the_package_imports_no_stage() -> None:
             assert not any(t.startswith("stages") for t in targets), module
 
 
-def test_each_stage_lists_exactly_the_modules_it_imports() -> None:
-    """Every project module a stage imports, directly or through another module, is a dep
-    in dvc.yaml (so a cached stage never misses a change), and no other module is."""
+def test_each_stage_lists_exactly_the_code_it_imports() -> None:
+    """Every project subpackage and top-level module a stage imports, directly or through another
+    module, is a dep in dvc.yaml (so a cached stage never misses a change), and no other code is:
+    a change to one concern reruns only the stages that use it."""
     for name, spec in dvc_stages().items():
-        listed = {d for d in spec["deps"] if d.endswith(".py")}
-        needed = {str(module_file(m).relative_to(ROOT)) for m in stage_modules(stage_script(spec))}
+        listed = {d for d in spec["deps"] if d.startswith(("stages/", f"{PACKAGE}/"))}
+        needed = stage_code_deps(stage_script(spec))
         assert listed == needed, f"{name}: missing {sorted(needed - listed)}, extra {sorted(listed - needed)}"
+
+
+def test_code_deps_are_subpackage_folders_and_top_level_modules() -> None:
+    """dvc.yaml reads at a glance: no stage lists a single file inside a subpackage, and the
+    validation-only modules are no stage's dep."""
+    for name, spec in dvc_stages().items():
+        for dep in spec["deps"]:
+            if dep.startswith(f"{PACKAGE}/"):
+                parts = dep.split("/")
+                assert len(parts) == 2, f"{name}: {dep} is a file inside a subpackage"
+                assert parts[1] not in ("params", "errors.py", "__init__.py"), f"{name}: {dep} is validation-only"
+
+
+def test_the_readme_states_the_rerun_scope_the_deps_test_checks() -> None:
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        "Each stage's deps are its script, its input files, and the `prunelab` subpackages and top-level modules it "
+        "imports, directly or through another module (tested against the real imports); `prunelab/params/` and "
+        "`prunelab/errors.py` only validate and report, so they are no stage's dep" in text
+    )
+    for module in VALIDATION_ONLY:
+        assert module.replace(".", "/") in text
+
+
+def test_directory_deps_hash_no_bytecode() -> None:
+    """A folder dep is hashed file by file: __pycache__ must be ignored, or importing a module
+    would change the hash and rerun the stage."""
+    ignored = (ROOT / ".dvcignore").read_text().split()
+    assert "__pycache__/" in ignored and "*.pyc" in ignored
 
 
 def test_params_and_the_registries_import_without_torch() -> None:
