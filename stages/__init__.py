@@ -1,1 +1,1 @@
-"""Activation-ranked channel pruning: the DVC stages and the modules they share."""
+"""The DVC stages: one thin script per stage of dvc.yaml (read params, call `prunelab`, write the declared outputs)."""

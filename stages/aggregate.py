@@ -24,23 +24,23 @@ def main() -> None:
     sweeps, summaries = load_sweeps(seeds), load_summaries(seeds)
     curves = load_train_curves(seeds)
     tuned = finetune_table(load_finetunes(seeds), sweeps)
-    metrics = study_metrics(summaries)
-    for name, entries in finetune_metrics(tuned).items():
+    margins = params.study.margins.model_dump()
+    metrics = study_metrics(summaries, margins)
+    for name, entries in finetune_metrics(tuned, margins).items():
         metrics["criteria"][name].update(entries)
     for score in SCORES:
         write_table(STUDY / f"{score}.csv", band_table(sweeps, score), "%.4f")
     write_table(STUDY / "train_curve.csv", curves, "%.4f")
     write_table(STUDY / "finetune.csv", tuned, "%.4f")
     write_json(STUDY_METRICS, metrics)
-    data, prune = params["data"], params["prune"]
+    data, prune, recal = params.data, params.prune, params.recalibrate
     setting = {
-        "data": f"{data['source']} {data['task']}",
-        "model": params["model"]["arch"],
-        "channels ranked on": f"the {params['activations']['split']} split",
-        "pruning": prune["mode"],
-        "random orders per seed": str(prune["random_orders"]),
-        "decision re-fitted on": f"the first {params['recalibrate']['max_samples']} samples of the "
-        f"{params['recalibrate']['split']} split",
+        "data": f"{data.source} {data.task}",
+        "model": params.model.arch,
+        "channels ranked on": f"the {params.activations.split} split",
+        "pruning": prune.mode,
+        "random orders per seed": str(prune.random_orders),
+        "decision re-fitted on": f"the first {recal.max_samples} samples of the {recal.split} split",
     }
     baseline = {
         score: (min(s[key] for s in summaries.values()), max(s[key] for s in summaries.values()))

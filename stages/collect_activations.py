@@ -19,15 +19,13 @@ def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
     seed_everything(seed)
-    split = params["activations"]["split"]
+    split = params.activations.split
     folder = prepared_dir(seed)
     info = load_info(folder)
-    model = load_model(model_path(seed), params["model"]["arch"], info.input)
+    model = load_model(model_path(seed), params.model.arch, info.input)
     images, labels = load_split(split, folder, info)
-    device = resolve_device(params["train"]["device"])
-    stats = collect_stats(
-        model, images, labels, params["activations"]["batch_size"], device, label=f"collect seed {seed}"
-    )
+    device = resolve_device(params.train.device)
+    stats = collect_stats(model, images, labels, params.activations.batch_size, device, label=f"collect seed {seed}")
     save_stats(stats_path(seed), stats, split)
     log(f"seed {seed}: statistics of {stats.channels} channels over {stats.n_samples} {split} samples")
 

@@ -34,15 +34,15 @@ from prunelab.runtime import log, seed_everything, stage_main, write_json
 
 def main() -> None:
     params = load_params()
-    seed, export, recal = params.seeds[0], params["export"], params["recalibrate"]
+    seed, export, recal = params.seeds[0], params.export, params.recalibrate
     seed_everything(seed)
     band = pd.read_csv(STUDY / "recal_bacc.csv")
-    criterion, k = choose_export(band, export["criterion"], export["k"])
+    criterion, k = choose_export(band, export.criterion, export.k)
     info = load_info(prepared_dir(seed))
-    model = load_model(model_path(seed), params["model"]["arch"], info.input)
+    model = load_model(model_path(seed), params.model.arch, info.input)
     removed = ranked_order(ranking_path(seed), criterion, model.channels)[:k]
-    images, labels = load_split(recal["split"], prepared_dir(seed), info)
-    calibration = images[: recal["max_samples"]], labels[: recal["max_samples"]]
+    images, labels = load_split(recal.split, prepared_dir(seed), info)
+    calibration = images[: recal.max_samples], labels[: recal.max_samples]
     test = load_split("test", prepared_dir(seed), info)
     n_classes = info.input.n_classes
     shipped = shipped_model(model, removed, calibration, n_classes)
@@ -51,7 +51,7 @@ def main() -> None:
     example = test[0][:2]
     shipped_bytes = save_program(shipped, example, EXPORTED_PROGRAM)
     facts = {
-        "arch": params["model"]["arch"],
+        "arch": params.model.arch,
         "input": {"channels": info.input.channels, "size": info.input.size, "n_classes": n_classes},
         "removed": [int(c) for c in removed],
         "criterion": criterion,

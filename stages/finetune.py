@@ -23,9 +23,9 @@ COLUMNS = ["criterion", "point", "k", "acc", "bacc", "roc_auc"]
 def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
-    finetune, train = params["finetune"], params["train"]
+    finetune, train = params.finetune, params.train
     rows = []
-    if finetune["ks"] and finetune["criteria"]:
+    if finetune.ks and finetune.criteria:
         # Imported here: with fine-tuning off the stage is a no-op and needs no torch.
         from prunelab.data.prepared import load_info, load_split
         from prunelab.models.nets import load_model
@@ -34,21 +34,21 @@ def main() -> None:
 
         seed_everything(seed)
         info = load_info(prepared_dir(seed))
-        model = load_model(model_path(seed), params["model"]["arch"], info.input)
-        chosen = finetune_criteria(finetune["criteria"], params["prune"]["criteria"])
-        for name in finetune["criteria"]:
+        model = load_model(model_path(seed), params.model.arch, info.input)
+        chosen = finetune_criteria(finetune.criteria, params.prune.criteria)
+        for name in finetune.criteria:
             if name != "headline" and name not in chosen:
                 log(f"note: finetune.criteria names {name}, which prune.criteria does not rank: not fine-tuned")
         orders = {c: ranked_order(ranking_path(seed), c, model.channels) for c in chosen}
         splits = {name: load_split(name, prepared_dir(seed), info) for name in ("train", "test")}
-        device = resolve_device(train["device"])
+        device = resolve_device(train.device)
         for criterion, order in orders.items():
-            for spec in finetune["ks"]:
+            for spec in finetune.ks:
                 k = named_k(spec, model.channels)
                 _, scores = finetune_pruned(
                     model, order[:k], splits["train"], splits["test"], n_classes=info.input.n_classes,
-                    epochs=finetune["epochs"], lr=finetune["lr"], batch_size=train["batch_size"],
-                    class_weight=train["class_weight"], device=device, seed=seed,
+                    epochs=finetune.epochs, lr=finetune.lr, batch_size=train.batch_size,
+                    class_weight=train.class_weight, device=device, seed=seed,
                     label=f"finetune seed {seed} {criterion} K={k}",
                 )  # fmt: skip
                 point = spec if isinstance(spec, str) else f"k{spec}"

@@ -19,20 +19,20 @@ from prunelab.runtime import log, stage_main, write_json
 def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
-    data = params["data"]
+    data = params.data
     for key in params.ignored_params():
-        log(f"note: data.task={data['task']} ignores {key}")
-    pool = load_pool(data["source"], RAW_DIR)
-    splits = TASKS[data["task"]](pool, params, np.random.default_rng(seed))
+        log(f"note: data.task={data.task} ignores {key}")
+    pool = load_pool(data.source, RAW_DIR)
+    splits = TASKS[data.task](pool, data, np.random.default_rng(seed))
     check_not_empty(splits, data)
-    save_prepared(prepared_dir(seed), dataset_info(params, pool), splits)
+    save_prepared(prepared_dir(seed), dataset_info(data, pool), splits)
     summary = {
         "pool_images": len(pool.labels),
-        **{name: split_summary(split.labels, data["task"]) for name, split in splits.items()},
+        **{name: split_summary(split.labels, data.task) for name, split in splits.items()},
     }
     write_json(data_summary_path(seed), summary)
     sizes = ", ".join(f"{n}={len(s.labels)}" for n, s in splits.items())
-    log(f"seed {seed}: prepared {data['task']} from {data['source']}: {sizes}")
+    log(f"seed {seed}: prepared {data.task} from {data.source}: {sizes}")
 
 
 if __name__ == "__main__":

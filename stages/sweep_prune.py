@@ -30,15 +30,15 @@ from prunelab.scoring.scores import majority_floor
 def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
-    prune = params["prune"]
+    prune = params.prune
     seed_everything(seed)
     folder = prepared_dir(seed)
     info = load_info(folder)
-    model = load_model(model_path(seed), params["model"]["arch"], info.input)
+    model = load_model(model_path(seed), params.model.arch, info.input)
     cost = channel_cost(model, info.input)  # on the CPU, before the model moves to its device
     stats, split = load_stats(stats_path(seed), model.channels)
-    device = resolve_device(params["train"]["device"])
-    batch = params["activations"]["batch_size"]
+    device = resolve_device(params.train.device)
+    batch = params.activations.batch_size
 
     def split_outputs(name: str, limit: int | None = None) -> SplitOutputs:
         """A split's block outputs, computed once for every order and K."""
@@ -46,13 +46,13 @@ def main() -> None:
         return SplitOutputs(block_outputs(model, images[:limit], batch, device), labels[:limit].to(device))
 
     test = split_outputs("test")
-    recal = params["recalibrate"]
-    calibration = split_outputs(recal["split"], recal["max_samples"])
+    recal = params.recalibrate
+    calibration = split_outputs(recal.split, recal.max_samples)
     model = model.to(device)
-    ks = resolve_ks(prune["ks"], prune["k_step"], model.channels)
-    headline = prune["criteria"][0]
-    ctx = RankingContext(stats, model, headline, seed, prune["random_orders"])
-    orders = {name: removal_orders(name, ctx) for name in prune["criteria"]}
+    ks = resolve_ks(prune.ks, prune.k_step, model.channels)
+    headline = prune.criteria[0]
+    ctx = RankingContext(stats, model, headline, seed, prune.random_orders)
+    orders = {name: removal_orders(name, ctx) for name in prune.criteria}
     n_classes = info.input.n_classes
 
     def run(chosen: dict[str, np.ndarray], mode: str) -> dict[str, Curve]:
@@ -65,8 +65,8 @@ def main() -> None:
             for name, a, b in zip(chosen, bounds[:-1], bounds[1:], strict=True)
         }
 
-    curves = run(orders, prune["mode"])
-    if prune["compare_zero_weights"] and prune["mode"] == "remove":
+    curves = run(orders, prune.mode)
+    if prune.compare_zero_weights and prune.mode == "remove":
         # The lab's own method on the headline ranking, to show what weight zeroing does.
         curves[f"{headline}_zero_weights"] = run({headline: orders[headline]}, "zero_weights")[headline]
     labels = test.labels.cpu()

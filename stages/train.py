@@ -19,12 +19,12 @@ from prunelab.runtime import log, resolve_device, save_torch, seed_everything, s
 def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
-    train_params = params["train"]
+    train_params = params.train
     seed_everything(seed)
     folder = prepared_dir(seed)
     info = load_info(folder)
-    device = resolve_device(train_params["device"])
-    model = build_model(params["model"]["arch"], info.input)
+    device = resolve_device(train_params.device)
+    model = build_model(params.model.arch, info.input)
 
     def report(entry: EpochLog) -> None:
         log(
@@ -37,10 +37,10 @@ def main() -> None:
         load_split("train", folder, info),
         load_split("test", folder, info),
         n_classes=info.input.n_classes,
-        epochs=train_params["epochs"],
-        batch_size=train_params["batch_size"],
-        lr=train_params["lr"],
-        class_weight=train_params["class_weight"],
+        epochs=train_params.epochs,
+        batch_size=train_params.batch_size,
+        lr=train_params.lr,
+        class_weight=train_params.class_weight,
         device=device,
         seed=seed,
         on_epoch=report,

@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from prunelab import _speed
 from tests.helpers import dvc, project_copy
+
+
+@pytest.fixture(autouse=True)
+def speed_tricks_as_before() -> Iterator[None]:
+    """Tests that run a stage in-process (`stage_main`) switch the speed tricks on, process-wide,
+    as a stage process does; put the switch back so that later tests see a library user's default."""
+    before = _speed._ENABLED
+    yield
+    _speed._ENABLED = before
 
 
 @pytest.fixture(scope="session")

@@ -101,8 +101,11 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**tool_env(), **(env_extra or {})}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -113,7 +116,7 @@ def dvc(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
 
 
 PER_SEED_STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
-STUDY_STAGES = ["aggregate", "export", "plot"]
+STUDY_STAGES = ["aggregate", "export", "plot", "headline"]
 
 
 def stage(
@@ -122,6 +125,16 @@ def stage(
     """Run one stage's entry point in `repo`: python -m stages.<name> [--seed <seed>] (per-seed stages)."""
     args = ["--seed", str(seed)] if name in PER_SEED_STAGES and seed is not None else []
     return run([sys.executable, "-m", f"stages.{name}", *args], repo, check=check, timeout=timeout)
+
+
+def experiments(shown: list[dict]) -> dict[str, dict]:
+    """{experiment name: its data} from `dvc exp show --json`."""
+    found = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            for rev in exp["revs"]:
+                found[rev["name"]] = rev["data"]
+    return found
 
 
 def study_order(seeds: list[int]) -> list[str]:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
@@ -110,7 +109,7 @@ def test_fast_sweep_equals_the_seed_loop_with_10_classes(mode: str) -> None:
 
 
 def test_bn_gamma_is_refused_for_simple_cnn() -> None:
-    raw = load_params(ROOT / "params.yaml").raw
+    raw = load_params(ROOT / "params.yaml").model_dump()
     with pytest.raises(UserError, match=r"prune\.criteria has bn_gamma, but model\.arch=simple_cnn"):
         validate({**raw, "model": {"arch": "simple_cnn"}})
 
@@ -164,20 +163,20 @@ def test_prepare_data_names_the_params_classification_ignores(tmp_path: Path, mo
     ],
 )
 def test_ignored_params_depend_on_task_and_source(source: str, task: str, ignored: list[str]) -> None:
-    raw = load_params(ROOT / "params.yaml").raw
+    raw = load_params(ROOT / "params.yaml").model_dump()
     params = validate({**raw, "data": {**raw["data"], "source": source, "task": task}})
     assert params.ignored_params() == ignored
 
 
 def test_class_count_comes_from_the_source_not_the_files() -> None:
     """A CIFAR-10 subset without class 9 still gets a 10-way head (and a 10% balanced floor)."""
-    raw = load_params(ROOT / "params.yaml").raw
+    raw = load_params(ROOT / "params.yaml").model_dump()
     params = validate({**raw, "data": {**raw["data"], "source": "cifar10", "task": "classification"}})
     labels = np.arange(40) % 9
     pool = Pool(np.zeros((40, 3, 32, 32), np.uint8), labels, np.arange(40) >= 30)
-    info = dataset_info(params, pool)
+    info = dataset_info(params.data, pool)
     assert info.input == CIFAR and info.mean == (0.5, 0.5, 0.5)
-    splits = make_classification_splits(pool, params, np.random.default_rng(0))
+    splits = make_classification_splits(pool, params.data, np.random.default_rng(0))
     assert splits["test"].image_ids.ravel().tolist() == list(range(30, 40))
     np.testing.assert_array_equal(splits["train"].labels, labels[:30])
 
@@ -198,8 +197,7 @@ def cifar_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 @pytest.mark.integration
 def test_cifar10_run_uses_the_handouts_system(cifar_run: tuple[Path, str]) -> None:
     repo, output = cifar_run
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["prune"]["criteria"] == CRITERIA  # -S parsed the list
+    assert load_params(repo / "params.yaml").prune.criteria == tuple(CRITERIA)  # -S parsed the list
     summary = json.loads((repo / "metrics/seeds/0/data.json").read_text())
     assert summary["pool_images"] == 300
     assert summary["train"] == {"count": 200, "classes": 10} and summary["test"] == {"count": 100, "classes": 10}

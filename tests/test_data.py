@@ -10,6 +10,7 @@ import pytest
 
 from prunelab.errors import UserError
 from prunelab.params import load_params, validate
+from prunelab.params.schema import DataParams
 from prunelab.prepare.sources import Pool, load_mnist_5k
 from prunelab.prepare.tasks import (
     make_classification_splits,
@@ -21,10 +22,10 @@ from prunelab.prepare.tasks import (
 from tests.helpers import ROOT
 
 
-def default_params(**data_overrides: object):
-    raw = load_params(ROOT / "params.yaml").raw
-    raw = {**raw, "data": {**raw["data"], **data_overrides}}
-    return validate(raw)
+def default_data(**data_overrides: object) -> DataParams:
+    """params.yaml's `data` section with some keys changed, validated as a stage would."""
+    raw = load_params(ROOT / "params.yaml").model_dump()
+    return validate({**raw, "data": {**raw["data"], **data_overrides}}).data
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_a_damaged_mnist_5k_file_is_a_one_line_error(monkeypatch: pytest.MonkeyP
 
 
 def test_default_pairs_match_the_lab(pool: Pool) -> None:
-    splits = make_pair_splits(pool, default_params(), np.random.default_rng(0))
+    splits = make_pair_splits(pool, default_data(), np.random.default_rng(0))
     assert len(splits["test"].labels) == 600 and len(splits["train"].labels) == 5400
     assert len(splits["val"].labels) == 0
     for name in ("test", "train"):
@@ -73,7 +74,7 @@ def test_default_pairs_match_the_lab(pool: Pool) -> None:
 
 
 def test_pair_labels_say_whether_digits_match(pool: Pool) -> None:
-    splits = make_pair_splits(pool, default_params(), np.random.default_rng(0))
+    splits = make_pair_splits(pool, default_data(), np.random.default_rng(0))
     for split in splits.values():
         ids = split.image_ids
         np.testing.assert_array_equal(split.labels, (pool.labels[ids[:, 0]] == pool.labels[ids[:, 1]]).astype(int))
@@ -83,7 +84,7 @@ def test_pair_labels_say_whether_digits_match(pool: Pool) -> None:
 
 
 def test_no_image_in_two_splits(pool: Pool) -> None:
-    splits = make_pair_splits(pool, default_params(val_fraction=0.1), np.random.default_rng(0))
+    splits = make_pair_splits(pool, default_data(val_fraction=0.1), np.random.default_rng(0))
     used = {name: set(split.image_ids.ravel().tolist()) for name, split in splits.items()}
     assert used["val"], "val split should exist"
     assert not used["test"] & used["train"]
@@ -92,23 +93,23 @@ def test_no_image_in_two_splits(pool: Pool) -> None:
 
 
 def test_pairs_are_distinct(pool: Pool) -> None:
-    splits = make_pair_splits(pool, default_params(), np.random.default_rng(0))
+    splits = make_pair_splits(pool, default_data(), np.random.default_rng(0))
     for split in splits.values():
         keys = {tuple(sorted(pair)) for pair in split.image_ids.tolist()}
         assert len(keys) == len(split.labels)
 
 
 def test_pairing_is_deterministic_under_seed(pool: Pool) -> None:
-    a = make_pair_splits(pool, default_params(), np.random.default_rng(3))
-    b = make_pair_splits(pool, default_params(), np.random.default_rng(3))
-    c = make_pair_splits(pool, default_params(), np.random.default_rng(4))
+    a = make_pair_splits(pool, default_data(), np.random.default_rng(3))
+    b = make_pair_splits(pool, default_data(), np.random.default_rng(3))
+    c = make_pair_splits(pool, default_data(), np.random.default_rng(4))
     np.testing.assert_array_equal(a["train"].image_ids, b["train"].image_ids)
     assert not np.array_equal(a["train"].image_ids, c["train"].image_ids)
 
 
 def test_fractions_are_parameters(pool: Pool) -> None:
-    params = default_params(n_pairs=1000, test_fraction=0.2, same_fraction=0.5)
-    splits = make_pair_splits(pool, params, np.random.default_rng(0))
+    data = default_data(n_pairs=1000, test_fraction=0.2, same_fraction=0.5)
+    splits = make_pair_splits(pool, data, np.random.default_rng(0))
     assert len(splits["test"].labels) == 200 and len(splits["train"].labels) == 800
     assert splits["test"].labels.mean() == 0.5
 
@@ -133,13 +134,13 @@ def test_sampling_near_capacity_enumerates_every_pair() -> None:
 def test_too_many_pairs_is_a_user_error_naming_the_key(pool: Pool) -> None:
     small = Pool(pool.images[:40], pool.labels[:40], None)
     with pytest.raises(UserError, match=r"data\.n_pairs=6000 .* allowed: at most \d+"):
-        make_pair_splits(small, default_params(), np.random.default_rng(0))
+        make_pair_splits(small, default_data(), np.random.default_rng(0))
 
 
 def test_classification_uses_official_test_split(pool: Pool) -> None:
     official = np.zeros(len(pool.labels), dtype=bool)
     official[-1000:] = True
     tagged = Pool(pool.images, pool.labels, official)
-    splits = make_classification_splits(tagged, default_params(task="classification"), np.random.default_rng(0))
+    splits = make_classification_splits(tagged, default_data(task="classification"), np.random.default_rng(0))
     assert set(splits["test"].image_ids.ravel().tolist()) == set(range(4000, 5000))
     assert len(splits["train"].labels) == 4000 and splits["train"].images.shape[1:] == (1, 28, 28)

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import copy_repo, dvc, run, running_stages, set_params, start_until
+from tests.helpers import copy_repo, dvc, experiments, run, running_stages, set_params, start_until
 
 pytestmark = pytest.mark.integration
 
 SEEDS = [0, 1]  # tiny_repo's
 PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
-STUDY = ["aggregate", "export", "plot"]  # what reads every replicate (export: the first seed's model)
+STUDY = ["aggregate", "export", "plot", "headline"]  # what reads every replicate (export: the first seed's model)
 
 
 def per_seed(*names: str, seeds: list[int] = SEEDS) -> list[str]:
@@ -51,8 +51,8 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
         # The ranking does not change with the decision's calibration data: fine-tuning stays cached.
         ({"recalibrate.max_samples": 50}, [*per_seed("sweep_prune"), *STUDY]),
         # Fine-tuning changes no sweep: the exported model stays cached.
-        ({"finetune.epochs": 0.5}, [*per_seed("finetune"), "aggregate", "plot"]),
-        ({"export.k": 3}, ["export", "plot"]),
+        ({"finetune.epochs": 0.5}, [*per_seed("finetune"), "aggregate", "plot", "headline"]),
+        ({"export.k": 3}, ["export", "plot", "headline"]),
         ({"data.same_fraction": 0.2}, [*per_seed(*PER_SEED), *STUDY]),
         # A new seed runs only its own replicate, then the study is aggregated again.
         ({"seeds": [0, 1, 2]}, [*per_seed(*PER_SEED, seeds=[2]), *STUDY]),
@@ -102,16 +102,6 @@ def wait_for_queue(repo: Path, timeout: float = 540) -> str:
         time.sleep(3)
 
 
-def experiments(shown: list[dict]) -> dict[str, dict]:
-    """{experiment name: its data} from `dvc exp show --json`."""
-    found = {}
-    for commit in shown:
-        for exp in commit.get("experiments") or []:
-            for rev in exp["revs"]:
-                found[rev["name"]] = rev["data"]
-    return found
-
-
 def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> None:
     """`dvc exp run --queue -S ...` per variant, then `dvc queue start -j 2`: both experiments
     are listed by `dvc exp show` with their params and metrics. Upstream stages come from the
@@ -154,7 +144,7 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> Non
         ("prunelab/params/__init__.py", []),
         ("prunelab/errors.py", []),
         # The study's code: the stages that read every replicate and import it.
-        ("prunelab/study/report.py", ["aggregate", "plot"]),
+        ("prunelab/study/report.py", ["aggregate", "plot", "headline"]),
     ],
     ids=["source", "params", "errors", "study"],
 )

@@ -29,7 +29,10 @@ from prunelab.pruning.activations import ActivationStats, save_stats
 from prunelab.runtime import stage_main
 from tests.helpers import PER_SEED_STAGES, ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
-STAGE_NAMES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "aggregate", "export", "plot"]
+STAGE_NAMES = [
+    "prepare_data", "train", "collect_activations", "sweep_prune", "finetune",
+    "aggregate", "export", "plot", "headline",
+]  # fmt: skip
 ALL_CRITERIA_BUT_BN = [
     "mean_activation",
     "mean_conv_output",
@@ -133,6 +136,14 @@ CASES = [
         ("data.test_fraction + data.val_fraction", "allowed: a sum < 1"),
     ),
     Case("section-not-mapping", "prepare_data", put(data=5), ("data=5", "data.source")),
+    # study
+    Case(
+        "margin-negative",
+        "headline",
+        put(**{"study.margins.roc_auc": -1}),
+        ("study.margins.roc_auc=-1", "allowed: a number of points in (0, 100]"),
+    ),
+    Case("margin-missing", "aggregate", put(**{"study.margins": {"acc": 1.0}}), ("study.margins.bacc is missing",)),
     # model
     Case("arch-unknown", "train", put(**{"model.arch": "resnet50"}), ("model.arch='resnet50'", "pair_cnn, simple_cnn")),
     # train
@@ -305,11 +316,11 @@ SUBPROCESS_IDS += ["n_pairs-beyond-pool", "seeds-repeated", "seeds-too-many", "r
 
 
 def test_the_table_covers_every_section_and_stage() -> None:
-    from prunelab.params import SCHEMA
+    from prunelab.params import Params
 
     assert len(CASES) >= 25 and len(set(CASE_IDS)) == len(CASES)
     named = " ".join(part for case in CASES for part in case.expected)
-    for section in SCHEMA:
+    for section in Params.model_fields:
         assert f"{section}." in named or f"{section}=" in named, section
     assert {case.stage for case in CASES} == set(STAGE_NAMES)
 
@@ -384,7 +395,7 @@ def test_a_yaml_exponent_is_a_number_as_dvc_reads_it(tmp_path: Path, monkeypatch
 
     write_case_params(tmp_path, Case("exp", "train", None, (), text=lambda t: t.replace("lr: 0.001", "lr: 1e-3")))
     monkeypatch.chdir(tmp_path)
-    assert load_params()["train"]["lr"] == pytest.approx(0.001)
+    assert load_params().train.lr == pytest.approx(0.001)
 
 
 def test_missing_params_file_is_one_line(

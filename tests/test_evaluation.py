@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from prunelab.params import Params
 from prunelab.pruning.finetune import finetune_pruned
 from prunelab.pruning.surgery import remove_channels
 from prunelab.pruning.sweep import block_outputs
@@ -157,5 +158,5 @@ def test_finetune_criteria_resolve_the_headline_and_skip_what_the_study_does_not
     assert finetune_criteria(*_requested_and_ranked(validate(raw))) == ["l1_norm", "random"]
 
 
-def _requested_and_ranked(params) -> tuple[list[str], list[str]]:
-    return params["finetune"]["criteria"], params["prune"]["criteria"]
+def _requested_and_ranked(params: Params) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return params.finetune.criteria, params.prune.criteria

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.util
 import re
 import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -122,16 +126,33 @@ def test_every_public_name_resolves_and_is_listed() -> None:
 
 
 def test_registries_and_params_schema_agree() -> None:
-    from prunelab.params import SCHEMA
+    """Every registered name is valid where params.yaml names one, and an unregistered one is
+    refused naming the key: the schema reads the registries, it keeps no copy of them."""
+    from prunelab.params import validate
 
-    for registry, key in ((prunelab.ARCHS, ("model", "arch")), (prunelab.SOURCES, ("data", "source"))):
-        check = SCHEMA[key[0]][key[1]]
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def with_value(dotted: str, value: object) -> dict:
+        section, key = dotted.split(".")
+        edited = {**base, section: {**base[section], key: value}}
+        if dotted == "model.arch" and value in prunelab.ARCHS and not prunelab.ARCHS[value].batchnorm:
+            edited["prune"] = {**base["prune"], "criteria": [c for c in base["prune"]["criteria"] if c != "bn_gamma"]}
+        return edited
+
+    names = {"model.arch": prunelab.ARCHS, "data.source": prunelab.SOURCES, "export.criterion": prunelab.CRITERIA}
+    for dotted, registry in names.items():
+        section, key = dotted.split(".")
         for name in registry:
-            assert check(".".join(key), name) == name
-        with pytest.raises(prunelab.UserError):
-            check(".".join(key), "not_registered")
-    check = SCHEMA["prune"]["criteria"]
-    assert check("prune.criteria", ["mean_activation", *[c for c in prunelab.CRITERIA if c != "mean_activation"]])
+            assert getattr(getattr(validate(with_value(dotted, name)), section), key) == name
+        with pytest.raises(prunelab.UserError, match=re.escape(f"{dotted}='not_registered' is invalid")):
+            validate(with_value(dotted, "not_registered"))
+    for dotted in ("prune.criteria", "finetune.criteria"):
+        every = ["mean_activation", *[c for c in prunelab.CRITERIA if c != "mean_activation"]]
+        section, key = dotted.split(".")
+        assert getattr(getattr(validate(with_value(dotted, every)), section), key) == tuple(every)
+        refused = re.escape(f"{dotted} contains unknown criterion 'not_registered'")
+        with pytest.raises(prunelab.UserError, match=refused):
+            validate(with_value(dotted, [*every, "not_registered"]))
 
 
 def readme_snippet() -> str:
@@ -164,7 +185,7 @@ def test_the_seed_matrix_expands_to_one_instance_per_seed(tmp_path) -> None:
             outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec["outs"]]
             assert all(f"seeds/{seed}/" in out for out in outs), outs
             assert "seeds" not in spec["params"]
-        else:
+        elif name != "headline":  # headline reads only the aggregated files
             assert "seeds" in spec["params"]
     assert "data/seeds/3/activations.npz" in stages["plot"]["deps"]
 
@@ -174,7 +195,7 @@ def test_a_replicate_stage_takes_its_seed_from_the_command_line() -> None:
 
     params = validate(yaml.safe_load((ROOT / "params.yaml").read_text()))
     assert replicate_seed(params, ["--seed", "3"]) == 3
-    one = validate({**params.raw, "seeds": [9]})
+    one = validate({**params.model_dump(), "seeds": [9]})
     assert replicate_seed(one, []) == 9
     for argv, message in [
         ([], "this stage runs one replicate; allowed: --seed N"),
@@ -186,20 +207,166 @@ def test_a_replicate_stage_takes_its_seed_from_the_command_line() -> None:
             replicate_seed(params, argv)
 
 
-def test_the_readmes_study_numbers_come_from_the_generated_files() -> None:
-    """README's study sections quote no number that the pipeline's report, metrics, efficiency
-    measurement, kernel check or GPU log does not hold (to the decimals quoted)."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## The study") : text.index("## Working with DVC")]
-    section = re.sub(r"```.*?```", "", section, flags=re.S)  # code, not claims
-    names = ("report.md", "kernel_check.md", "gpu_check.log", "efficiency.json")
-    generated = "".join((ROOT / "metrics" / name).read_text() for name in names)
-    available = [float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", generated)]
-    quoted = re.findall(r"-?\d+\.\d+", section)
-    assert len(quoted) > 20
+@functools.cache
+def render_docs_tool() -> ModuleType:
+    """tools/render_docs.py, imported from its path (tools/ is no package)."""
+    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "tools" / "render_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def found(number: str) -> bool:
-        decimals = len(number.split(".")[1])
-        return any(round(value, decimals) == float(number) for value in available)
 
-    assert [n for n in quoted if not found(n)] == []
+def readme_and_docs() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_the_readme_and_docs_generated_blocks_match_the_generated_files() -> None:
+    """Every generated block equals the tool's rendering from the generated files as they are in
+    the working tree or as committed at HEAD (a user's `dvc repro` may remeasure latencies)."""
+    tool = render_docs_tool()
+    sources = [tool.Files.working_tree(ROOT)]
+    if run(["git", "rev-parse", "--verify", "HEAD"], cwd=ROOT, check=False).returncode == 0:
+        sources.append(tool.Files.at_revision("HEAD", ROOT))
+    assert tool.stale_blocks(ROOT, sources) == []
+    used = [name for path in readme_and_docs() for name, _ in tool.blocks_in(path.read_text())]
+    assert {"headline", "export"} <= {name for name, _ in tool.blocks_in((ROOT / "README.md").read_text())}
+    assert sorted(set(used)) == sorted(tool.BLOCKS), "every renderer is used, every block has one"
+
+
+# Decimal numbers allowed outside generated blocks and code blocks: versions, not results.
+NOT_RESULTS = {"3.10": "Python version", "2.14.1": "torch pin", "0.29.1": "torchvision pin"}
+
+
+def test_the_readme_and_docs_quote_no_decimal_outside_generated_blocks() -> None:
+    """A number from a run lives in a generated block or only in a generated file the docs link."""
+    tool = render_docs_tool()
+    for path in readme_and_docs():
+        text = tool.BLOCK.sub("", path.read_text())
+        text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # fenced code: commands, not claims
+        typed = [n for n in re.findall(r"\d+(?:\.\d+)+", text) if "." in n and n not in NOT_RESULTS]
+        assert typed == [], f"{path.relative_to(ROOT)}: numbers typed by hand: {typed}"
+
+
+def test_the_readme_headline_block_renders_from_the_metrics_keys() -> None:
+    """The rendering of one block from a small hand-written metrics.json: a wrong key or format fails."""
+    tool = render_docs_tool()
+
+    def ci(mean: float, low: float, high: float, wins: int | None = None) -> dict:
+        return {"mean": mean, "ci_low": low, "ci_high": high, **({} if wins is None else {"wins": wins})}
+
+    metrics = {
+        "n_seeds": 3,
+        "confidence": 0.95,
+        "majority_floor": 90.0,
+        "balanced_floor": 50.0,
+        "baseline_accuracy": ci(92.04, 90.0, 94.06),
+        "baseline_balanced_accuracy": ci(77.25, 70.0, 84.5),
+        "baseline_roc_auc": ci(91.0, 89.95, 92.05),
+        "criteria": {
+            "mean_activation": {
+                "bacc_over_k": ci(60.0, 50.0, 70.0),
+                "bacc_over_k_vs_random": ci(-4.46, -16.9, 7.96, wins=1),
+                "roc_auc_over_k_vs_random": ci(1.8, 0.12, 3.6, wins=3),
+            },
+            "random": {"bacc_over_k": ci(73.0, 70.0, 76.0)},
+            "apoz": {
+                "bacc_over_k_vs_random": ci(-11.9, -16.8, -7.0, wins=0),
+                "roc_auc_over_k_vs_random": ci(0.04, -1.0, 1.0, wins=2),
+            },
+        },
+    }
+    expected = """\
+Mean over **3 seeds**; brackets are 95 % Student t intervals across seeds, in percent (points). Each difference \
+is paired within a seed (the criterion minus the mean of that seed's random orders); the verdict says whether its \
+interval is above 0, below 0 or contains 0, and (w/n) counts the seeds where the criterion is above random.
+
+- **The unpruned model:** accuracy 92.0 [90.0, 94.1], balanced accuracy 77.2 [70.0, 84.5], ROC AUC 91.0 \
+[90.0, 92.0]; always answering the majority class scores 90.0 (accuracy), chance is 50.0 (balanced accuracy).
+
+| criterion | mean balanced accuracy over K minus random (`bacc_over_k_vs_random`) | mean ROC AUC over K minus \
+random (`roc_auc_over_k_vs_random`) |
+| --- | --- | --- |
+| mean_activation | -4.5 [-16.9, 8.0], not distinguishable (1/3) | +1.8 [0.1, 3.6], better (3/3) |
+| apoz | -11.9 [-16.8, -7.0], worse (0/3) | +0.0 [-1.0, 1.0], not distinguishable (2/3) |"""
+    files = tool.Files.from_mapping({"metrics/metrics.json": metrics})
+    assert tool.render("headline", files) == expected
+    # Files written before the key rename hold `bacc_auc`: the same rows, under the file's own key name.
+    for entry in metrics["criteria"].values():
+        if "bacc_over_k_vs_random" in entry:
+            entry["bacc_auc_vs_random"] = entry.pop("bacc_over_k_vs_random")
+    old = tool.render("headline", tool.Files.from_mapping({"metrics/metrics.json": metrics}))
+    assert old == expected.replace("bacc_over_k_vs_random", "bacc_auc_vs_random")
+    # A verdict the study wrote into the file wins over one read off the interval.
+    metrics["criteria"]["apoz"]["roc_auc_over_k_vs_random"]["verdict"] = "inconclusive"
+    own = tool.render("headline", tool.Files.from_mapping({"metrics/metrics.json": metrics}))
+    assert "| +0.0 [-1.0, 1.0], inconclusive (2/3) |" in own
+    assert "the verdict is the study's own (metrics/report.md says how it is decided)" in own
+
+
+def test_the_readme_export_block_renders_from_efficiency_json() -> None:
+    tool = render_docs_tool()
+    efficiency = {
+        "k": 100,
+        "channels": 128,
+        "seed": 0,
+        "criterion_taylor": 1,
+        "threads": 2,
+        "ratio": {"params": 4.0, "flops": 1.5, "program_bytes": 1.25, "speedup_batch1": 1.004, "speedup_batch256": 1.2},
+    }
+    expected = (
+        "The exported model is seed 0's, `taylor` at K = 100 of 128 channels: 4.00× fewer parameters, 1.50× fewer "
+        "FLOPs per sample, a 1.25× smaller `.pt2` file, and 1.20× faster at batch 256 (1.00× at batch 1) on the CPU "
+        "that ran the `export` stage (2 threads; latencies are the one output that changes from run to run)."
+    )
+    assert tool.render("export", tool.Files.from_mapping({"metrics/efficiency.json": efficiency})) == expected
+    del efficiency["ratio"]["flops"]
+    with pytest.raises(tool.RenderError, match=r"metrics/efficiency.json: no key ratio.flops"):
+        tool.render("export", tool.Files.from_mapping({"metrics/efficiency.json": efficiency}))
+
+
+def test_the_readme_check_names_a_stale_block(tmp_path) -> None:
+    tool = render_docs_tool()
+    files = tool.Files.from_mapping({"metrics/gpu_check.log": GPU_LOG})
+    fresh = tool.render("gpu-check", files)
+    assert fresh == (
+        "H200, torch 2.0: 2 replicates took 40.0 – 44.9 s each (train 8.7 – 9.5 s, sweep_prune 13.0 – 16.1 s). "
+        "Rerun of seed 0: model.pt identical."
+    )
+    (tmp_path / "docs").mkdir()
+    block = "<!-- generated: gpu-check -->\n{}\n<!-- /generated -->\n"
+    (tmp_path / "README.md").write_text("# x\n\n" + block.format(fresh))
+    (tmp_path / "docs" / "gpu.md").write_text(block.format(fresh.replace("44.9", "41.0")))
+    assert tool.stale_blocks(tmp_path, [files]) == [
+        "docs/gpu.md: block 'gpu-check' is stale (differs from its rendering from the given files); "
+        "run python tools/render_docs.py"
+    ]
+
+
+GPU_LOG = """device: H200, torch 2.0
+seed 0: replicate 40.0 s (train 9.5 s, sweep_prune 13.0 s)
+seed 1: replicate 44.9 s (train 8.7 s, sweep_prune 16.1 s)
+rerun of seed 0: model.pt identical
+"""
+
+
+def github_anchor(heading: str) -> str:
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_readme_and_docs_links_point_to_existing_files() -> None:
+    """Every relative `](path)` link in README.md and docs/*.md names a file that exists (and a
+    heading that exists, when it has an #anchor)."""
+    checked = 0
+    for path in readme_and_docs():
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            resolved = (path.parent / file).resolve() if file else path
+            assert resolved.is_file(), f"{path.relative_to(ROOT)}: broken link {target}"
+            if anchor:
+                headings = re.findall(r"^#+ (.*)$", resolved.read_text(), flags=re.M)
+                assert anchor in {github_anchor(h) for h in headings}, f"{path.relative_to(ROOT)}: no #{anchor}"
+            checked += 1
+    assert checked > 20

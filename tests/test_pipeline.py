@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import declared_outputs, dvc, running_stages
+from prunelab.params import load_params
+from tests.helpers import declared_outputs, dvc, experiments, run, running_stages
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +60,9 @@ def test_plotted_columns_exist_in_csv_headers(tiny_repo: Path) -> None:
 
 
 def test_each_seed_sweeps_every_k_and_criterion(tiny_repo: Path) -> None:
-    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    expected = {*params["prune"]["criteria"], "mean_activation_zero_weights"}
-    for seed in params["seeds"]:
+    params = load_params(tiny_repo / "params.yaml")
+    expected = {*params.prune.criteria, "mean_activation_zero_weights"}
+    for seed in params.seeds:
         table = pd.read_csv(tiny_repo / f"metrics/seeds/{seed}/sweep.csv")
         assert set(table["criterion"]) == expected
         for _, rows in table.groupby("criterion"):
@@ -68,7 +70,7 @@ def test_each_seed_sweeps_every_k_and_criterion(tiny_repo: Path) -> None:
         # K = 0 is the unpruned model for every criterion.
         assert table[table["k"] == 0]["acc"].nunique() == 1
     # The replicates are independent: other pairs, other models, other numbers.
-    first, second = (pd.read_csv(tiny_repo / f"metrics/seeds/{s}/sweep.csv") for s in params["seeds"])
+    first, second = (pd.read_csv(tiny_repo / f"metrics/seeds/{s}/sweep.csv") for s in params.seeds)
     assert not first["bacc"].equals(second["bacc"])
 
 
@@ -97,8 +99,7 @@ def test_study_metrics_are_flat_scalars_with_intervals(tiny_repo: Path) -> None:
 def test_report_states_a_verdict_for_every_criterion(tiny_repo: Path) -> None:
     report = (tiny_repo / "metrics/report.md").read_text()
     assert report.startswith("# The study: 2 seeds (0, 1)")
-    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    for name in params["prune"]["criteria"]:
+    for name in load_params(tiny_repo / "params.yaml").prune.criteria:
         assert f"| {name} |" in report
         if name != "random":
             assert f"- **{name}**: " in report and "random" in report.split(f"- **{name}**: ")[1].splitlines()[0]
@@ -143,6 +144,8 @@ def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: P
 
     from prunelab.data.prepared import load_info, load_split
     from prunelab.deploy.export import load_rebuildable
+    from prunelab.models.cost import channel_cost, parameter_count
+    from prunelab.models.nets import load_model
 
     efficiency = json.loads((tiny_repo / "metrics/efficiency.json").read_text())
     rebuilt = load_rebuildable(tiny_repo / "data/export/model.pt")
@@ -152,25 +155,53 @@ def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: P
     program = torch.export.load(str(tiny_repo / "data/export/model.pt2")).module()
     with torch.no_grad():
         assert torch.allclose(program(images), rebuilt(images), atol=1e-5)
-    assert efficiency["exported"]["params"] < efficiency["unpruned"]["params"] or efficiency["k"] == 0
+    # Exactly what removing k channels takes away (per channel: filter, bias, BN γ/β, fc1 columns).
+    unpruned = load_model(tiny_repo / "data/seeds/0/model.pt", "pair_cnn", load_info(folder).input)
+    per_channel = channel_cost(unpruned, load_info(folder).input).params
+    assert efficiency["unpruned"]["params"] == parameter_count(unpruned)
+    assert efficiency["exported"]["params"] == parameter_count(unpruned) - efficiency["k"] * per_channel
     ratio = efficiency["ratio"]
     assert ratio["flops"] == pytest.approx(
         efficiency["unpruned"]["flops_per_sample"] / efficiency["exported"]["flops_per_sample"]
     )
-    assert "ratio.speedup_batch256" in dvc(tiny_repo, "metrics", "show").stdout.replace(" ", "") or "speedup" in (
-        dvc(tiny_repo, "metrics", "show", "--json").stdout
-    )
+    shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json").stdout)
+    speedup = shown[""]["data"]["metrics/efficiency.json"]["data"]["ratio"]["speedup_batch256"]
+    assert speedup == pytest.approx(ratio["speedup_batch256"]) and speedup > 0
 
 
-def test_the_readmes_take_home_snippet_classifies_pairs(tiny_repo: Path) -> None:
+def test_the_take_home_snippet_in_docs_classifies_pairs(tiny_repo: Path) -> None:
     import re
-    import sys
 
-    from tests.helpers import ROOT, run
+    from tests.helpers import ROOT
 
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Taking a pruned model home") :]
+    text = (ROOT / "docs/deploy.md").read_text()
+    section = text[text.index("# Taking a pruned model home") :]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(snippet.strip().splitlines()) == 4  # an import and three lines
     out = run([sys.executable, "-c", snippet], cwd=tiny_repo).stdout
     assert re.fullmatch(r"tensor\(\[[01], [01], [01], [01]\]\)\n", out), out
+
+
+def test_exp_show_compares_the_headline_and_the_full_study_is_one_command_away(tiny_repo: Path, tmp_path: Path) -> None:
+    """`dvc exp show` reads metrics/headline.json by default (about twenty scalars, not hundreds);
+    `--only-changed` of an experiment that changes the shipped K fits a 200-column terminal; the
+    full study is `dvc metrics show metrics/metrics.json`."""
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo, repo, symlinks=True)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny run"], repo)
+    dvc(repo, "exp", "run", "-n", "k5", "-S", "export.k=5")
+    found = experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))
+    shown = found["k5"]["metrics"]
+    assert set(shown) == {"metrics/headline.json"}, set(shown)
+    headline = shown["metrics/headline.json"]["data"]
+    assert headline["shipped"]["k"] == 5 and set(headline) == {"n_seeds", "unpruned", "vs_random", "shipped"}
+    table = run(
+        [str(Path(sys.executable).parent / "dvc"), "exp", "show", "--no-pager", "--only-changed"],
+        repo, env_extra={"COLUMNS": "200"},
+    ).stdout  # fmt: skip
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 200 and "…" not in table, table
+    assert "shipped.k" in table and "export.k" in table
+    full = json.loads(dvc(repo, "metrics", "show", "--json", "metrics/metrics.json").stdout)
+    assert "criteria" in full[""]["data"]["metrics/metrics.json"]["data"]

@@ -77,8 +77,15 @@ def test_plots_are_written_as_png(tmp_path, n_seeds: int) -> None:
     plot_feature_maps(maps, np.arange(16), tmp_path / "maps.png", title="t", cmap="viridis", dpi=40)
     plot_headline(sweeps, "mean_activation", metrics, tmp_path / "acc.png", dpi=40)
     plot_criteria(sweeps, metrics, tmp_path / "criteria.png", dpi=40)
-    plot_vs_random(differences, n_seeds, tmp_path / "vs.png", dpi=40, what="mean balanced accuracy over K")
-    plot_vs_random(differences.iloc[:0], n_seeds, tmp_path / "none.png", dpi=40, what="nothing to compare")
+    verdicts = {"mean_activation": "worse", "l1_norm": "inconclusive"}
+    plot_vs_random(
+        differences, n_seeds, tmp_path / "vs.png", dpi=40, what="mean balanced accuracy over K", margin=2.0,
+        verdicts=verdicts,
+    )  # fmt: skip
+    plot_vs_random(
+        differences.iloc[:0], n_seeds, tmp_path / "none.png", dpi=40, what="nothing to compare", margin=2.0,
+        verdicts={},
+    )  # fmt: skip
     plot_threshold_free(sweeps, metrics, tmp_path / "threshold.png", dpi=40)
     tuned = pd.DataFrame(
         [

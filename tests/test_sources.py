@@ -20,6 +20,7 @@ from torchvision import datasets
 
 from prunelab.errors import UserError
 from prunelab.params import load_params, validate
+from prunelab.params.schema import DataParams
 from prunelab.prepare import sources
 from prunelab.prepare.sources import CHECKSUMS_ENV, SOURCES, Pool
 from prunelab.prepare.tasks import make_pair_splits
@@ -68,9 +69,10 @@ def trust(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, files: dict[str, byte
     monkeypatch.setenv(CHECKSUMS_ENV, str(write_checksums(tmp_path / "checksums.json", files)))
 
 
-def pairs_params(**data_overrides: object):
-    raw = load_params(ROOT / "params.yaml").raw
-    return validate({**raw, "data": {**raw["data"], **data_overrides}})
+def pairs_data(**data_overrides: object) -> DataParams:
+    """params.yaml's `data` section with some keys changed, validated as a stage would."""
+    raw = load_params(ROOT / "params.yaml").model_dump()
+    return validate({**raw, "data": {**raw["data"], **data_overrides}}).data
 
 
 def assert_one_line(err: pytest.ExceptionInfo[UserError]) -> str:
@@ -179,12 +181,12 @@ def test_pairs_from_a_torchvision_source_use_the_same_pairing(tmp_path: Path, of
     raw = tmp_path / "raw"
     written = write_mnist_family(raw, "MNIST", n_train=300, n_test=100, gz=False)
     pool = SOURCES["mnist"].load(raw)
-    params = pairs_params(source="mnist", n_pairs=400)
-    from_files = make_pair_splits(pool, params, np.random.default_rng(5))
+    data = pairs_data(source="mnist", n_pairs=400)
+    from_files = make_pair_splits(pool, data, np.random.default_rng(5))
     # The same images as a pool without an official split: pairing ignores that split.
     images = np.concatenate([written["train"][0], written["t10k"][0]])[:, None]
     labels = np.concatenate([written["train"][1], written["t10k"][1]]).astype(np.int64)
-    from_arrays = make_pair_splits(Pool(images, labels, None), params, np.random.default_rng(5))
+    from_arrays = make_pair_splits(Pool(images, labels, None), data, np.random.default_rng(5))
     for name in ("train", "test"):
         np.testing.assert_array_equal(from_files[name].image_ids, from_arrays[name].image_ids)
         np.testing.assert_array_equal(from_files[name].images, from_arrays[name].images)

@@ -9,7 +9,8 @@ from scipy import stats
 
 from prunelab.study.aggregate import band_table, paired_differences, study_metrics
 from prunelab.study.intervals import interval_entry, t_interval
-from prunelab.study.report import report_markdown, verdict
+from prunelab.study.report import report_markdown
+from prunelab.study.verdicts import mde
 
 
 @pytest.mark.parametrize("values", [[71.8, 81.9, 75.0, 79.3, 73.4], [59.1, 83.6], [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]])
@@ -21,7 +22,7 @@ def test_t_interval_is_scipys_student_t_interval(values: list[float]) -> None:
 
 
 def test_five_seeds_use_t_2776() -> None:
-    """DESIGN.md: with 5 seeds a t interval has t = 2.776."""
+    """With 5 seeds a two-sided 95 % t interval uses t = 2.776 (4 degrees of freedom)."""
     values = np.array([1.0, 3.0, 2.0, 5.0, 4.0])
     mean, low, high = t_interval(values)
     half = 2.776 * values.std(ddof=1) / np.sqrt(5)
@@ -45,6 +46,7 @@ def summary(acc: float, criteria: dict[str, float]) -> dict:
     }  # fmt: skip
 
 
+MARGINS = {"acc": 2.0, "bacc": 2.0, "roc_auc": 1.0, "recal_acc": 2.0, "recal_bacc": 2.0}
 SUMMARIES = {
     0: summary(92.0, {"mean_activation": 60.0, "l1_norm": 70.0, "random": 65.0}),
     1: summary(93.0, {"mean_activation": 55.0, "l1_norm": 72.0, "random": 66.0}),
@@ -60,7 +62,7 @@ def test_paired_differences_are_taken_within_each_seed() -> None:
 
 
 def test_study_metrics_hold_means_intervals_and_paired_comparisons() -> None:
-    metrics = study_metrics(SUMMARIES)
+    metrics = study_metrics(SUMMARIES, MARGINS)
     assert metrics["n_seeds"] == 3 and metrics["channels"] == 8
     acc = metrics["baseline_accuracy"]
     assert acc["mean"] == pytest.approx(92.0)
@@ -73,13 +75,20 @@ def test_study_metrics_hold_means_intervals_and_paired_comparisons() -> None:
     assert "bacc_over_k_vs_random" not in metrics["criteria"]["random"]
 
 
-def test_verdicts_follow_the_interval() -> None:
-    assert verdict({"mean": -8, "ci_low": -12, "ci_high": -4, "wins": 0}, 5).startswith("worse than random")
-    assert verdict({"mean": 3, "ci_low": 1, "ci_high": 5, "wins": 5}, 5).startswith("better than random")
-    assert verdict({"mean": 1, "ci_low": -2, "ci_high": 4, "wins": 3}, 5).startswith(
-        "not distinguishable from random with 5 seeds"
-    )
-    assert verdict({"mean": 1, "wins": 1}, 1).startswith("one seed")
+def test_each_comparison_carries_its_verdict_margin_and_power() -> None:
+    metrics = study_metrics(SUMMARIES, MARGINS)
+    assert metrics["margins"] == MARGINS
+    worse = metrics["criteria"]["mean_activation"]["bacc_over_k_vs_random"]
+    assert worse["verdict"] == "worse" and worse["margin"] == 2.0
+    assert worse["mde"] == pytest.approx(mde(float(np.std([-5.0, -11.0, -9.0], ddof=1)), 3))
+    unclear = metrics["criteria"]["l1_norm"]["bacc_over_k_vs_random"]
+    assert unclear["verdict"] == "inconclusive" and unclear["seeds_needed"] > 3
+
+
+def test_score_intervals_stay_in_range_and_say_when_clipped() -> None:
+    near_top = {s: summary(99.0 if s else 40.0, {"random": 65.0}) for s in range(5)}
+    entry = study_metrics(near_top, MARGINS)["baseline_accuracy"]
+    assert entry["ci_high"] == 100.0 and entry["clipped"] == 1
 
 
 def test_band_table_has_one_row_per_criterion_and_k() -> None:
@@ -89,13 +98,44 @@ def test_band_table_has_one_row_per_criterion_and_k() -> None:
     band = band_table(sweeps, "acc")
     assert band["k"].tolist() == [0, 1]
     assert band["mean"].tolist() == [91.0, 82.0]
-    assert (band.loc[1, "ci_low"], band.loc[1, "ci_high"]) == pytest.approx(t_interval([80.0, 84.0])[1:])
+    low, high = t_interval([80.0, 84.0])[1:]  # 56.6 … 107.4: the band keeps it in [0, 100]
+    assert (band.loc[1, "ci_low"], band.loc[1, "ci_high"]) == pytest.approx((low, 100.0)) and high > 100
 
 
 def test_report_has_a_row_and_a_sentence_per_criterion() -> None:
-    metrics = study_metrics(SUMMARIES)
+    metrics = study_metrics(SUMMARIES, MARGINS)
     text = report_markdown(metrics, [0, 1, 3], {"model": "pair_cnn"}, {"acc": (91.0, 93.0), "bacc": (71.0, 73.0)})
     assert text.startswith("# The study: 3 seeds (0, 1, 3)")
     assert "| mean_activation | 57.7 [" in text and "| random | 66.0 [" in text
-    assert "- **mean_activation**: worse than random" in text
-    assert "- **l1_norm**: not distinguishable from random with 3 seeds" in text
+    assert "- **mean_activation**: worse than random on mean balanced accuracy over K" in text
+    assert "- **l1_norm**: inconclusive on mean balanced accuracy over K" in text and "add " in text
+    assert "balanced accuracy ±2" in text  # the margins are stated
+
+
+def test_the_headline_holds_about_twenty_scalars_with_short_keys() -> None:
+    from prunelab.study.headline import headline_metrics
+
+    metrics = study_metrics(SUMMARIES, MARGINS)
+    metrics["baseline_roc_auc"] = {"mean": 90.0, "ci_low": 88.0, "ci_high": 92.0}
+    for entry in metrics["criteria"].values():
+        entry["recal_bacc_over_k_vs_random"] = {"mean": 1.5, "ci_low": 0.5, "ci_high": 2.5}
+    efficiency = {"k": 7, "ratio": {"speedup_batch256": 1.5, "flops": 2.0}, "study_recal_bacc_unpruned": 80.0,
+                  "study_recal_bacc_at_k": 79.25}  # fmt: skip
+    headline = headline_metrics(metrics, efficiency)
+    assert headline["unpruned"] == {
+        "bacc": metrics["baseline_balanced_accuracy"]["mean"],
+        "bacc_low": metrics["baseline_balanced_accuracy"]["ci_low"],
+        "bacc_high": metrics["baseline_balanced_accuracy"]["ci_high"],
+        "roc_auc": 90.0, "roc_auc_low": 88.0, "roc_auc_high": 92.0,
+    }  # fmt: skip
+    assert headline["vs_random"] == {name: 1.5 for name in metrics["criteria"]}
+    assert headline["shipped"] == {"k": 7, "speedup": 1.5, "flops_ratio": 2.0, "loss": 0.75}
+
+    def flat(node: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in node.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    scalars = flat(headline)
+    assert len(scalars) <= 20 and all(isinstance(v, int | float) for v in scalars.values())

@@ -39,9 +39,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args()
     params_file = ROOT / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["seeds"], params["train"]["device"] = args.seeds, "cuda"
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    raw = yaml.safe_load(params_file.read_text())  # the file's mapping, edited and written back
+    raw["seeds"], raw["train"]["device"] = args.seeds, "cuda"
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     import torch
 
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)

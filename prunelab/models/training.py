@@ -2,7 +2,7 @@
 
 The whole split lives in one tensor on the training device; batches are index slices of
 it. This avoids the per-sample PIL + transform DataLoader of the handout, which dominates
-the epoch time on a small CNN (DESIGN.md §3).
+the epoch time on a small CNN (docs/performance.md).
 """
 
 from __future__ import annotations

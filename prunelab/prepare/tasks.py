@@ -22,7 +22,7 @@ from prunelab.errors import UserError
 from prunelab.prepare.sources import SOURCES, Pool
 
 if TYPE_CHECKING:
-    from prunelab.params import Params
+    from prunelab.params.schema import DataParams
 
 
 @dataclass(frozen=True)
@@ -133,18 +133,17 @@ def sample_pairs(
     return pairs, pair_labels
 
 
-def make_pair_splits(pool: Pool, params: Params, rng: np.random.Generator) -> dict[str, Split]:
-    data = params["data"]
+def make_pair_splits(pool: Pool, data: DataParams, rng: np.random.Generator) -> dict[str, Split]:
     # Pairs ignore an official split: the lab splits its own pool 1:9.
-    image_splits = split_pool_indices(len(pool.labels), None, data["test_fraction"], data["val_fraction"], rng)
-    counts = pair_counts(data["n_pairs"], data["test_fraction"], data["val_fraction"], data["same_fraction"])
+    image_splits = split_pool_indices(len(pool.labels), None, data.test_fraction, data.val_fraction, rng)
+    counts = pair_counts(data.n_pairs, data.test_fraction, data.val_fraction, data.same_fraction)
     for name, (n_same, n_diff) in counts.items():
         cap_same, cap_diff = pair_capacity(pool.labels[image_splits[name]])
         if n_same > cap_same or n_diff > cap_diff:
-            largest = _largest_n_pairs(pool, params, image_splits)
+            largest = _largest_n_pairs(pool, data, image_splits)
             raise UserError(
-                f"params.yaml: data.n_pairs={data['n_pairs']} is more than the {name} images of "
-                f"data.source={data['source']} can pair without repeats; allowed: at most {largest}"
+                f"params.yaml: data.n_pairs={data.n_pairs} is more than the {name} images of "
+                f"data.source={data.source} can pair without repeats; allowed: at most {largest}"
             )
     splits = {}
     for name, (n_same, n_diff) in counts.items():
@@ -156,12 +155,11 @@ def make_pair_splits(pool: Pool, params: Params, rng: np.random.Generator) -> di
     return splits
 
 
-def _largest_n_pairs(pool: Pool, params: Params, image_splits: dict[str, np.ndarray]) -> int:
+def _largest_n_pairs(pool: Pool, data: DataParams, image_splits: dict[str, np.ndarray]) -> int:
     """The largest data.n_pairs that every split can serve (found by bisection)."""
-    data = params["data"]
 
     def fits(n_pairs: int) -> bool:
-        counts = pair_counts(n_pairs, data["test_fraction"], data["val_fraction"], data["same_fraction"])
+        counts = pair_counts(n_pairs, data.test_fraction, data.val_fraction, data.same_fraction)
         return all(
             s <= cap[0] and d <= cap[1]
             for name, (s, d) in counts.items()
@@ -175,36 +173,32 @@ def _largest_n_pairs(pool: Pool, params: Params, image_splits: dict[str, np.ndar
     return low
 
 
-def make_classification_splits(pool: Pool, params: Params, rng: np.random.Generator) -> dict[str, Split]:
-    data = params["data"]
-    image_splits = split_pool_indices(
-        len(pool.labels), pool.official_test, data["test_fraction"], data["val_fraction"], rng
-    )
+def make_classification_splits(pool: Pool, data: DataParams, rng: np.random.Generator) -> dict[str, Split]:
+    image_splits = split_pool_indices(len(pool.labels), pool.official_test, data.test_fraction, data.val_fraction, rng)
     return {
         name: Split(pool.images[idx], pool.labels[idx], idx[:, None].astype(np.int64))
         for name, idx in image_splits.items()
     }
 
 
-TASKS: dict[str, Callable[[Pool, Params, np.random.Generator], dict[str, Split]]] = {
+# Each takes params.yaml's `data` section (`params.data`): it reads nothing else.
+TASKS: dict[str, Callable[[Pool, DataParams, np.random.Generator], dict[str, Split]]] = {
     "pairs": make_pair_splits,
     "classification": make_classification_splits,
 }
 
 
-def dataset_info(params: Params, pool: Pool) -> DatasetInfo:
-    """What the prepared data is: its source, task, input spec and normalisation."""
-    source = SOURCES[params["data"]["source"]]
-    pairs = params["data"]["task"] == "pairs"
+def dataset_info(data: DataParams, pool: Pool) -> DatasetInfo:
+    """What the prepared data is (`data` is `params.data`): its source, task, input spec and normalisation."""
+    source = SOURCES[data.source]
+    pairs = data.task == "pairs"
     copies = 2 if pairs else 1
     channels = pool.images.shape[1] * copies
     # The source fixes the class count: a subset of the files that lacks the top class must not
     # shrink the model's output layer.
     n_classes = 2 if pairs else source.n_classes
     spec = InputSpec(channels=channels, size=pool.images.shape[-1], n_classes=n_classes)
-    return DatasetInfo(
-        params["data"]["source"], params["data"]["task"], spec, source.mean * copies, source.std * copies
-    )
+    return DatasetInfo(data.source, data.task, spec, source.mean * copies, source.std * copies)
 
 
 def split_summary(labels: np.ndarray, task: str) -> dict:
@@ -216,14 +210,14 @@ def split_summary(labels: np.ndarray, task: str) -> dict:
     return summary
 
 
-def check_not_empty(splits: dict, data: dict) -> None:
+def check_not_empty(splits: dict, data: DataParams) -> None:
     """Every split a later stage reads must hold samples (train crashed on an empty test split).
     Checked before anything is written; val may be empty only when data.val_fraction is 0."""
     for name, split in splits.items():
-        if len(split.labels) == 0 and (name != "val" or data["val_fraction"] > 0):
-            size = f"data.n_pairs={data['n_pairs']}" if data["task"] == "pairs" else f"data.source={data['source']}"
+        if len(split.labels) == 0 and (name != "val" or data.val_fraction > 0):
+            size = f"data.n_pairs={data.n_pairs}" if data.task == "pairs" else f"data.source={data.source}"
             raise UserError(
-                f"params.yaml: {size} with data.test_fraction={data['test_fraction']} and "
-                f"data.val_fraction={data['val_fraction']} leaves the {name} split empty; "
+                f"params.yaml: {size} with data.test_fraction={data.test_fraction} and "
+                f"data.val_fraction={data.val_fraction} leaves the {name} split empty; "
                 "allowed: values that give every split at least one sample"
             )

@@ -1,7 +1,7 @@
 """The fast K sweep: many removal orders at every K for about the cost of one forward pass.
 
 The block output is computed once, each channel's contribution to fc1 is computed once, and
-pruning K channels subtracts a prefix sum of contributions (DESIGN.md §3). `seed_loop_confusions`
+pruning K channels subtracts a prefix sum of contributions (docs/performance.md). `seed_loop_confusions`
 is the lab's loop (prune, then a full pass, per K), kept as the reference and the benchmark's
 baseline.
 """

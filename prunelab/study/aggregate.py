@@ -14,10 +14,18 @@ import numpy as np
 import pandas as pd
 
 from prunelab.scoring.scores import SCORES, over_k
-from prunelab.study.intervals import CONFIDENCE, interval_entry, t_interval
+from prunelab.study.intervals import CONFIDENCE, bounded_interval, interval_entry, score_entry
+from prunelab.study.verdicts import comparison
 
 # The per-seed scalars compared with random, paired within each seed: each score's mean over K.
-PAIRED = {over_k(score): f"mean {SCORES[score]} over K" for score in ("bacc", "acc", "roc_auc", "recal_bacc")}
+PAIRED_SCORES = ("bacc", "acc", "roc_auc", "recal_bacc")
+PAIRED = {over_k(score): f"mean {SCORES[score]} over K" for score in PAIRED_SCORES}
+SCORE_OF = {over_k(score): score for score in PAIRED_SCORES}  # whose margin a comparison uses
+
+
+def is_score(key: str) -> bool:
+    """Whether a per-seed scalar is a score in percent (its interval is then kept in [0, 100])."""
+    return key.endswith("_over_k") or key.startswith(("acc_at_", "baseline_")) or key in SCORES
 
 
 def finetune_table(finetunes: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
@@ -30,29 +38,29 @@ def finetune_table(finetunes: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFram
     return tuned.merge(plain[columns], on=["seed", "criterion", "k"], how="left")
 
 
-def finetune_metrics(table: pd.DataFrame) -> dict[str, dict]:
+def finetune_metrics(table: pd.DataFrame, margins: dict[str, float]) -> dict[str, dict]:
     """{criterion: {finetune_<point>: {k, score: {mean, ci_low, ci_high}}}} over seeds, and the
     fine-tuned balanced accuracy paired with fine-tuned random at the same K and seed. The
     point is the finetune.ks entry (half, three_quarters, k40), so every model has the same keys."""
     scores = ["plain_bacc", "recal_bacc", "finetuned_bacc", "plain_roc_auc", "finetuned_roc_auc", "finetuned_acc"]
     out: dict[str, dict] = {}
     for (criterion, point, k), group in table.groupby(["criterion", "point", "k"], sort=False):
-        entry: dict = {"k": int(k), **{score: interval_entry(group[score]) for score in scores}}
+        entry: dict = {"k": int(k), **{score: score_entry(group[score]) for score in scores}}
         random = table[(table["criterion"] == "random") & (table["k"] == k)].set_index("seed")["finetuned_bacc"]
         if criterion != "random" and len(random):
             diffs = (group.set_index("seed")["finetuned_bacc"] - random).dropna().to_numpy()
-            entry["finetuned_bacc_vs_random"] = {**interval_entry(diffs), "wins": int((diffs > 0).sum())}
+            entry["finetuned_bacc_vs_random"] = comparison(diffs, margins["bacc"])
         out.setdefault(criterion, {})[f"finetune_{point}"] = entry
     return out
 
 
 def band_table(sweeps: pd.DataFrame, score: str) -> pd.DataFrame:
-    """Per criterion and K: the mean of `score` over seeds and its 95 % t interval, and the
-    shares of parameters and FLOPs kept at that K (when the sweeps have them)."""
+    """Per criterion and K: the mean of `score` over seeds and its 95 % t interval (kept in
+    [0, 100]), and the shares of parameters and FLOPs kept at that K (when the sweeps have them)."""
     costs = [c for c in ("params_kept", "flops_kept") if c in sweeps.columns]
     rows = []
     for (criterion, k), group in sweeps.groupby(["criterion", "k"], sort=False):
-        mean, low, high = t_interval(group[score])
+        mean, low, high = bounded_interval(group[score])
         row = {"k": k, "criterion": criterion, "mean": mean, "ci_low": low, "ci_high": high}
         rows.append({**row, **{c: group[c].iloc[0] for c in costs}})
     return pd.DataFrame(rows)
@@ -71,24 +79,26 @@ def paired_differences(summaries: dict[int, dict], key: str) -> dict[str, np.nda
     }
 
 
-def study_metrics(summaries: dict[int, dict]) -> dict:
+def study_metrics(summaries: dict[int, dict], margins: dict[str, float]) -> dict:
     """The study's metrics.json: per criterion the mean and 95 % interval of every per-seed
-    scalar, and the paired comparison with random. Scalars and nested dicts only."""
+    scalar, and the paired comparison with random with its verdict against `margins` (points
+    per score, `study.margins`). Scalars and nested dicts only."""
     seeds = list(summaries)
     first = summaries[seeds[0]]
 
-    def across(get: Callable[[dict], float]) -> dict[str, float]:
-        return interval_entry([get(summaries[s]) for s in seeds])
+    def across(get: Callable[[dict], float], key: str = "") -> dict[str, float]:
+        values = [get(summaries[s]) for s in seeds]
+        return score_entry(values) if is_score(key) else interval_entry(values)
 
     criteria: dict[str, dict] = {}
     for name, scalars in first["criteria"].items():
-        entry = {key: across(lambda s, n=name, k=key: s["criteria"][n][k]) for key in scalars}
+        entry = {key: across(lambda s, n=name, k=key: s["criteria"][n][k], key) for key in scalars}
         criteria[name] = entry
     for key in PAIRED:
         if key not in next(iter(first["criteria"].values())):
             continue  # a summary from before the score existed
         for name, diffs in paired_differences(summaries, key).items():
-            criteria[name][f"{key}_vs_random"] = {**interval_entry(diffs), "wins": int((diffs > 0).sum())}
+            criteria[name][f"{key}_vs_random"] = comparison(diffs, margins[SCORE_OF[key]])
     return {
         "n_seeds": len(seeds),
         "confidence": CONFIDENCE,
@@ -97,6 +107,7 @@ def study_metrics(summaries: dict[int, dict]) -> dict:
         "majority_floor": across(lambda s: s["majority_floor"])["mean"],
         "balanced_floor": first["balanced_floor"],
         "ranking_split_is_test": first["ranking_split_is_test"],
-        **{key: across(lambda s, k=key: s[k]) for key in first if key.startswith("baseline_")},
+        "margins": dict(margins),
+        **{key: across(lambda s, k=key: s[k], key) for key in first if key.startswith("baseline_")},
         "criteria": criteria,
     }

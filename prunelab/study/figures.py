@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from prunelab.runtime import atomic_path
-from prunelab.study.intervals import t_interval
+from prunelab.study.intervals import bounded_interval, t_interval
 
 
 def grid_shape(channels: int) -> tuple[int, int]:
@@ -101,10 +101,13 @@ def criterion_palette(names: list[str]) -> dict[str, tuple[float, ...]]:
     return palette
 
 
-def _errorbar(n_seeds: int) -> object:
-    """seaborn's errorbar: the same 95 % t interval across seeds as the report (none for one seed)."""
+def _errorbar(n_seeds: int, bounded: bool = True) -> object:
+    """seaborn's errorbar: the same 95 % t interval across seeds as the report (none for one
+    seed), kept in [0, 100] for scores (`bounded`), as the report keeps it."""
     if n_seeds < 2:
         return None
+    if bounded:
+        return lambda values: bounded_interval(values)[1:]
     return lambda values: t_interval(values)[1:]
 
 
@@ -225,15 +228,19 @@ def plot_headline(sweeps: pd.DataFrame, headline: str, metrics: dict, path: Path
         _save(fig, path, dpi)
 
 
-def plot_vs_random(differences: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, what: str) -> None:
+def plot_vs_random(
+    differences: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, what: str, margin: float, verdicts: dict[str, str]
+) -> None:
     """Forest plot: per criterion, the paired difference from random (one dot per seed), its
-    mean and 95 % t interval; a vertical line at 0 (no difference)."""
+    mean and 95 % t interval, labelled with its verdict; a vertical line at 0 (no difference)
+    and the equivalence margin ±`margin` shaded."""
     import seaborn as sns
 
     names = list(dict.fromkeys(differences["criterion"]))
     palette = criterion_palette(names)
     with plt.style.context(STYLE):
         fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(names) + 1.4))
+        ax.axvspan(-margin, margin, color="0.85", zorder=0, label=f"equivalence margin ±{margin:g}")
         ax.axvline(0, color="black", linewidth=1)
         if differences.empty:  # prune.criteria without random: nothing to compare with
             ax.text(0, 0.5, "no random criterion in prune.criteria", ha="center", transform=ax.get_xaxis_transform())
@@ -247,8 +254,11 @@ def plot_vs_random(differences: pd.DataFrame, n_seeds: int, path: Path, *, dpi: 
         )  # fmt: skip
         sns.pointplot(
             data=differences, x="difference", y="criterion", hue="criterion", palette=palette, order=names,
-            errorbar=_errorbar(n_seeds), linestyle="none", markers="D", capsize=0.25, legend=False, ax=ax,
+            errorbar=_errorbar(n_seeds, bounded=False), linestyle="none", markers="D", capsize=0.25, legend=False,
+            ax=ax,
         )  # fmt: skip
+        ax.set_yticks(range(len(names)), [f"{name}\n({verdicts.get(name, '—')})" for name in names])
+        ax.legend(loc="lower right", fontsize="small")
         ax.set_xlabel(f"{what}: criterion minus random, same seed (points)")
         ax.set_ylabel("")
         ax.set_title(f"Difference from random ({_title_seeds(n_seeds)}; dots are seeds)")

@@ -3,30 +3,9 @@ paired intervals support, and nothing more."""
 
 from __future__ import annotations
 
-from prunelab.study.aggregate import PAIRED
-
-
-def verdict_class(entry: dict) -> str:
-    """`better`, `worse`, `not distinguishable` (from random), or `no claim` for one seed."""
-    if "ci_low" not in entry:
-        return "no claim"
-    if entry["ci_low"] > 0:
-        return "better"
-    if entry["ci_high"] < 0:
-        return "worse"
-    return "not distinguishable"
-
-
-def verdict(entry: dict, n_seeds: int) -> str:
-    """What the paired difference supports, in words."""
-    wins = f"wins {entry['wins']} of {n_seeds} seeds"
-    return {
-        "no claim": "one seed: no interval, so no claim",
-        "better": f"better than random: the 95 % CI of the difference is above 0 ({wins})",
-        "worse": f"worse than random: the 95 % CI of the difference is below 0 ({wins})",
-        "not distinguishable": f"not distinguishable from random with {n_seeds} seeds: "
-        f"the 95 % CI of the difference contains 0 ({wins})",
-    }[verdict_class(entry)]
+from prunelab.scoring.scores import SCORES
+from prunelab.study.aggregate import PAIRED, SCORE_OF
+from prunelab.study.verdicts import sentence
 
 
 def _fmt(entry: dict, signed: bool = False) -> str:
@@ -38,9 +17,8 @@ def _fmt(entry: dict, signed: bool = False) -> str:
 
 def _paired_table(metrics: dict, columns: list[tuple[str, str]]) -> list[str]:
     """Markdown rows: per criterion, for each (scalar key, title): the mean over seeds and the
-    paired difference from random with its wins."""
-    n = metrics["n_seeds"]
-    header = "| criterion | " + " | ".join(f"{title} | minus random | wins" for _, title in columns) + " |"
+    paired difference from random with its verdict."""
+    header = "| criterion | " + " | ".join(f"{title} | minus random | verdict" for _, title in columns) + " |"
     lines = [header, "|" + " --- |" * (1 + 3 * len(columns))]
     for name, entry in metrics["criteria"].items():
         cells = [name]
@@ -49,7 +27,7 @@ def _paired_table(metrics: dict, columns: list[tuple[str, str]]) -> list[str]:
             cells += [
                 _fmt(entry[key]) if key in entry else "—",
                 _fmt(paired, True) if paired else "—",
-                f"{paired['wins']}/{n}" if paired else "—",
+                paired["verdict"] if paired else "—",
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -62,7 +40,7 @@ def _first_on(metrics: dict, key: str) -> str:
         return "—"
     best = max(ranked)[1]
     paired = metrics["criteria"][best].get(f"{key}_vs_random")
-    note = f"; against random: {verdict_class(paired)}" if paired else ""
+    note = f"; against random: {paired['verdict']}" if paired else ""
     return f"`{best}` ({_fmt(metrics['criteria'][best][key])}{note})"
 
 
@@ -82,7 +60,16 @@ def report_markdown(metrics: dict, seeds: list[int], setting: dict[str, str], ra
         "minus the mean of that seed's random removal orders on the same model. *Wins* counts the seeds where "
         "the criterion is above random. *Recalibrated* scores re-fit only the decision (two classes: the threshold "
         "on the logit difference that maximises balanced accuracy; more classes: the last layer's bias) on the "
-        "calibration split, never on test; ROC AUC needs no threshold at all.",
+        "calibration split, never on test; ROC AUC needs no threshold at all. Intervals of scores are clipped to "
+        "[0, 100] where the t interval leaves it (`clipped: 1` in metrics.json).",
+        "",
+        "Verdicts against random: *equivalent* when the 90 % interval of the paired difference lies inside "
+        "±margin (two one-sided t tests, α = 0.05); otherwise *better* or *worse* when the 95 % interval excludes "
+        "0; otherwise *inconclusive*. Margins, in points, fixed in params.yaml (`study.margins`): "
+        + ", ".join(f"{SCORES[score]} ±{margin:g}" for score, margin in metrics["margins"].items())
+        + ". For an inconclusive verdict the report says how many seeds would decide it: the number at which a "
+        "paired t test detects a difference of one margin with 80 % power, from the observed spread of the "
+        "differences.",
         "",
         "## The unpruned model",
         "",
@@ -110,7 +97,8 @@ def report_markdown(metrics: dict, seeds: list[int], setting: dict[str, str], ra
         lines += ["", f"## What the numbers support: {title}, paired with random", ""]
         for name, entry in metrics["criteria"].items():
             if f"{key}_vs_random" in entry:
-                lines.append(f"- **{name}**: {verdict(entry[f'{key}_vs_random'], n)}.")
+                score = SCORES[SCORE_OF[key]]
+                lines.append(f"- **{name}**: {sentence(entry[f'{key}_vs_random'], n, 'mean ' + score + ' over K')}.")
     if "random" not in metrics["criteria"]:
         lines += ["", "No `random` criterion in `prune.criteria`, so no paired comparison."]
     lines += ["", "## Which criterion ranks first", ""]
@@ -140,21 +128,21 @@ def _finetune_section(metrics: dict) -> list[str]:
         "fine-tuned random at the same K and seed.",
         "",
         "| K | criterion | plain bacc | recal bacc | fine-tuned bacc | fine-tuned ROC AUC "
-        "| fine-tuned minus random | wins |",
+        "| fine-tuned minus random | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     k_of = {key: entry["k"] for (_, key), entry in tuned.items()}
     for (name, key), entry in sorted(tuned.items(), key=lambda item: (item[1]["k"], item[0][0])):
         paired = entry.get("finetuned_bacc_vs_random")
-        wins = f"{paired['wins']}/{n}" if paired else "—"
+        said = paired["verdict"] if paired else "—"
         lines.append(
             f"| {k_of[key]} | {name} | {_fmt(entry['plain_bacc'])} | {_fmt(entry['recal_bacc'])} | "
             f"{_fmt(entry['finetuned_bacc'])} | {_fmt(entry['finetuned_roc_auc'])} | "
-            f"{_fmt(paired, True) if paired else '—'} | {wins} |"
+            f"{_fmt(paired, True) if paired else '—'} | {said} |"
         )
     lines.append("")
     for (name, key), entry in tuned.items():
         if "finetuned_bacc_vs_random" in entry:
-            claim = verdict(entry["finetuned_bacc_vs_random"], n)
+            claim = sentence(entry["finetuned_bacc_vs_random"], n, "fine-tuned balanced accuracy")
             lines.append(f"- **{name}** at K = {k_of[key]}, fine-tuned: {claim}.")
     return lines

@@ -1,0 +1,335 @@
+"""params.yaml's schema: one frozen pydantic model per section, and the cross-key relations.
+
+Strict on purpose: params.yaml is edited by hand and by `dvc exp run -S`, and a silently
+coerced value would run a different study than the one asked for. So a bool is not an int,
+300.5 is not an int, `.inf` is not a step size, text is not a number; an int is a float
+(`lr: 1`). Lists become tuples, so a section is immutable all the way down.
+
+Every value field's `description` is its "allowed" text: `messages.user_error` quotes it when
+the value is refused, so the schema and the error line cannot drift apart (tested).
+
+No torch at import (tested): the registries checked against (`ARCHS`, `SOURCES`, `CRITERIA`,
+`NAMED_KS`) are torch-free, and only `train.device: cuda` asks torch whether CUDA exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from prunelab.models.archs import ARCHS
+from prunelab.params.messages import detail, rule
+from prunelab.prepare.sources import SOURCES
+from prunelab.pruning.criteria import CRITERIA
+from prunelab.pruning.finetune import NAMED_KS, named_k
+
+MAX_SEEDS = 100
+SEED_RANGE = (0, 2**31 - 1)
+
+# Params that only mean something for one task. For the other task they are named as
+# ignored in the stage log (never silently misread).
+TASK_ONLY_KEYS: dict[str, list[str]] = {
+    "pairs": ["data.n_pairs", "data.same_fraction"],
+    "classification": [],
+}
+
+
+# --------------------------------------------------------------------------- field helpers
+# Each returns the field's constraints together with its allowed text, from one place.
+def one_of(options: Iterable[str]) -> str:
+    return "one of " + ", ".join(options)
+
+
+def choice(options: Iterable[str]) -> Any:
+    """A `Literal` field's allowed text (the Literal itself is the annotation)."""
+    return Field(description=one_of(options))
+
+
+def _bounds_text(low: int, high: int | None) -> str:
+    return f" from {low} to {high}" if high is not None else f" >= {low}"
+
+
+def integer(low: int, high: int | None = None) -> Any:
+    return Field(ge=low, le=high, description=f"an integer{_bounds_text(low, high)}")
+
+
+def positive_number() -> Any:
+    # allow_inf_nan=False: `.inf` is a YAML float too, and no step size or rate may be infinite.
+    return Field(gt=0, allow_inf_nan=False, description="a finite number > 0")
+
+
+def fraction(allow_zero: bool = False) -> Any:
+    """A share strictly inside (0, 1); `allow_zero` also admits 0 (meaning 'none')."""
+    if allow_zero:
+        return Field(ge=0, lt=1, description="a number in [0, 1)")
+    return Field(gt=0, lt=1, description="a number in (0, 1)")
+
+
+T = TypeVar("T")
+
+
+def _yaml_list(value: Any) -> Any:
+    """A YAML list (or a tuple, from Python callers) becomes a tuple: strict mode takes no list
+    for a tuple. Anything else (a scalar, a mapping, a `!!set`) is refused with the field's text."""
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise PydanticCustomError("list_type", "Input should be a list")
+
+
+Listed = Annotated[tuple[T, ...], BeforeValidator(_yaml_list)]
+
+
+def _repeated(values: tuple[Any, ...]) -> str:
+    """The entries given more than once, in order, as text ('' when all are distinct)."""
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=lambda v: (isinstance(v, str), v))
+    return ", ".join(map(str, repeated))
+
+
+def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    repeated = _repeated(values)
+    if repeated:
+        raise detail(f"lists {repeated} more than once")
+    return values
+
+
+def _distinct_sorted(values: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(_distinct(values)))
+
+
+# Registry names as Literal types, so a name is checked where it is read.
+SourceName = Literal[tuple(SOURCES)]
+ArchName = Literal[tuple(ARCHS)]
+CriterionName = Literal[tuple(CRITERIA)]
+NamedK = Literal[tuple(NAMED_KS)]
+
+Seed = Annotated[int, Field(ge=SEED_RANGE[0], le=SEED_RANGE[1])]
+# prune.ks: K >= 0, distinct, sorted; K < P is a relation (P depends on model.arch).
+PruneKs = Annotated[Listed[Annotated[int, Field(ge=0)]], Field(min_length=1), AfterValidator(_distinct_sorted)]
+FinetuneK = NamedK | Annotated[int, Field(ge=1)]
+
+
+# --------------------------------------------------------------------------- sections
+class Section(BaseModel):
+    """What every section shares: unknown keys refused, no coercion, read-only."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(Section):
+    source: SourceName = choice(SOURCES)
+    task: Literal["pairs", "classification"] = choice(["pairs", "classification"])
+    n_pairs: int = integer(10)  # pairs task only
+    test_fraction: float = fraction()
+    same_fraction: float = fraction()  # pairs task only
+    val_fraction: float = fraction(allow_zero=True)
+
+
+class ModelParams(Section):
+    arch: ArchName = choice(ARCHS)
+
+
+class TrainParams(Section):
+    epochs: int = integer(1)
+    batch_size: int = integer(1)
+    lr: float = positive_number()
+    device: Literal["auto", "cpu", "cuda"] = choice(["auto", "cpu", "cuda"])
+    class_weight: Literal["none", "balanced"] = choice(["none", "balanced"])
+
+    @field_validator("device")
+    @classmethod
+    def _cuda_is_there(cls, device: str) -> str:
+        """Refused before any work rather than deep inside a stage (imports torch only then)."""
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise rule("train.device='cuda' but this machine has no usable CUDA device; allowed here: auto or cpu")
+        return device
+
+
+class ActivationsParams(Section):
+    split: Literal["test", "train", "val"] = choice(["test", "train", "val"])
+    batch_size: int = integer(1)
+
+
+class PruneParams(Section):
+    criteria: Listed[str] = Field(min_length=1, description=f"a non-empty list of criteria, each {one_of(CRITERIA)}")
+    mode: Literal["remove", "zero_weights"] = choice(["remove", "zero_weights"])
+    ks: Literal["all"] | PruneKs = Field(description="'all' or a non-empty list of distinct integers K >= 0")
+    k_step: int = integer(1)
+    random_orders: int = integer(1, 10_000)
+    compare_zero_weights: bool = Field(description="true or false")
+
+    @field_validator("criteria")
+    @classmethod
+    def _known_distinct_ranking_first(cls, criteria: tuple[str, ...]) -> tuple[str, ...]:
+        """The first criterion is the headline ranking, so a baseline cannot be it."""
+        unknown = [c for c in criteria if c not in CRITERIA]
+        if unknown:
+            raise detail(f"contains unknown criterion {unknown[0]!r}")
+        repeated = _repeated(criteria)
+        if repeated:
+            raise detail(f"lists {repeated} more than once", allowed="each criterion at most once")
+        if criteria[0] in ("random", "reverse"):
+            raise detail(
+                f"starts with {criteria[0]!r}, but the first criterion is the headline ranking",
+                allowed="a ranking criterion first (e.g. mean_activation)",
+            )
+        return criteria
+
+
+class RecalibrateParams(Section):
+    split: Literal["train", "val"] = choice(["train", "val"])  # never test: the decision is scored there
+    max_samples: int = integer(10)
+
+
+class FinetuneParams(Section):
+    ks: Listed[FinetuneK] = Field(
+        description=f"a list of distinct K, each an integer >= 1 or {one_of(NAMED_KS)} ([] for none)"
+    )
+    # `headline` stands for the first of prune.criteria. Names prune.criteria does not rank are
+    # skipped where used (`finetune_criteria`), so `dvc exp run -S prune.criteria=[...]` needs no second edit.
+    criteria: Listed[str] = Field(description=f"a list of distinct criteria, each headline or {one_of(CRITERIA)}")
+    epochs: float = positive_number()  # fractions of an epoch allowed
+    lr: float = positive_number()
+
+    @field_validator("ks")
+    @classmethod
+    def _distinct_ks(cls, ks: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        return _distinct(ks)
+
+    @field_validator("criteria")
+    @classmethod
+    def _known_distinct(cls, criteria: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in criteria if c != "headline" and c not in CRITERIA]
+        if unknown:
+            raise detail(f"contains unknown criterion {unknown[0]!r}")
+        return _distinct(criteria)
+
+
+class ExportParams(Section):
+    criterion: Literal["auto"] | CriterionName = Field(description="auto or a criterion of prune.criteria")
+    k: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(description="auto or an integer K from 0 to P-1")
+
+
+class PlotParams(Section):
+    dpi: int = integer(30, 600)
+    cmap: Literal["viridis", "magma", "gray", "inferno", "cividis"] = choice(
+        ["viridis", "magma", "gray", "inferno", "cividis"]
+    )
+
+
+def points() -> Any:
+    return Field(gt=0, le=100, allow_inf_nan=False, description="a number of points in (0, 100]")
+
+
+class MarginsParams(Section):
+    """Equivalence margins, in points of each score (`prunelab.study.verdicts`): a criterion whose
+    difference from random lies within ±margin (90 % interval, TOST) is *equivalent* to random."""
+
+    acc: float = points()
+    bacc: float = points()
+    roc_auc: float = points()
+    recal_acc: float = points()
+    recal_bacc: float = points()
+
+
+class StudyParams(Section):
+    margins: MarginsParams
+
+
+# --------------------------------------------------------------------------- the whole file
+class Params(Section):
+    """Validated params.yaml: `params.prune.criteria`, `params.seeds`, ... Sections are in
+    params.yaml's order, which is also the order problems are reported in."""
+
+    # The replicates of the study: each seed is one full, independent run of the lab.
+    seeds: Listed[Seed] = Field(
+        min_length=1,
+        max_length=MAX_SEEDS,
+        description=f"a non-empty list of at most {MAX_SEEDS} distinct integers{_bounds_text(*SEED_RANGE)}",
+    )
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    activations: ActivationsParams
+    prune: PruneParams
+    recalibrate: RecalibrateParams
+    finetune: FinetuneParams
+    export: ExportParams
+    study: StudyParams
+    plot: PlotParams
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        return _distinct(seeds)
+
+    @model_validator(mode="after")
+    def _relations(self) -> Params:
+        """Checks that involve more than one key (run once every key is valid on its own)."""
+        problem = self._relation_problem()
+        if problem:
+            raise rule(problem)
+        return self
+
+    def _relation_problem(self) -> str | None:
+        arch_name = self.model.arch
+        arch = ARCHS[arch_name]
+        p = arch.channels
+        prune, data, export = self.prune, self.data, self.export
+        if "bn_gamma" in prune.criteria and not arch.batchnorm:
+            return (
+                f"prune.criteria has bn_gamma, but model.arch={arch_name} has no BatchNorm after the pruned conv; "
+                "allowed: the other criteria"
+            )
+        if prune.ks != "all" and max(prune.ks) >= p:
+            return (
+                f"prune.ks={list(prune.ks)!r} contains K >= P; allowed: K from 0 to {p - 1} "
+                f"({arch_name} has P={p} channels)"
+            )
+        if prune.k_step >= p:
+            return f"prune.k_step={prune.k_step} is invalid; allowed: an integer from 1 to {p - 1}"
+        if self.activations.split == "val" and data.val_fraction == 0:
+            return (
+                "activations.split='val' needs a validation split; "
+                "allowed: set data.val_fraction in (0, 1), or use split test or train"
+            )
+        if self.recalibrate.split == "val" and data.val_fraction == 0:
+            return (
+                "recalibrate.split='val' needs a validation split; "
+                "allowed: set data.val_fraction in (0, 1), or use split train"
+            )
+        for k in self.finetune.ks:
+            if named_k(k, p) >= p:
+                return (
+                    f"finetune.ks contains K={k}, but {arch_name} has P={p} channels; "
+                    f"allowed: K from 1 to {p - 1}, or {one_of(NAMED_KS)}"
+                )
+        if export.k != "auto" and export.k >= p:
+            return (
+                f"export.k={export.k} is invalid; allowed: auto or an integer K from 0 to {p - 1} "
+                f"({arch_name} has P={p} channels)"
+            )
+        if export.criterion != "auto" and export.criterion not in prune.criteria:
+            return (
+                f"export.criterion={export.criterion!r} is not in the study; allowed: auto or one of "
+                f"prune.criteria ({', '.join(prune.criteria)})"
+            )
+        if data.test_fraction + data.val_fraction >= 1:
+            return "data.test_fraction + data.val_fraction must leave training data; allowed: a sum < 1"
+        return None
+
+    def ignored_keys(self) -> list[str]:
+        """Keys that the chosen task does not use."""
+        return [key for other, keys in TASK_ONLY_KEYS.items() if other != self.data.task for key in keys]
+
+    def ignored_params(self) -> list[str]:
+        """Params the chosen task and source do not use, so the stage log can name them."""
+        ignored = self.ignored_keys()
+        if self.data.task == "classification" and SOURCES[self.data.source].official_split:
+            ignored.append("data.test_fraction (the source has an official test split)")
+        return ignored

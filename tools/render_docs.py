@@ -1,0 +1,566 @@
+"""Fill the generated blocks of README.md and docs/*.md from the pipeline's generated files.
+
+    python tools/render_docs.py                   # rewrite every block in place (from the working tree)
+    python tools/render_docs.py --check           # exit 1, naming each block that differs from its rendering
+    python tools/render_docs.py --check --also-rev HEAD   # ... accepting a rendering from HEAD's files too
+
+A block is the text between
+
+    <!-- generated: NAME -->
+    <!-- /generated -->
+
+and NAME is a key of `BLOCKS`. Every number from a run that the docs quote lives in such a block
+(or only in a generated file the docs link): each renderer reads the generated files only,
+the JSON files by key path and the markdown and log files by table cell or line, so no number
+is typed by hand. A renderer takes a `Files`, which reads the working tree, a git revision, or
+(in tests) a dict. Blocks hold no links: a block may sit in README.md or in docs/, and a
+relative link would mean a different file in each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = "metrics/metrics.json"
+EFFICIENCY = "metrics/efficiency.json"
+REPORT = "metrics/report.md"
+KERNEL_CHECK = "metrics/kernel_check.md"
+GPU_LOG = "metrics/gpu_check.log"
+
+BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+
+# Renamed metric keys, newest name first: the renderers use whichever name the files hold.
+NAMES = {"acc_over_k": ("acc_over_k", "auc"), "bacc_over_k": ("bacc_over_k", "bacc_auc")}
+
+
+class RenderError(Exception):
+    """A generated file lacks what a block needs (a key, a table, a line)."""
+
+
+class Files:
+    """The generated files, read through `read(path) -> text`; paths are relative to the project root."""
+
+    def __init__(self, read: Callable[[str], str], where: str) -> None:
+        self._read = read
+        self.where = where
+
+    @classmethod
+    def working_tree(cls, root: Path = ROOT) -> Files:
+        return cls(lambda path: (root / path).read_text(), "the working tree")
+
+    @classmethod
+    def at_revision(cls, rev: str, root: Path = ROOT) -> Files:
+        def read(path: str) -> str:
+            shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+            if shown.returncode != 0:
+                raise FileNotFoundError(f"{path} at {rev}")
+            return shown.stdout
+
+        return cls(read, rev)
+
+    @classmethod
+    def from_mapping(cls, files: Mapping[str, str | dict]) -> Files:
+        """Files given by content: a dict stands for a JSON file, a string for any file."""
+
+        def read(path: str) -> str:
+            if path not in files:
+                raise FileNotFoundError(path)
+            content = files[path]
+            return content if isinstance(content, str) else json.dumps(content)
+
+        return cls(read, "the given files")
+
+    def text(self, path: str) -> str:
+        try:
+            return self._read(path)
+        except FileNotFoundError:
+            raise RenderError(f"{path} not found in {self.where}") from None
+
+    def json(self, path: str) -> dict:
+        return json.loads(self.text(path))
+
+
+# --- reading the files ---------------------------------------------------------------------
+
+
+def at(data: dict, path: str, source: str) -> Any:
+    """The value at a dotted key path, or a RenderError naming the path and the file."""
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise RenderError(f"{source}: no key {path}")
+        value = value[part]
+    return value
+
+
+def key_in(entry: dict, name: str, suffix: str = "") -> str:
+    """The name `name + suffix` has in `entry`: the newest of its names that is there."""
+    names = [f"{n}{suffix}" for n in NAMES.get(name, (name,))]
+    for key in names:
+        if key in entry:
+            return key
+    raise RenderError(f"{METRICS}: none of {', '.join(names)} in {sorted(entry)}")
+
+
+def section(markdown: str, heading: str, source: str) -> list[str]:
+    """The lines under a `## heading` up to the next heading, blank lines left out."""
+    lines = markdown.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == f"## {heading}":
+            body = []
+            for rest in lines[i + 1 :]:
+                if rest.startswith("#"):
+                    break
+                if rest.strip():
+                    body.append(rest)
+            return body
+    raise RenderError(f"{source}: no section '## {heading}'")
+
+
+def tables(markdown: str) -> dict[str, list[dict[str, str]]]:
+    """Each `## heading`'s first table, as rows keyed by the header's cells."""
+    found: dict[str, list[dict[str, str]]] = {}
+    heading, header = None, None
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            heading, header = line[3:].strip(), None
+        elif line.startswith("|") and heading is not None:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if header is None:
+                header = cells
+            elif not all(set(c) <= {"-", ":"} for c in cells):
+                found.setdefault(heading, []).append(dict(zip(header, cells, strict=True)))
+    return found
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def num(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}"
+
+
+def interval(entry: dict, signed: bool = False) -> str:
+    """`mean [low, high]`, the mean signed for a difference; the mean alone with one seed."""
+    mean = f"{entry['mean']:+.1f}" if signed else num(entry["mean"])
+    if "ci_low" not in entry:
+        return mean
+    return f"{mean} [{num(entry['ci_low'])}, {num(entry['ci_high'])}]"
+
+
+def verdict(entry: dict) -> str:
+    """What a paired difference from random supports: the file's own `verdict` when it holds one,
+    else read off the interval (above 0, below 0, or containing it)."""
+    if "verdict" in entry:
+        return str(entry["verdict"])
+    if "ci_low" not in entry:
+        return "no claim (one seed)"
+    if entry["ci_low"] > 0:
+        return "better"
+    if entry["ci_high"] < 0:
+        return "worse"
+    return "not distinguishable"
+
+
+def verdict_words(metrics: dict) -> str:
+    """How the verdicts were reached: the study's own (a `verdict` key) or read off the interval."""
+    criteria = at(metrics, "criteria", METRICS).values()
+    if any(isinstance(v, dict) and "verdict" in v for entry in criteria for v in entry.values()):
+        return "the verdict is the study's own (metrics/report.md says how it is decided)"
+    return "the verdict says whether its interval is above 0, below 0 or contains 0"
+
+
+def paired(entry: dict, n_seeds: int) -> str:
+    return f"{interval(entry, signed=True)}, {verdict(entry)} ({entry['wins']}/{n_seeds})"
+
+
+def seeds_line(metrics: dict) -> str:
+    n = at(metrics, "n_seeds", METRICS)
+    level = f"{at(metrics, 'confidence', METRICS) * 100:g} %"
+    return f"Mean over **{n} seeds**; brackets are {level} Student t intervals across seeds, in percent (points)."
+
+
+def unpruned(metrics: dict) -> str:
+    def score(key: str) -> str:
+        return interval(at(metrics, key, METRICS))
+
+    return (
+        f"accuracy {score('baseline_accuracy')}, balanced accuracy {score('baseline_balanced_accuracy')}, "
+        f"ROC AUC {score('baseline_roc_auc')}; always answering the majority class scores "
+        f"{num(at(metrics, 'majority_floor', METRICS))} (accuracy), chance is "
+        f"{num(at(metrics, 'balanced_floor', METRICS))} (balanced accuracy)"
+    )
+
+
+def compared(metrics: dict) -> dict[str, dict]:
+    """The criteria that are paired with random (every one but random itself)."""
+    criteria = at(metrics, "criteria", METRICS)
+    return {name: entry for name, entry in criteria.items() if any(k.endswith("_vs_random") for k in entry)}
+
+
+def vs_random_table(metrics: dict, scores: Iterable[tuple[str, str]]) -> list[str]:
+    """One row per criterion, one column per (score name, words): the paired difference from random."""
+    n = at(metrics, "n_seeds", METRICS)
+    rows = compared(metrics)
+    if not rows:
+        raise RenderError(f"{METRICS}: no criterion is paired with random")
+    first = next(iter(rows.values()))
+    columns = [(key_in(first, name, "_vs_random"), words) for name, words in scores]
+    lines = [
+        "| criterion | " + " | ".join(f"{words} minus random (`{key}`)" for key, words in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+    ]
+    for name, entry in rows.items():
+        cells = [paired(at(entry, key, f"{METRICS} criteria.{name}"), n) for key, _ in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+# --- the blocks -----------------------------------------------------------------------------
+
+
+def headline(files: Files) -> str:
+    """README: the unpruned model, then each criterion against random on the two headline scores."""
+    metrics = files.json(METRICS)
+    lines = [
+        seeds_line(metrics) + " Each difference is paired within a seed (the criterion minus the mean of "
+        f"that seed's random orders); {verdict_words(metrics)}, and (w/n) counts the seeds where the "
+        "criterion is above random.",
+        "",
+        f"- **The unpruned model:** {unpruned(metrics)}.",
+        "",
+        *vs_random_table(
+            metrics, [("bacc_over_k", "mean balanced accuracy over K"), ("roc_auc_over_k", "mean ROC AUC over K")]
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def efficiency_facts(files: Files) -> tuple[dict, str]:
+    eff = files.json(EFFICIENCY)
+    chosen = [key[len("criterion_") :] for key, value in eff.items() if key.startswith("criterion_") and value == 1]
+    if len(chosen) != 1:
+        raise RenderError(f"{EFFICIENCY}: expected one criterion_<name> key set to 1, found {chosen}")
+    return eff, chosen[0]
+
+
+def export(files: Files) -> str:
+    """README: what the exported model is and what it buys."""
+    eff, criterion = efficiency_facts(files)
+
+    def ratio(key: str) -> str:
+        return num(at(eff, f"ratio.{key}", EFFICIENCY), 2)
+
+    return (
+        f"The exported model is seed {at(eff, 'seed', EFFICIENCY)}'s, `{criterion}` at "
+        f"K = {at(eff, 'k', EFFICIENCY)} of {at(eff, 'channels', EFFICIENCY)} channels: "
+        f"{ratio('params')}× fewer parameters, {ratio('flops')}× fewer FLOPs per sample, "
+        f"a {ratio('program_bytes')}× smaller `.pt2` file, and {ratio('speedup_batch256')}× faster at batch 256 "
+        f"({ratio('speedup_batch1')}× at batch 1) on the CPU that ran the `export` stage "
+        f"({at(eff, 'threads', EFFICIENCY)} threads; latencies are the one output that changes from run to run)."
+    )
+
+
+def deploy(files: Files) -> str:
+    """docs/deploy.md: the exported model against the unpruned one, in full."""
+    eff, criterion = efficiency_facts(files)
+    metrics = files.json(METRICS)
+    n = at(metrics, "n_seeds", METRICS)
+
+    def side(which: str, key: str, digits: int | None = None) -> str:
+        value = at(eff, f"{which}.{key}", EFFICIENCY)
+        return f"{value:,}" if digits is None else num(value, digits)
+
+    def ratio(key: str) -> str:
+        return num(at(eff, f"ratio.{key}", EFFICIENCY), 2)
+
+    rows = [
+        ("parameters", "params", None, "params"),
+        ("FLOPs per sample (`FlopCounterMode`)", "flops_per_sample", None, "flops"),
+        ("`.pt2` file (bytes)", "program_bytes", None, "program_bytes"),
+        ("latency, batch 1 (ms)", "latency_ms_batch1", 3, "speedup_batch1"),
+        ("latency, batch 256 (ms)", "latency_ms_batch256", 2, "speedup_batch256"),
+    ]
+    lines = [
+        f"Chosen: `{criterion}` at **K = {at(eff, 'k', EFFICIENCY)} of {at(eff, 'channels', EFFICIENCY)}**, "
+        f"where the study's mean recalibrated balanced accuracy over {n} seeds is "
+        f"{num(at(eff, 'study_recal_bacc_at_k', EFFICIENCY), 2)} against "
+        f"{num(at(eff, 'study_recal_bacc_unpruned', EFFICIENCY), 2)} unpruned. The model shipped is seed "
+        f"{at(eff, 'seed', EFFICIENCY)}'s; on that seed's test split it scores "
+        f"{side('exported', 'test_bacc', 2)} % balanced accuracy (ROC AUC {side('exported', 'test_roc_auc', 2)}), "
+        f"the unpruned model with the same re-fitted decision {side('unpruned', 'test_bacc', 2)} "
+        f"(ROC AUC {side('unpruned', 'test_roc_auc', 2)}): one seed, no interval.",
+        "",
+        "| | unpruned | exported | ratio |",
+        "| --- | --- | --- | --- |",
+    ]
+    for words, key, digits, ratio_key in rows:
+        lines.append(
+            f"| {words} | {side('unpruned', key, digits)} | {side('exported', key, digits)} | {ratio(ratio_key)}× |"
+        )
+    lines += [
+        "",
+        f"Latencies: both models timed in turn in one process, {at(eff, 'threads', EFFICIENCY)} threads. "
+        f"The batch-256 speed-up is {ratio('speedup_batch256_vs_flops')} of the FLOPs ratio. Per part at batch 256 "
+        f"(ms, unpruned → exported): the stem {side('unpruned', 'latency_ms_batch256_stem', 2)} → "
+        f"{side('exported', 'latency_ms_batch256_stem', 2)}, the pruned block "
+        f"{side('unpruned', 'latency_ms_batch256_block', 2)} → {side('exported', 'latency_ms_batch256_block', 2)}, "
+        f"the head {side('unpruned', 'latency_ms_batch256_head', 2)} → "
+        f"{side('exported', 'latency_ms_batch256_head', 2)}.",
+    ]
+    return "\n".join(lines)
+
+
+def study_unpruned(files: Files) -> str:
+    """docs/study.md: the unpruned model, with and without the re-fitted decision."""
+    metrics = files.json(METRICS)
+    return "\n".join(
+        [
+            seeds_line(metrics),
+            "",
+            f"- {unpruned(metrics)};",
+            f"- with only the decision re-fitted: accuracy {interval(at(metrics, 'baseline_recal_acc', METRICS))}, "
+            f"balanced accuracy {interval(at(metrics, 'baseline_recal_bacc', METRICS))}.",
+        ]
+    )
+
+
+def study_means(files: Files) -> str:
+    """docs/study.md: every criterion's mean score over K, random included."""
+    metrics = files.json(METRICS)
+    criteria = at(metrics, "criteria", METRICS)
+    first = next(iter(criteria.values()))
+    columns = [
+        (key_in(first, "bacc_over_k"), "balanced accuracy"),
+        (key_in(first, "acc_over_k"), "accuracy"),
+        (key_in(first, "roc_auc_over_k"), "ROC AUC"),
+        (key_in(first, "recal_bacc_over_k"), "recalibrated balanced accuracy"),
+    ]
+    lines = [
+        seeds_line(metrics),
+        "",
+        "| criterion | " + " | ".join(f"{words} (`{key}`)" for key, words in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+    ]
+    for name, entry in criteria.items():
+        cells = [interval(at(entry, key, f"{METRICS} criteria.{name}")) for key, _ in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def study_vs_random(files: Files) -> str:
+    """docs/study.md: every criterion against random, on all four scores."""
+    metrics = files.json(METRICS)
+    return "\n".join(
+        [
+            seeds_line(metrics) + " (w/n) counts the seeds where the criterion is above random.",
+            "",
+            "At the model's own decision:",
+            "",
+            *vs_random_table(metrics, [("bacc_over_k", "balanced accuracy"), ("acc_over_k", "accuracy")]),
+            "",
+            "Threshold-free and recalibrated:",
+            "",
+            *vs_random_table(
+                metrics, [("roc_auc_over_k", "ROC AUC"), ("recal_bacc_over_k", "recalibrated balanced accuracy")]
+            ),
+        ]
+    )
+
+
+def study_first(files: Files) -> str:
+    """docs/study.md: which criterion ranks first on each score, as the report says."""
+    metrics = files.json(METRICS)
+    lines = section(files.text(REPORT), "Which criterion ranks first", REPORT)
+    return "\n".join([seeds_line(metrics), "", *lines])
+
+
+def study_finetune(files: Files) -> str:
+    """docs/study.md: balanced accuracy as pruned, re-fitted and fine-tuned."""
+    metrics = files.json(METRICS)
+    n = at(metrics, "n_seeds", METRICS)
+    lines = [
+        seeds_line(metrics),
+        "",
+        "| K | criterion | as pruned | decision re-fitted | fine-tuned | fine-tuned minus random |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = []
+    for name, entry in at(metrics, "criteria", METRICS).items():
+        for point, facts in entry.items():
+            if point.startswith("finetune_") and isinstance(facts, dict):
+                where = f"{METRICS} criteria.{name}.{point}"
+                versus = facts.get("finetuned_bacc_vs_random")
+                rows.append(
+                    (
+                        at(facts, "k", where),
+                        name,
+                        interval(at(facts, "plain_bacc", where)),
+                        interval(at(facts, "recal_bacc", where)),
+                        interval(at(facts, "finetuned_bacc", where)),
+                        paired(versus, n) if versus else "—",
+                    )
+                )
+    if not rows:
+        raise RenderError(f"{METRICS}: no finetune_<point> entries (finetune.ks is [])")
+    lines += [f"| {k} | {name} | " + " | ".join(cells) + " |" for k, name, *cells in sorted(rows, key=lambda r: r[0])]
+    return "\n".join(lines)
+
+
+def kernel_check(files: Files) -> str:
+    """docs/reliability.md: which conclusions held when the study was rerun with other kernels."""
+    text = files.text(KERNEL_CHECK)
+    unpruned_lines = [line for line in text.splitlines() if line.startswith("- unpruned")]
+    if not unpruned_lines:
+        raise RenderError(f"{KERNEL_CHECK}: no '- unpruned' line")
+    found = tables(text)
+    if not found:
+        raise RenderError(f"{KERNEL_CHECK}: no tables")
+    other = next((c for c in next(iter(found.values()))[0] if c.startswith("with ")), "with other kernels")
+    lines = [
+        f"A conclusion is the paired difference from random, mean [95 % t interval] in points, and its verdict; "
+        f"each change below reads committed run → rerun {other}.",
+        "",
+        unpruned_lines[0],
+    ]
+    for heading, rows in found.items():
+        try:
+            held = [r["criterion"] for r in rows if r["conclusion"] == "holds"]
+            other = next(c for c in rows[0] if c.startswith("with "))
+            moved = [
+                f"`{r['criterion']}` ({r['committed run']} → {r[other]})" for r in rows if r["conclusion"] != "holds"
+            ]
+        except (KeyError, StopIteration):
+            raise RenderError(f"{KERNEL_CHECK}: table '{heading}' lacks its columns") from None
+        line = f"- **{heading}**: {len(held)} of {len(rows)} conclusions hold"
+        lines.append(line + (f"; not: {', '.join(moved)}." if moved else "."))
+    return "\n".join(lines)
+
+
+REPLICATE = re.compile(r"^seed (\d+): replicate ([\d.]+) s \((.*)\)$")
+
+
+def gpu_check(files: Files) -> str:
+    """docs/performance.md: the GPU log's device, replicate times and rerun comparison."""
+    log = files.text(GPU_LOG).splitlines()
+    device = [line for line in log if line.startswith("device: ")]
+    rerun = [line for line in log if line.startswith("rerun of ")]
+    times: dict[str, list[float]] = {}
+    for line in log:
+        match = REPLICATE.match(line)
+        if match:
+            times.setdefault("replicate", []).append(float(match.group(2)))
+            for part in match.group(3).split(", "):
+                stage, seconds, _ = part.split(" ")
+                times.setdefault(stage, []).append(float(seconds))
+    if not device or not rerun or not times:
+        raise RenderError(f"{GPU_LOG}: needs a 'device:' line, 'seed N: replicate' lines and a 'rerun of' line")
+
+    def spread(values: list[float]) -> str:
+        return f"{num(min(values))} – {num(max(values))} s"
+
+    stages = ", ".join(f"{stage} {spread(values)}" for stage, values in times.items() if stage != "replicate")
+    return (
+        f"{device[0].removeprefix('device: ')}: {len(times['replicate'])} replicates took "
+        f"{spread(times['replicate'])} each ({stages}). {rerun[0][0].upper()}{rerun[0][1:]}."
+    )
+
+
+BLOCKS: dict[str, Callable[[Files], str]] = {
+    "headline": headline,
+    "export": export,
+    "deploy": deploy,
+    "study-unpruned": study_unpruned,
+    "study-means": study_means,
+    "study-vs-random": study_vs_random,
+    "study-first": study_first,
+    "study-finetune": study_finetune,
+    "kernel-check": kernel_check,
+    "gpu-check": gpu_check,
+}
+
+
+# --- the documents --------------------------------------------------------------------------
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def blocks_in(text: str) -> list[tuple[str, str]]:
+    """(name, content) of each generated block, the content without its closing newline."""
+    return [(m.group(2), m.group(3).removesuffix("\n")) for m in BLOCK.finditer(text)]
+
+
+def render(name: str, files: Files) -> str:
+    if name not in BLOCKS:
+        raise RenderError(f"unknown generated block {name!r}; known: {', '.join(BLOCKS)}")
+    return BLOCKS[name](files)
+
+
+def rendered(text: str, files: Files) -> str:
+    """`text` with every block replaced by its rendering."""
+
+    def fill(match: re.Match) -> str:
+        return f"{match.group(1)}{render(match.group(2), files)}\n{match.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def stale_blocks(root: Path = ROOT, sources: list[Files] | None = None) -> list[str]:
+    """`path: block` for each block that equals the rendering from none of `sources`."""
+    sources = sources or [Files.working_tree(root)]
+    stale = []
+    for path in documents(root):
+        for name, content in blocks_in(path.read_text()):
+            renderings = []
+            for files in sources:
+                try:
+                    renderings.append(render(name, files))
+                except RenderError as err:
+                    renderings.append(f"({err})")
+            if content not in renderings:
+                where = " or ".join(files.where for files in sources)
+                errors = [r for r in renderings if r.startswith("(")]
+                why = " ".join(errors) if errors else f"(differs from its rendering from {where})"
+                stale.append(
+                    f"{path.relative_to(root)}: block '{name}' is stale {why}; run python tools/render_docs.py"
+                )
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
+    parser.add_argument("--also-rev", metavar="REV", help="with --check: also accept a rendering from REV's files")
+    args = parser.parse_args(argv)
+    if args.check:
+        sources = [Files.working_tree()] + ([Files.at_revision(args.also_rev)] if args.also_rev else [])
+        stale = stale_blocks(ROOT, sources)
+        for line in stale:
+            print(line, file=sys.stderr)
+        return 1 if stale else 0
+    files = Files.working_tree()
+    try:
+        for path in documents():
+            text = path.read_text()
+            new = rendered(text, files)
+            if new != text:
+                path.write_text(new)
+                print(f"rendered {path.relative_to(ROOT)}")
+    except RenderError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
