@@ -10,8 +10,9 @@ Subpackages by concern, in the order of the method:
 * `prunelab.scoring`: the five scores (acc, bacc, roc_auc, recal_acc, recal_bacc), per-K curves;
 * `prunelab.study`: intervals over seeds, aggregation, the report, figures;
 * `prunelab.deploy`: the exported model and what it buys;
-* at the top: `params` (typed, validated params.yaml), `paths`, `runtime` (stage entry, seeding,
-  atomic writes), `errors`; `_speed` holds the private speed tricks the stages switch on.
+* at the top: `params` (typed, validated params.yaml), `checks` (every file a stage reads, checked on
+  read), `paths`, `runtime` (stage entry, seeding, atomic writes, checked reads), `errors`; `_speed`
+  holds the private speed tricks the stages switch on.
 
 The public names below are importable from here (`from prunelab import build_model`) and resolved
 on first use, so `import prunelab` (and `import prunelab.params`) loads no torch. Everything not in

@@ -13,6 +13,7 @@ import random
 import signal
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from prunelab import _speed
 from prunelab.errors import UserError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 T = TypeVar("T")
@@ -171,7 +173,53 @@ def load_torch(path: Path | str, what: str) -> Any:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: {what} not found; run the stage that writes it (dvc repro)")
+    # torch.save writes a zip whose records carry CRC-32s, but torch.load does not check them: a
+    # flipped byte in a weight would load as a silently different model. zipfile checks them.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise UserError(f"{path}: cannot read {what} ({type(err).__name__}); delete it and rerun") from None
+    if damaged is not None:
+        raise UserError(f"{path}: damaged {what} (CRC mismatch in {damaged!r}); delete it and rerun")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise UserError(f"{path}: cannot read {what} ({type(err).__name__}); delete it and rerun") from None
+
+
+# --------------------------------------------------------------------------- checked reads
+def read_text(path: Path | str, what: str, stage: str) -> str:
+    """A text file a stage reads; missing or undecodable is a one-line UserError naming `stage`."""
+    path = Path(path)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found; run the {stage} stage (dvc repro)") from None
+    except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+        raise UserError(f"{path}: unreadable {what} ({type(err).__name__}); rerun the {stage} stage") from None
+
+
+def read_json(path: Path | str, what: str, stage: str) -> Any:
+    """A JSON file a stage reads (the caller checks its content: `prunelab.checks.documents`)."""
+    text = read_text(path, what, stage)
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise UserError(f"{path}: unreadable {what} ({type(err).__name__}); rerun the {stage} stage") from None
+
+
+def read_table(path: Path | str, what: str, stage: str, check: Callable[[Path, str], None]) -> pd.DataFrame:
+    """A CSV table a stage reads: its text is checked (`check(path, text)`, one of
+    `prunelab.checks.tables`) before pandas parses it, so a damaged table never reaches a result."""
+    import io
+
+    import pandas as pd
+
+    path = Path(path)
+    text = read_text(path, what, stage)
+    check(path, text)
+    try:
+        return pd.read_csv(io.StringIO(text))
+    except ValueError as err:
+        raise UserError(f"{path}: unreadable {what} ({type(err).__name__}); rerun the {stage} stage") from None

@@ -21,9 +21,12 @@ def main() -> None:
     params = load_params()
     seeds = params.seeds
     # Every input is read before the first output is written.
-    sweeps, summaries = load_sweeps(seeds), load_summaries(seeds)
-    curves = load_train_curves(seeds)
-    tuned = finetune_table(load_finetunes(seeds), sweeps)
+    # Each is checked against its format and against params.yaml (the rows it implies), and each
+    # summary against its own sweep: a cut-short or stale file is refused, never aggregated.
+    sweeps = load_sweeps(seeds, params)
+    summaries = load_summaries(seeds, params, sweeps)
+    curves = load_train_curves(seeds, params)
+    tuned = finetune_table(load_finetunes(seeds, params), sweeps)
     margins = params.study.margins.model_dump()
     metrics = study_metrics(summaries, margins)
     for name, entries in finetune_metrics(tuned, margins).items():

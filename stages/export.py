@@ -13,9 +13,10 @@ from __future__ import annotations
 import copy
 import platform
 
-import pandas as pd
 import torch
 
+from prunelab.checks.implied import implied
+from prunelab.checks.tables import check_band
 from prunelab.data.prepared import load_info, load_split
 from prunelab.deploy.efficiency import compare_models
 from prunelab.deploy.export import (
@@ -29,18 +30,21 @@ from prunelab.models.nets import load_model
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, EXPORTED_PROGRAM, EXPORTED_STATE, STUDY, model_path, prepared_dir, ranking_path
 from prunelab.pruning.ranking import ranked_order
-from prunelab.runtime import log, seed_everything, stage_main, write_json
+from prunelab.runtime import log, read_table, seed_everything, stage_main, write_json
 
 
 def main() -> None:
     params = load_params()
     seed, export, recal = params.seeds[0], params.export, params.recalibrate
     seed_everything(seed)
-    band = pd.read_csv(STUDY / "recal_bacc.csv")
+    expected = implied(params)
+    band = read_table(
+        STUDY / "recal_bacc.csv", "study band table", "aggregate", lambda p, t: check_band(p, t, expected)
+    )
     criterion, k = choose_export(band, export.criterion, export.k)
     info = load_info(prepared_dir(seed))
     model = load_model(model_path(seed), params.model.arch, info.input)
-    removed = ranked_order(ranking_path(seed), criterion, model.channels)[:k]
+    removed = ranked_order(ranking_path(seed), criterion, model.channels, expected)[:k]
     images, labels = load_split(recal.split, prepared_dir(seed), info)
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
     test = load_split("test", prepared_dir(seed), info)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from prunelab.checks.implied import implied
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import finetune_path, model_path, prepared_dir, ranking_path
 from prunelab.pruning.finetune import finetune_criteria, named_k
@@ -39,7 +40,8 @@ def main() -> None:
         for name in finetune.criteria:
             if name != "headline" and name not in chosen:
                 log(f"note: finetune.criteria names {name}, which prune.criteria does not rank: not fine-tuned")
-        orders = {c: ranked_order(ranking_path(seed), c, model.channels) for c in chosen}
+        expected = implied(params)
+        orders = {c: ranked_order(ranking_path(seed), c, model.channels, expected) for c in chosen}
         splits = {name: load_split(name, prepared_dir(seed), info) for name in ("train", "test")}
         device = resolve_device(train.device)
         for criterion, order in orders.items():

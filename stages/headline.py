@@ -6,28 +6,22 @@ metrics/headline.json, the file `dvc exp show` and `dvc metrics diff` compare by
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from prunelab.errors import UserError
+from prunelab.checks.documents import check_efficiency, check_study_metrics
+from prunelab.checks.implied import implied
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, HEADLINE, STUDY_METRICS
-from prunelab.runtime import log, stage_main, write_json
+from prunelab.runtime import log, read_json, stage_main, write_json
 from prunelab.study.headline import headline_metrics
 
 
-def read_json(path: Path, stage: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; run the {stage} stage (dvc repro)") from None
-    except ValueError as err:
-        raise UserError(f"{path}: unreadable ({type(err).__name__}); rerun the {stage} stage") from None
-
-
 def main() -> None:
-    load_params()  # nothing here reads a param, but a bad params.yaml is refused by every stage
-    metrics, efficiency = read_json(STUDY_METRICS, "aggregate"), read_json(EFFICIENCY, "export")
+    # No number here comes from a param, but the inputs are checked against params.yaml (and
+    # a bad params.yaml is refused by every stage).
+    expected = implied(load_params())
+    metrics = read_json(STUDY_METRICS, "study metrics", "aggregate")
+    check_study_metrics(STUDY_METRICS, metrics, expected)
+    efficiency = read_json(EFFICIENCY, "efficiency measurements", "export")
+    check_efficiency(EFFICIENCY, efficiency, expected, metrics=metrics)
     write_json(HEADLINE, headline_metrics(metrics, efficiency))
     log(f"wrote {HEADLINE}")
 

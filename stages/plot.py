@@ -9,15 +9,16 @@ and feature_maps.png (the mean feature maps of the first seed's model).
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
+from prunelab.checks.documents import check_efficiency, check_study_metrics
+from prunelab.checks.implied import implied
+from prunelab.checks.tables import check_band, check_study_finetune
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, PLOTS, STUDY, STUDY_METRICS, ranking_path, stats_path
 from prunelab.pruning.activations import load_stats
 from prunelab.pruning.ranking import ranked_order
-from prunelab.runtime import stage_main
+from prunelab.runtime import read_json, read_table, stage_main
 from prunelab.study.aggregate import PAIRED, SCORE_OF, paired_differences
 from prunelab.study.figures import (
     plot_criteria,
@@ -37,23 +38,33 @@ def main() -> None:
     headline = prune.criteria[0]
     # Every input is read (and checked) before the first figure is written: a bad input must
     # not leave some figures new and others old.
-    metrics = json.loads(STUDY_METRICS.read_text())
-    sweeps = load_sweeps(seeds)
+    expected = implied(params)
+    metrics = read_json(STUDY_METRICS, "study metrics", "aggregate")
+    check_study_metrics(STUDY_METRICS, metrics, expected)
+    sweeps = load_sweeps(seeds, params)
     key = "bacc_over_k"
     differences = pd.DataFrame(
         [
             {"criterion": name, "seed": seed, "difference": value}
-            for name, values in paired_differences(load_summaries(seeds), key).items()
+            for name, values in paired_differences(load_summaries(seeds, params, sweeps), key).items()
             for seed, value in zip(seeds, values, strict=True)
         ],
         columns=["criterion", "seed", "difference"],
     )
-    tuned = pd.read_csv(STUDY / "finetune.csv")
-    recal_band = pd.read_csv(STUDY / "recal_bacc.csv")
-    efficiency = json.loads(EFFICIENCY.read_text())
+    tuned = read_table(
+        STUDY / "finetune.csv",
+        "study fine-tuning table",
+        "aggregate",
+        lambda p, t: check_study_finetune(p, t, expected),
+    )
+    recal_band = read_table(
+        STUDY / "recal_bacc.csv", "study band table", "aggregate", lambda p, t: check_band(p, t, expected)
+    )
+    efficiency = read_json(EFFICIENCY, "efficiency measurements", "export")
+    check_efficiency(EFFICIENCY, efficiency, expected, band=recal_band)
     seed = seeds[0]
     stats, split = load_stats(stats_path(seed), metrics["channels"])
-    order = ranked_order(ranking_path(seed), headline, metrics["channels"])
+    order = ranked_order(ranking_path(seed), headline, metrics["channels"], expected)
 
     plot_criteria(sweeps, metrics, PLOTS / "criteria.png", dpi=style.dpi)
     plot_headline(sweeps, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style.dpi)

@@ -144,3 +144,28 @@ def test_classification_uses_official_test_split(pool: Pool) -> None:
     splits = make_classification_splits(tagged, default_data(task="classification"), np.random.default_rng(0))
     assert set(splits["test"].image_ids.ravel().tolist()) == set(range(4000, 5000))
     assert len(splits["train"].labels) == 4000 and splits["train"].images.shape[1:] == (1, 28, 28)
+
+
+def test_load_split_without_a_folder_uses_the_one_prepared_replicate_or_names_the_choices(
+    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library's first call after `dvc repro`: `prunelab.load_split("test")` with no folder."""
+    import prunelab
+    from prunelab.data.prepared import save_prepared
+    from prunelab.paths import prepared_dir
+    from prunelab.prepare.tasks import dataset_info
+
+    params = load_params(ROOT / "params.yaml")
+    splits = make_pair_splits(pool, params.data, np.random.default_rng(0))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="no prepared data under data/seeds/; run dvc repro"):
+        prunelab.load_split("test")
+    save_prepared(prepared_dir(3), dataset_info(params.data, pool), splits)
+    images, labels = prunelab.load_split("test")
+    assert len(labels) == len(splits["test"].labels) and images.shape[1:] == (2, 28, 28)
+    save_prepared(prepared_dir(7), dataset_info(params.data, pool), splits)
+    with pytest.raises(UserError) as refused:
+        prunelab.load_split("test")
+    message = str(refused.value)
+    assert "\n" not in message and "data/seeds/3/prepared" in message and "data/seeds/7/prepared" in message
+    assert "prepared_dir(seed)" in message

@@ -143,10 +143,12 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> Non
         # Validation and the error type are no stage's dep.
         ("prunelab/params/__init__.py", []),
         ("prunelab/errors.py", []),
+        # The checks of the files the stages read only refuse: a stricter check reruns nothing.
+        ("prunelab/checks/tables.py", []),
         # The study's code: the stages that read every replicate and import it.
         ("prunelab/study/report.py", ["aggregate", "plot", "headline"]),
     ],
-    ids=["source", "params", "errors", "study"],
+    ids=["source", "params", "errors", "checks", "study"],
 )
 def test_a_code_change_reruns_the_stages_that_import_it(repo: Path, module: str, expected: list[str]) -> None:
     """The rerun scope the README states: a stage reruns when a subpackage or top-level module it

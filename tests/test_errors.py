@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -619,7 +620,74 @@ CORRUPTIONS = [
         lambda r: (r / "metrics/seeds/1/sweep.csv").unlink(),
         ("metrics/seeds/1/sweep.csv: the sweep of seed 1 is missing",),
     ),
+    # Aggregated silently before (means over fewer rows, under the full seed count).
+    Corruption(
+        "sweep-cut-to-300-bytes",
+        "aggregate",
+        lambda r: replace_file(r / "metrics/seeds/1/sweep.csv", (r / "metrics/seeds/1/sweep.csv").read_bytes()[:300]),
+        ("metrics/seeds/1/sweep.csv: the last line has no line end: the file is cut short; rerun sweep_prune",),
+    ),
+    Corruption(
+        "sweep-rows-dropped",
+        "plot",
+        lambda r: replace_file(
+            r / "metrics/seeds/0/sweep.csv",
+            b"".join((r / "metrics/seeds/0/sweep.csv").read_bytes().splitlines(keepends=True)[:-5]),
+        ),
+        ("metrics/seeds/0/sweep.csv: 5 of the 1408 rows params.yaml implies are missing", "rerun sweep_prune"),
+    ),
+    Corruption(
+        "summary-not-its-sweep",
+        "aggregate",
+        lambda r: edit_json(r / "metrics/seeds/0/summary.json", lambda d: d.update(baseline_accuracy=50.0)),
+        ("metrics/seeds/0/summary.json: the baseline acc 50.0 is not its sweep's K=0 value", "rerun sweep_prune"),
+    ),
+    # A traceback (`cannot reshape array`) before.
+    Corruption(
+        "prepared-test-label-out-of-range",
+        "sweep_prune",
+        lambda r: edit_npz(r / PREPARED / "test.npz", "labels", lambda a: a.__setitem__(3, 57)),
+        ("data/seeds/0/prepared/test.npz: label 57 of sample 3 is outside 0..1", "rerun prepare_data"),
+    ),
+    Corruption(
+        "activations-nan",
+        "plot",
+        lambda r: edit_npz(r / STATS, "apoz", lambda a: a.__setitem__(5, np.nan)),
+        ("data/seeds/0/activations.npz: apoz holds NaN or infinite values; rerun collect_activations",),
+    ),
+    Corruption(
+        "model-flipped-byte",
+        "collect_activations",
+        lambda r: flip_byte(r / MODEL),
+        ("data/seeds/0/model.pt: damaged model checkpoint (CRC mismatch in",),
+    ),
+    Corruption(
+        "efficiency-not-its-measurements",
+        "headline",
+        lambda r: edit_json(r / "metrics/efficiency.json", lambda d: d["ratio"].update(params=99.0)),
+        ("metrics/efficiency.json: ratio.params=99.0 is not its own measurements' ratio", "rerun export"),
+    ),
 ]
+
+
+def edit_json(path: Path, change: Callable[[dict], None]) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    replace_file(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def edit_npz(path: Path, name: str, change: Callable[[np.ndarray], None]) -> None:
+    with np.load(path) as raw:
+        arrays = {key: raw[key].copy() for key in raw.files}
+    change(arrays[name])
+    save_npz(path, **arrays)
+
+
+def flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    replace_file(path, bytes(data))
+
 
 # What each stage writes: a failed stage must leave every one of them as it was.
 STAGE_OUTPUTS = {
@@ -628,6 +696,7 @@ STAGE_OUTPUTS = {
     "sweep_prune": ["metrics/seeds/0/sweep.csv", "metrics/seeds/0/summary.json", "metrics/seeds/0/ranking.csv"],
     "aggregate": ["metrics/metrics.json", "metrics/report.md", "metrics/study/bacc.csv"],
     "plot": ["metrics/plots/feature_maps.png", "metrics/plots/criteria.png", "metrics/plots/vs_random.png"],
+    "headline": ["metrics/headline.json"],
 }
 
 

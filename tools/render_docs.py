@@ -34,6 +34,7 @@ EFFICIENCY = "metrics/efficiency.json"
 REPORT = "metrics/report.md"
 KERNEL_CHECK = "metrics/kernel_check.md"
 GPU_LOG = "metrics/gpu_check.log"
+FUZZ = "metrics/fuzz.json"
 
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 
@@ -424,10 +425,12 @@ def kernel_check(files: Files) -> str:
     found = tables(text)
     if not found:
         raise RenderError(f"{KERNEL_CHECK}: no tables")
-    other = next((c for c in next(iter(found.values()))[0] if c.startswith("with ")), "with other kernels")
+    columns = list(next(iter(found.values()))[0])
+    other = next((c for c in columns if c.startswith("with ")), "with other kernels")
+    base = columns[1] if len(columns) > 1 else "committed run"  # "committed run", or "own kernels" (--seeds)
     lines = [
         f"A conclusion is the paired difference from random, mean [95 % t interval] in points, and its verdict; "
-        f"each change below reads committed run → rerun {other}.",
+        f"each change below reads {base} → rerun {other}.",
         "",
         unpruned_lines[0],
     ]
@@ -435,9 +438,7 @@ def kernel_check(files: Files) -> str:
         try:
             held = [r["criterion"] for r in rows if r["conclusion"] == "holds"]
             other = next(c for c in rows[0] if c.startswith("with "))
-            moved = [
-                f"`{r['criterion']}` ({r['committed run']} → {r[other]})" for r in rows if r["conclusion"] != "holds"
-            ]
+            moved = [f"`{r['criterion']}` ({r[base]} → {r[other]})" for r in rows if r["conclusion"] != "holds"]
         except (KeyError, StopIteration):
             raise RenderError(f"{KERNEL_CHECK}: table '{heading}' lacks its columns") from None
         line = f"- **{heading}**: {len(held)} of {len(rows)} conclusions hold"
@@ -474,6 +475,34 @@ def gpu_check(files: Files) -> str:
     )
 
 
+def fuzz(files: Files) -> str:
+    """docs/reliability.md: the fuzzer's last tally (tools/fuzz.py), overall and per target."""
+    tally = files.json(FUZZ)
+
+    def count(key: str) -> int:
+        return int(at(tally, key, FUZZ))
+
+    lines = [
+        f"The last run (`tools/fuzz.py --cases {count('budget')}`): **{count('cases')} cases** in "
+        f"{count('seconds')} s, {count('params_cases')} edits of params.yaml and {count('file_cases')} damaged "
+        f"files. {count('refused')} were refused in one line with every output unchanged, "
+        f"{count('same_bytes')} ran and wrote the undamaged run's bytes, {count('valid_params_runs')} ran under a "
+        f"valid change to a param the stage declares, and {count('plausible_numbers')} only changed the value of "
+        f"a number that no other file holds (counted, not failed). Failures: {count('tracebacks')} tracebacks, "
+        f"{count('messy_refusals')} messy refusals, {count('partial_outputs')} partial outputs, "
+        f"{count('silent_differences')} silent differences.",
+        "",
+        "| damaged input → stage | cases | refused | same bytes | other |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in at(tally, "targets", FUZZ).items():
+        refused, same = row.get("refused", 0), row.get("same_bytes", 0)
+        other = ", ".join(f"{key.replace('_', ' ')} {n}" for key, n in row.items() if key not in
+                          ("cases", "refused", "same_bytes"))  # fmt: skip
+        lines.append(f"| `{name}` | {row['cases']} | {refused} | {same} | {other or '—'} |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Files], str]] = {
     "headline": headline,
     "export": export,
@@ -485,6 +514,7 @@ BLOCKS: dict[str, Callable[[Files], str]] = {
     "study-finetune": study_finetune,
     "kernel-check": kernel_check,
     "gpu-check": gpu_check,
+    "fuzz": fuzz,
 }
 
 

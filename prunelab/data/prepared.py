@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from prunelab.checks.arrays import check_split
+from prunelab.checks.documents import check_info
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
 
@@ -88,27 +90,35 @@ def load_info(folder: Path | None = None) -> DatasetInfo:
     if not path.exists():
         raise UserError(f"{path}: prepared data not found; run the prepare_data stage (dvc repro)")
     try:
-        return DatasetInfo.from_json(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as err:
+        raw = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
         raise UserError(f"{path}: unreadable prepared-data info ({type(err).__name__}); rerun prepare_data") from None
+    check_info(path, raw)
+    return DatasetInfo.from_json(raw)
 
 
-def load_split_arrays(name: str, folder: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A prepared split as stored: uint8 images N×C×H×W and int64 labels."""
+def load_split_arrays(
+    name: str, folder: Path | None = None, info: DatasetInfo | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A prepared split as stored: uint8 images N×C×H×W and int64 labels, checked against the
+    folder's info.json (`prunelab.checks.arrays.check_split`: shape, dtype, lengths, labels in
+    [0, n_classes))."""
     folder = folder or default_folder()
+    info = info or load_info(folder)
     path = folder / f"{name}.npz"
     if not path.exists():
         raise UserError(f"{path}: prepared {name} split not found; run the prepare_data stage (dvc repro)")
     try:
         with np.load(path, allow_pickle=False) as raw:
             images, labels = raw["images"], raw["labels"]
-    # A truncated .npz is a broken zip (BadZipFile) or ends early (EOFError); a foreign one lacks keys.
+            image_ids = raw["image_ids"] if "image_ids" in raw.files else None  # not read by the stages
+    # A truncated .npz is a broken zip (BadZipFile) or ends early (EOFError); a foreign one lacks keys;
+    # a flipped byte fails the member's CRC-32 (BadZipFile).
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise UserError(
             f"{path}: cannot read prepared {name} split ({type(err).__name__}); delete it and rerun prepare_data"
         ) from None
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
-        raise UserError(f"{path}: not a prepared split (uint8 images N×C×H×W and one label each); rerun prepare_data")
+    check_split(path, images, labels, info, image_ids)
     return images, labels
 
 
@@ -121,11 +131,7 @@ def load_split(
 
     folder = folder or default_folder()
     info = info or load_info(folder)
-    images, labels = load_split_arrays(name, folder)
-    expected = (info.input.channels, info.input.size, info.input.size)
-    if tuple(images.shape[1:]) != expected:
-        path = folder / f"{name}.npz"
-        raise UserError(f"{path}: shape {tuple(images.shape)} does not match {folder}/info.json; rerun prepare_data")
+    images, labels = load_split_arrays(name, folder, info)
     return normalise(images, info), torch.from_numpy(labels)
 
 

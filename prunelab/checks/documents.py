@@ -1,0 +1,443 @@
+"""The JSON files the stages read, and what must hold in them and against the files they summarise.
+
+* a replicate's `summary.json` (sweep_prune) against its own sweep.csv: the baselines are the
+  sweep's K=0 row, every mean over K and every milestone is the sweep's, the criteria are the
+  sweep's, and the accuracies are whole test samples (`n_test`);
+* the study's `metrics.json` (aggregate): every interval holds its mean, every number is finite
+  (`mde` may be infinite), the seeds, P, criteria and margins are params.yaml's;
+* `efficiency.json` (export): its ratios are its own measurements' ratios, its study scores are
+  the band table's (plot) and the unpruned one is the study's baseline (headline);
+* a prepared folder's `info.json` (prepare_data): the source's registered class count,
+  channels and normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prunelab.checks.implied import Implied
+from prunelab.checks.text import refusal, shown
+from prunelab.prepare.sources import SOURCES
+from prunelab.scoring.curves import EXTRA_SCORES, WITHIN_POINTS, max_k_within, milestone_ks
+from prunelab.scoring.scores import SCORES, over_k
+from prunelab.study.aggregate import PAIRED_SCORES
+from prunelab.study.verdicts import VERDICTS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Older summaries name two means over K as the study did before the score vocabulary (rendered docs accept both).
+OLD_NAMES = {over_k("acc"): "auc", over_k("bacc"): "bacc_auc"}
+CSV_ROUNDING = 1e-6  # sweep.csv prints 6 decimals: a value read back is within 5e-7 of the summary's
+
+
+class _Reader:
+    """Typed access to one JSON document; every problem is a one-line refusal naming the key."""
+
+    def __init__(self, path: Path | str, stage: str) -> None:
+        self.path, self.stage = path, stage
+
+    def refuse(self, problem: str) -> Exception:
+        return refusal(self.path, problem, self.stage)
+
+    def mapping(self, value: Any, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise self.refuse(f"{where or 'the file'} is not a JSON object")
+        return value
+
+    def get(self, data: dict, key: str, where: str = "") -> Any:
+        if key not in data:
+            raise self.refuse(f"key {where}{key} is missing")
+        return data[key]
+
+    def number(
+        self,
+        data: dict,
+        key: str,
+        where: str = "",
+        low: float | None = None,
+        high: float | None = None,
+        integer: bool = False,
+        low_open: bool = False,
+        infinite: bool = False,
+    ) -> float:
+        value = self.get(data, key, where)
+        name = f"{where}{key}"
+        if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+            raise self.refuse(f"{name}={shown(value)} is not {'an integer' if integer else 'a number'}")
+        if math.isnan(value) or (math.isinf(value) and not infinite):
+            raise self.refuse(f"{name}={value} is not a finite number")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            raise self.refuse(f"{name}={value} is outside {_range(low, high, low_open)}")
+        return value
+
+
+def _range(low: float | None, high: float | None, low_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    return f"{'(' if low_open else '['}{low:g}, {high:g}]"
+
+
+def _close(a: float, b: float, tol: float) -> bool:
+    return abs(a - b) <= tol
+
+
+def _whole(value: float, n: int) -> bool:
+    """Whether a percentage of `n` samples is a whole number of them (accuracy, majority share)."""
+    count = value * n / 100.0
+    return abs(count - round(count)) <= 1e-6
+
+
+# --------------------------------------------------------------------------- summary.json
+SUMMARY_KEYS = {
+    "channels", "n_test", "baseline_accuracy", "baseline_balanced_accuracy", "majority_floor", "balanced_floor",
+    "ranking_split_is_test", "n_calibration", "criteria", *(f"baseline_{s}" for s in EXTRA_SCORES),
+}  # fmt: skip
+
+
+def check_summary(
+    path: Path | str, summary: Any, sweep: pd.DataFrame | None = None, implied: Implied | None = None
+) -> None:
+    """A replicate's summary.json, and (given its sweep table) that it summarises that sweep."""
+    doc = _Reader(path, "sweep_prune")
+    summary = doc.mapping(summary, "")
+    _keys(doc, summary, SUMMARY_KEYS, "")
+    channels = int(doc.number(summary, "channels", integer=True, low=1))
+    if implied is not None and channels != implied.channels:
+        raise doc.refuse(f"channels={channels}, but model.arch has P={implied.channels}")
+    n_test = int(doc.number(summary, "n_test", integer=True, low=1))
+    baselines = {score: doc.number(summary, f"baseline_{score}", low=0.0, high=100.0) for score in EXTRA_SCORES}
+    baselines["acc"] = doc.number(summary, "baseline_accuracy", low=0.0, high=100.0)
+    baselines["bacc"] = doc.number(summary, "baseline_balanced_accuracy", low=0.0, high=100.0)
+    floor = doc.number(summary, "majority_floor", low=0.0, high=100.0)
+    chance = doc.number(summary, "balanced_floor", low=0.0, high=100.0, low_open=True)
+    if implied is not None and not _close(chance, 100.0 / implied.n_classes, 1e-9):
+        raise doc.refuse(f"balanced_floor={chance}, but the data has {implied.n_classes} classes")
+    for key, value in (("baseline_accuracy", baselines["acc"]), ("majority_floor", floor)):
+        if not _whole(value, n_test):
+            raise doc.refuse(f"{key}={value} is no whole number of the n_test={n_test} test samples")
+    split_is_test = doc.number(summary, "ranking_split_is_test", integer=True, low=0, high=1)
+    if implied is not None and bool(split_is_test) != implied.ranking_split_is_test:
+        raise doc.refuse(f"ranking_split_is_test={split_is_test} disagrees with activations.split")
+    n_calibration = doc.number(summary, "n_calibration", integer=True, low=1)
+    if implied is not None and n_calibration > implied.max_calibration:
+        raise doc.refuse(f"n_calibration={n_calibration} exceeds recalibrate.max_samples={implied.max_calibration}")
+    criteria = doc.mapping(doc.get(summary, "criteria"), "criteria")
+    if implied is not None and list(criteria) != list(implied.swept):
+        raise doc.refuse(f"its criteria {', '.join(map(shown, criteria))} are not the ones params.yaml sweeps")
+    for name, entry in criteria.items():
+        _check_summary_entry(doc, name, entry, criteria, channels)
+    if sweep is not None:
+        _against_sweep(doc, summary, baselines, criteria, sweep, channels)
+
+
+def _entry_keys(name: str, criteria: dict, channels: int) -> set[str]:
+    keys = {over_k(score) for score in SCORES} | {"max_k_within_1pt", *milestone_ks(channels)}
+    if "random" in criteria and name != "random":
+        keys.add("beats_random_frac")
+    return keys
+
+
+def _check_summary_entry(doc: _Reader, name: str, entry: Any, criteria: dict, channels: int) -> None:
+    where = f"criteria.{name}."
+    entry = doc.mapping(entry, where.rstrip("."))
+    expected = _entry_keys(name, criteria, channels)
+    present = {next((new for new, old in OLD_NAMES.items() if old == key), key) for key in entry}
+    if present != expected:
+        missing, extra = sorted(expected - present), sorted(present - expected)
+        detail = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(map(shown, extra))}"
+        raise doc.refuse(f"{where.rstrip('.')} is not a summary entry ({detail})")
+    for key in entry:
+        if key == "max_k_within_1pt":
+            doc.number(entry, key, where, low=0, high=channels - 1, integer=True)
+        elif key == "beats_random_frac":
+            doc.number(entry, key, where, low=0.0, high=1.0)
+        else:
+            doc.number(entry, key, where, low=0.0, high=100.0)
+
+
+def _against_sweep(
+    doc: _Reader, summary: dict, baselines: dict, criteria: dict, sweep: pd.DataFrame, channels: int
+) -> None:
+    """The summary's numbers are its sweep's: baselines, means over K, milestones, max K within 1 point."""
+    swept = list(dict.fromkeys(sweep["criterion"]))
+    if list(criteria) != swept:
+        raise doc.refuse("its criteria are not its sweep.csv's")
+    groups = dict(tuple(sweep.groupby("criterion", sort=False)))
+    first = groups[swept[0]]
+    for score, value in baselines.items():
+        if not _close(value, float(first[score].iloc[0]), CSV_ROUNDING):
+            raise doc.refuse(f"the baseline {score} {value} is not its sweep's K=0 value {first[score].iloc[0]}")
+    n_pruned = 0
+    for name, entry in criteria.items():
+        rows = groups[name]
+        ks, acc = rows["k"].to_numpy(), rows["acc"].to_numpy()
+        n_pruned = int((ks >= 1).sum())
+        for key, value in entry.items():
+            score = next((s for s in SCORES if key in (over_k(s), OLD_NAMES.get(over_k(s)))), None)
+            if score is not None:
+                expected = float(rows[score].mean())
+            elif key.startswith("acc_at_"):
+                k = milestone_ks(channels)[key]
+                if k not in set(ks.tolist()):
+                    raise doc.refuse(f"criteria.{name}.{key}: its sweep lacks K={k}")
+                expected = float(acc[list(ks).index(k)])
+            elif key == "max_k_within_1pt":
+                # Within 1 point, decided on values printed with 6 decimals: either side of the edge.
+                loose = max_k_within(ks, acc, baselines["acc"], WITHIN_POINTS + CSV_ROUNDING)
+                strict = max_k_within(ks, acc, baselines["acc"], WITHIN_POINTS - CSV_ROUNDING)
+                if not strict <= value <= loose:
+                    raise doc.refuse(f"criteria.{name}.{key}={value} is not its sweep's")
+                continue
+            else:  # beats_random_frac: a share of the pruned K values
+                if n_pruned and not _close(value * n_pruned, round(value * n_pruned), 1e-6):
+                    raise doc.refuse(f"criteria.{name}.{key}={value} is no share of the {n_pruned} pruned K values")
+                continue
+            if not _close(value, expected, CSV_ROUNDING):
+                raise doc.refuse(f"criteria.{name}.{key}={value} is not its sweep's ({expected:.6f})")
+
+
+def check_summaries_agree(paths: dict[int, Path], summaries: dict[int, dict]) -> None:
+    """Across seeds: the same P and the same criteria with the same keys (the study pairs them)."""
+    seeds = list(summaries)
+    first = summaries[seeds[0]]
+    for seed in seeds[1:]:
+        other = summaries[seed]
+        same = other["channels"] == first["channels"] and list(other["criteria"]) == list(first["criteria"])
+        same = same and all(set(other["criteria"][c]) == set(first["criteria"][c]) for c in first["criteria"])
+        same = same and {k for k in other if k.startswith("baseline_")} == {
+            k for k in first if k.startswith("baseline_")
+        }
+        if not same:
+            raise refusal(paths[seed], f"its P, criteria or keys differ from seed {seeds[0]}'s summary", "sweep_prune")
+
+
+# --------------------------------------------------------------------------- metrics.json
+TOP_KEYS = {
+    "n_seeds", "confidence", "channels", "n_test", "majority_floor", "balanced_floor", "ranking_split_is_test",
+    "margins", "criteria", *(f"baseline_{s}" for s in ("accuracy", "balanced_accuracy", *EXTRA_SCORES)),
+}  # fmt: skip
+ENTRY_KEYS = {"mean", "ci_low", "ci_high", "clipped"}  # an interval over seeds (`interval_entry`, `score_entry`)
+COMPARISON_KEYS = ENTRY_KEYS | {"wins", "verdict", "tost_p", "margin", "mde", "seeds_needed"}  # `comparison`
+FINETUNED = ("plain_bacc", "recal_bacc", "finetuned_bacc", "plain_roc_auc", "finetuned_roc_auc", "finetuned_acc")
+
+
+def _keys(doc: _Reader, data: dict, expected: set[str], where: str, optional: set[str] = frozenset()) -> None:
+    """`data` has exactly the keys `expected` (and perhaps some of `optional`)."""
+    missing, extra = sorted(expected - set(data)), sorted(set(data) - expected - optional)
+    if missing or extra:
+        detail = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(map(shown, extra))}"
+        raise doc.refuse(f"{where or 'the file'} is not as {doc.stage} writes it ({detail})")
+
+
+def _entry(doc: _Reader, value: Any, where: str, score: bool, n_seeds: int, nan: bool = False) -> None:
+    """An interval entry (or, for a `<key>_vs_random`, a comparison with random): finite numbers,
+    and an interval that holds the mean. `nan`: all NaN is allowed (a fine-tuned K the sweep lacks)."""
+    entry = doc.mapping(value, where)
+    comparison = where.endswith("_vs_random")
+    _keys(doc, entry, {"mean"}, where, (COMPARISON_KEYS if comparison else ENTRY_KEYS) - {"mean"})
+    prefix = f"{where}."
+    mean = entry["mean"]
+    if (
+        nan
+        and isinstance(mean, float)
+        and math.isnan(mean)
+        and all(isinstance(v, float) and math.isnan(v) for k, v in entry.items() if k != "clipped")
+    ):
+        return
+    bounds = (0.0, 100.0) if score else (None, None)
+    mean = doc.number(entry, "mean", prefix, *bounds)
+    if ("ci_low" in entry) != ("ci_high" in entry):
+        raise doc.refuse(f"{where} has one end of its interval only")
+    if "ci_low" in entry:
+        low, high = doc.number(entry, "ci_low", prefix, *bounds), doc.number(entry, "ci_high", prefix, *bounds)
+        if not low <= mean <= high:
+            raise doc.refuse(f"{where}: the interval [{low}, {high}] does not hold the mean {mean}")
+    if "clipped" in entry:
+        doc.number(entry, "clipped", prefix, 1, 1, integer=True)
+    if comparison:
+        if entry.get("verdict") not in VERDICTS:
+            raise doc.refuse(f"{where}.verdict={shown(entry.get('verdict'))} is not one of {', '.join(VERDICTS)}")
+        doc.number(entry, "wins", prefix, 0, n_seeds, integer=True)
+        doc.number(entry, "tost_p", prefix, 0.0, 1.0)
+        doc.number(entry, "margin", prefix, 0.0, 100.0, low_open=True)
+        if "mde" in entry or "seeds_needed" in entry:
+            doc.number(entry, "mde", prefix, 0.0, infinite=True)
+            doc.number(entry, "seeds_needed", prefix, 2, integer=True)
+
+
+def _criterion_keys(name: str, criteria: dict, channels: int, entry: dict) -> set[str]:
+    """What aggregate writes for a criterion: the summary's scalars (under the summaries' names),
+    the comparisons with random it can pair, and (`finetune_<point>`) are checked separately."""
+    scalars = {next((old for new, old in OLD_NAMES.items() if new == k and k not in entry), k) for k in
+               _entry_keys(name, criteria, channels)}  # fmt: skip
+    paired = set()
+    if "random" in criteria and name != "random":
+        paired = {f"{over_k(s)}_vs_random" for s in PAIRED_SCORES if over_k(s) in scalars}
+    return scalars | paired
+
+
+def check_study_metrics(path: Path | str, metrics: Any, implied: Implied | None = None) -> None:
+    """metrics/metrics.json as aggregate writes it (and as plot and headline read it): the keys,
+    every interval holding its mean, finite numbers, and (given params) the seeds, P, criteria,
+    margins and fine-tuned points params.yaml implies."""
+    doc = _Reader(path, "aggregate")
+    metrics = doc.mapping(metrics, "")
+    _keys(doc, metrics, TOP_KEYS, "")
+    n_seeds = int(doc.number(metrics, "n_seeds", integer=True, low=1))
+    doc.number(metrics, "confidence", low=0.0, high=1.0, low_open=True)
+    channels = int(doc.number(metrics, "channels", integer=True, low=1))
+    doc.number(metrics, "n_test", integer=True, low=1)
+    doc.number(metrics, "majority_floor", low=0.0, high=100.0)
+    doc.number(metrics, "balanced_floor", low=0.0, high=100.0, low_open=True)
+    doc.number(metrics, "ranking_split_is_test", integer=True, low=0, high=1)
+    margins = doc.mapping(metrics["margins"], "margins")
+    _keys(doc, margins, set(SCORES), "margins")
+    for key in margins:
+        doc.number(margins, key, "margins.", low=0.0, high=100.0, low_open=True)
+    for key in TOP_KEYS:
+        if key.startswith("baseline_"):
+            _entry(doc, metrics[key], key, True, n_seeds)
+    criteria = doc.mapping(metrics["criteria"], "criteria")
+    if implied is not None:
+        if n_seeds != len(implied.seeds):
+            raise doc.refuse(f"n_seeds={n_seeds}, but params.yaml has {len(implied.seeds)} seeds")
+        if channels != implied.channels:
+            raise doc.refuse(f"channels={channels}, but model.arch has P={implied.channels}")
+        if list(criteria) != list(implied.swept):
+            raise doc.refuse(f"its criteria {', '.join(map(shown, criteria))} are not the ones params.yaml sweeps")
+        if margins != dict(implied.margins):
+            raise doc.refuse("its margins are not study.margins")
+    for name, entry in criteria.items():
+        where = f"criteria.{name}"
+        entry = doc.mapping(entry, where)
+        points = {key for key in entry if key.startswith("finetune_")}
+        if implied is not None:
+            tuned = {f"finetune_{point}": k for c, point, k in implied.finetuned if c == name}
+            _keys(doc, {k: None for k in points}, set(tuned), where)
+        scalars = {k: v for k, v in entry.items() if k not in points}
+        _keys(doc, scalars, _criterion_keys(name, criteria, channels, entry), where)
+        for key, value in entry.items():
+            if key in points:
+                _finetune_point(doc, value, f"{where}.{key}", n_seeds, implied)
+            else:
+                _entry(doc, value, f"{where}.{key}", _is_score(key), n_seeds)
+
+
+def _finetune_point(doc: _Reader, value: Any, where: str, n_seeds: int, implied: Implied | None) -> None:
+    """{k, the six scores, and (paired with fine-tuned random) finetuned_bacc_vs_random}."""
+    point = doc.mapping(value, where)
+    _keys(doc, point, {"k", *FINETUNED}, where, {"finetuned_bacc_vs_random"})
+    k = doc.number(point, "k", f"{where}.", low=1, integer=True)
+    unswept = implied is None or k not in implied.ks  # the as-pruned scores are NaN at a K the sweep lacks
+    for key in FINETUNED:
+        _entry(doc, point[key], f"{where}.{key}", True, n_seeds, nan=unswept and not key.startswith("finetuned_"))
+    if "finetuned_bacc_vs_random" in point:
+        _entry(doc, point["finetuned_bacc_vs_random"], f"{where}.finetuned_bacc_vs_random", False, n_seeds)
+
+
+def _is_score(key: str) -> bool:
+    """Whether a metrics.json entry is a score in percent (as `prunelab.study.aggregate.is_score`);
+    a paired difference, `max_k_within_1pt` and `beats_random_frac` are not."""
+    if key.endswith("_vs_random"):
+        return False
+    return key.endswith("_over_k") or key in OLD_NAMES.values() or key.startswith(("acc_at_", "baseline_"))
+
+
+# --------------------------------------------------------------------------- efficiency.json
+RATIOS = {
+    "params": ("params", "params"),
+    "flops": ("flops_per_sample", "flops_per_sample"),
+    "program_bytes": ("program_bytes", "program_bytes"),
+    "speedup_batch1": ("latency_ms_batch1", "latency_ms_batch1"),
+    "speedup_batch256": ("latency_ms_batch256", "latency_ms_batch256"),
+}
+
+
+def check_efficiency(
+    path: Path | str,
+    efficiency: Any,
+    implied: Implied | None = None,
+    band: pd.DataFrame | None = None,
+    metrics: dict | None = None,
+) -> None:
+    """metrics/efficiency.json: its own ratios, the criterion and K params allow, and (given
+    them) the study band's scores (`band`: recal_bacc.csv) and the study's baseline (`metrics`)."""
+    doc = _Reader(path, "export")
+    eff = doc.mapping(efficiency, "")
+    channels = int(doc.number(eff, "channels", integer=True, low=1))
+    k = int(doc.number(eff, "k", integer=True, low=0, high=channels - 1))
+    seed = doc.number(eff, "seed", integer=True, low=0)
+    chosen = [key.removeprefix("criterion_") for key in eff if key.startswith("criterion_")]
+    if len(chosen) != 1 or eff[f"criterion_{chosen[0]}"] != 1:
+        raise doc.refuse("it does not name one criterion (one criterion_<name> key set to 1)")
+    criterion = chosen[0]
+    at_k = doc.number(eff, "study_recal_bacc_at_k", low=0.0, high=100.0)
+    unpruned = doc.number(eff, "study_recal_bacc_unpruned", low=0.0, high=100.0)
+    doc.number(eff, "threads", integer=True, low=1)
+    sides = {}
+    for side in ("unpruned", "exported"):
+        facts = doc.mapping(doc.get(eff, side), side)
+        for key in ("params", "flops_per_sample", "program_bytes"):
+            doc.number(facts, key, f"{side}.", low=0, low_open=True, integer=True)
+        for key in facts:
+            if key.startswith("test_"):
+                doc.number(facts, key, f"{side}.", low=0.0, high=100.0)
+            elif key.startswith("latency_"):
+                doc.number(facts, key, f"{side}.", low=0.0, low_open=True)
+        sides[side] = facts
+    ratio = doc.mapping(doc.get(eff, "ratio"), "ratio")
+    for key, (top, bottom) in RATIOS.items():
+        value = doc.number(ratio, key, "ratio.", low=0.0, low_open=True)
+        expected = doc.number(sides["unpruned"], top, "unpruned.") / doc.number(sides["exported"], bottom, "exported.")
+        if not math.isclose(value, expected, rel_tol=1e-12):
+            raise doc.refuse(f"ratio.{key}={value} is not its own measurements' ratio {expected}")
+    vs_flops = doc.number(ratio, "speedup_batch256_vs_flops", "ratio.", low=0.0, low_open=True)
+    if not math.isclose(vs_flops, ratio["speedup_batch256"] / ratio["flops"], rel_tol=1e-12):
+        raise doc.refuse("ratio.speedup_batch256_vs_flops is not speedup_batch256 / flops")
+    if implied is not None:
+        if channels != implied.channels:
+            raise doc.refuse(f"channels={channels}, but model.arch has P={implied.channels}")
+        if seed != implied.seeds[0]:
+            raise doc.refuse(f"seed={seed}, but the model shipped is seeds[0]={implied.seeds[0]}'s")
+        if criterion not in implied.ranked or implied.export_criterion not in ("auto", criterion):
+            raise doc.refuse(f"criterion {shown(criterion)} is not one export.criterion and prune.criteria allow")
+        if implied.export_k not in ("auto", k) or k not in implied.ks:
+            raise doc.refuse(f"k={k} is not one export.k and the sweep allow")
+    if band is not None:
+        rows = band[band["criterion"] == criterion].set_index("k")["mean"]
+        for key, value, at in (("study_recal_bacc_at_k", at_k, k), ("study_recal_bacc_unpruned", unpruned, 0)):
+            if at not in rows.index or not _close(value, float(rows[at]), 1e-9):
+                raise doc.refuse(f"{key}={value} is not the study's recal_bacc.csv mean for {criterion} at K={at}")
+    if metrics is not None:
+        baseline = metrics["baseline_recal_bacc"]["mean"]
+        # The band prints 4 decimals (5e-5) of means over 6-decimal sweep values (5e-7).
+        if not _close(unpruned, baseline, 6e-5):
+            raise doc.refuse(f"study_recal_bacc_unpruned={unpruned} is not the study's baseline {baseline:.4f}")
+
+
+# --------------------------------------------------------------------------- info.json
+def check_info(path: Path | str, raw: Any) -> None:
+    """A prepared folder's info.json: a registered source and task, and the channels, classes
+    and normalisation that source and task give (`prunelab.prepare.tasks.dataset_info`)."""
+    doc = _Reader(path, "prepare_data")
+    info = doc.mapping(raw, "")
+    source, task = doc.get(info, "source"), doc.get(info, "task")
+    if source not in SOURCES:
+        raise doc.refuse(f"source={shown(source)} is not a registered source")
+    if task not in ("pairs", "classification"):
+        raise doc.refuse(f"task={shown(task)} is not pairs or classification")
+    registered = SOURCES[source]
+    copies = 2 if task == "pairs" else 1
+    channels = doc.number(info, "channels", integer=True, low=1)
+    doc.number(info, "size", integer=True, low=1)
+    n_classes = doc.number(info, "n_classes", integer=True, low=2)
+    if channels != len(registered.mean) * copies or n_classes != (2 if task == "pairs" else registered.n_classes):
+        raise doc.refuse(f"channels={channels} or n_classes={n_classes} is not what {source} {task} gives")
+    for key, expected in (("mean", registered.mean * copies), ("std", registered.std * copies)):
+        value = doc.get(info, key)
+        if value != list(expected):
+            raise doc.refuse(f"{key}={shown(value)} is not {source}'s normalisation {list(expected)}")

@@ -1,0 +1,87 @@
+"""What params.yaml implies about the files the stages read: the K values, the criteria, the rows.
+
+A table that holds other rows than these was written under other params (or is damaged), and
+would be aggregated into a silently wrong result: the checks refuse it and name the stage to
+rerun. Built once per stage from the validated params (`implied(params)`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prunelab.models.archs import ARCHS
+from prunelab.prepare.sources import SOURCES
+from prunelab.pruning.finetune import finetune_criteria, named_k
+from prunelab.scoring.curves import resolve_ks
+
+if TYPE_CHECKING:
+    from prunelab.params import Params
+
+
+@dataclass(frozen=True)
+class Implied:
+    """The facts a stage's input files must agree with."""
+
+    seeds: tuple[int, ...]
+    channels: int  # P of model.arch
+    n_classes: int
+    ks: tuple[int, ...]  # every K the sweep scores (`resolve_ks`)
+    ranked: tuple[str, ...]  # prune.criteria, in order: ranking.csv
+    swept: tuple[str, ...]  # ranked, plus <headline>_zero_weights when compared: sweep.csv, summaries, metrics
+    finetuned: tuple[tuple[str, str, int], ...]  # (criterion, point, K) fine-tuned per seed, in the stage's order
+    epochs: int
+    ranking_split_is_test: bool
+    max_calibration: int
+    margins: tuple[tuple[str, float], ...]
+    export_criterion: str
+    export_k: str | int
+
+    def sweep_rows(self) -> list[tuple[int, str]]:
+        """(k, criterion) of sweep.csv and of the study's band tables, in the writer's order."""
+        return [(k, c) for c in self.swept for k in self.ks]
+
+    def ranking_rows(self) -> list[tuple[str, int]]:
+        return [(c, rank) for c in self.ranked for rank in range(self.channels)]
+
+    def finetune_rows(self) -> list[tuple[str, str, int]]:
+        return list(self.finetuned)
+
+    def train_rows(self) -> list[tuple[int]]:
+        return [(epoch,) for epoch in range(1, self.epochs + 1)]
+
+    def study_finetune_rows(self) -> list[tuple[str, str, int, int]]:
+        """(criterion, point, k, seed) of metrics/study/finetune.csv: seed by seed, as aggregate stacks them."""
+        return [(c, point, k, seed) for seed in self.seeds for c, point, k in self.finetuned]
+
+
+def finetune_point(spec: str | int) -> str:
+    """The `point` a finetune.ks entry is written as (stages/finetune.py): its name, or k<K>."""
+    return spec if isinstance(spec, str) else f"k{spec}"
+
+
+def implied(params: Params) -> Implied:
+    prune, finetune = params.prune, params.finetune
+    p = ARCHS[params.model.arch].channels
+    headline = prune.criteria[0]
+    swept = list(prune.criteria)
+    if prune.compare_zero_weights and prune.mode == "remove":
+        swept.append(f"{headline}_zero_weights")
+    tuned = finetune_criteria(finetune.criteria, prune.criteria) if finetune.ks else []
+    finetuned = tuple((c, finetune_point(spec), named_k(spec, p)) for c in tuned for spec in finetune.ks)
+    pairs = params.data.task == "pairs"
+    return Implied(
+        seeds=tuple(params.seeds),
+        channels=p,
+        n_classes=2 if pairs else SOURCES[params.data.source].n_classes,
+        ks=tuple(resolve_ks(prune.ks, prune.k_step, p)),
+        ranked=tuple(prune.criteria),
+        swept=tuple(swept),
+        finetuned=finetuned,
+        epochs=params.train.epochs,
+        ranking_split_is_test=params.activations.split == "test",
+        max_calibration=params.recalibrate.max_samples,
+        margins=tuple(params.study.margins.model_dump().items()),
+        export_criterion=params.export.criterion,
+        export_k=params.export.k,
+    )

@@ -1,0 +1,312 @@
+"""The checks of every file a stage reads (prunelab.checks), on small hand-made files: what
+passes, what is refused, and that each refusal is one line naming the file and the stage to
+rerun. The whole pipeline's files are checked by the fuzzer (tests/test_fuzz.py)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import typing
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import prunelab.checks.arrays
+import prunelab.checks.documents
+import prunelab.checks.tables
+from prunelab.checks.documents import check_efficiency, check_info, check_summary
+from prunelab.checks.implied import Implied, implied
+from prunelab.checks.tables import check_band, check_ranking, check_sweep, check_train_curve
+from prunelab.data.prepared import DatasetInfo, load_split_arrays, save_prepared
+from prunelab.data.spec import InputSpec
+from prunelab.errors import UserError
+from prunelab.params import validate
+from prunelab.prepare.tasks import Split
+from prunelab.pruning.activations import ActivationStats, load_stats, save_stats
+from prunelab.runtime import load_torch
+from prunelab.scoring.curves import EXTRA_SCORES, Curve, long_table, max_k_within, milestone_ks, summary_metrics
+from tests.helpers import ROOT, TINY_OVERRIDES
+
+P = 8  # a small "architecture": the implied facts are built by hand around it
+KS = [0, 1, 2, 4, 6, 7]
+CRITERIA = ["mean_activation", "random"]
+
+
+def facts(**changes: object) -> Implied:
+    base = {
+        "seeds": (0, 1), "channels": P, "n_classes": 2, "ks": tuple(KS), "ranked": tuple(CRITERIA),
+        "swept": tuple(CRITERIA), "finetuned": (), "epochs": 2, "ranking_split_is_test": True,
+        "max_calibration": 2000, "margins": (), "export_criterion": "auto", "export_k": "auto",
+    }  # fmt: skip
+    return Implied(**{**base, **changes})
+
+
+def curves() -> dict[str, Curve]:
+    """Two criteria over KS on a 30-sample test split: accuracies are whole samples."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for name in CRITERIA:
+        correct = np.concatenate([[27], rng.integers(10, 28, len(KS) - 1)])
+        acc = 100.0 * correct / 30
+        extra = {s: np.concatenate([[80.0], rng.uniform(40, 90, len(KS) - 1)]) for s in EXTRA_SCORES}
+        out[name] = Curve(acc, acc - 10, acc * 0 + 1, acc * 0 + 1, extra=extra)
+    return out
+
+
+def sweep_text() -> str:
+    table = long_table(KS, curves())
+    kept = dict(zip(KS, np.linspace(1.0, 0.2, len(KS)), strict=True))
+    table["params_kept"] = table["k"].map(kept)
+    table["flops_kept"] = table["k"].map(kept)
+    return table.to_csv(index=False, float_format="%.6f")
+
+
+def summary() -> dict:
+    return {
+        **summary_metrics(KS, curves(), P, 90.0, 2, 30),
+        "ranking_split_is_test": 1,
+        "n_calibration": 270,
+    }
+
+
+def one_line(err: pytest.ExceptionInfo, *parts: str) -> str:
+    message = str(err.value)
+    assert "\n" not in message and len(message.splitlines()) == 1, message
+    for part in parts:
+        assert part in message, f"{part!r} not in {message!r}"
+    return message
+
+
+# --------------------------------------------------------------------------- the sweep table
+def test_a_valid_sweep_passes_with_and_without_params() -> None:
+    check_sweep(Path("sweep.csv"), sweep_text())
+    check_sweep(Path("sweep.csv"), sweep_text(), facts())
+
+
+def test_the_issue_a_sweep_cut_to_300_bytes_is_refused() -> None:
+    """Header, two rows and a half: aggregated silently before (means over fewer seeds)."""
+    with pytest.raises(UserError) as err:
+        check_sweep(Path("metrics/seeds/2/sweep.csv"), sweep_text()[:300], facts())
+    one_line(err, "metrics/seeds/2/sweep.csv: the last line has no line end", "rerun sweep_prune")
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda t: t.replace("\n1,mean_activation", "\n1,mean_activatiom", 1), "is not one params.yaml implies"),
+        (lambda t: "\n".join(t.split("\n")[:3] + t.split("\n")[4:]), "1 of the 12 rows params.yaml implies are"),
+        (lambda t: t.replace(",params_kept", ",kept", 1), "not a sweep table (header: missing params_kept"),
+        (lambda t: re.sub(r"\n(0,random,)[0-9.]+", r"\n\1", t, count=1), "acc=(empty) is not a number with 6 decimals"),
+        (lambda t: re.sub(r"\n(2,random,)[0-9.]+", r"\n\1nan", t, count=1), "acc='nan' is not a number"),
+        (lambda t: re.sub(r"\n(2,random,)[0-9.]+", r"\n\g<1>101.000000", t, count=1), "acc=101.000000 is outside"),
+        (lambda t: re.sub(r"\n(2,random,)[0-9.]+", r"\n\g<1>50.25", t, count=1), "acc='50.25' is not a number with 6"),
+        (lambda t: t.replace("0.200000\n", "0.300000\n", 1), "flops_kept of random at K=7 differs"),
+        (lambda t: t.replace(",", ";", 1), "not a sweep table"),
+    ],
+    ids=["criterion", "row", "column", "empty", "nan", "range", "cut-number", "kept", "separator"],
+)
+def test_a_damaged_sweep_is_refused_naming_what(damage: typing.Callable[[str], str], expected: str) -> None:
+    with pytest.raises(UserError) as err:
+        check_sweep(Path("s.csv"), damage(sweep_text()), facts())
+    one_line(err, "s.csv: ", expected, "; rerun sweep_prune")
+
+
+def test_a_sweep_under_other_params_is_refused() -> None:
+    with pytest.raises(UserError) as err:
+        swept = ("mean_activation", "random", "mean_activation_zero_weights")
+        check_sweep(Path("s.csv"), sweep_text(), facts(swept=swept))
+    one_line(err, "6 of the 18 rows params.yaml implies are missing (first: k=0, criterion='mean_activation_zero")
+
+
+def test_criteria_that_disagree_on_the_unpruned_model_are_refused() -> None:
+    lines = sweep_text().split("\n")
+    first_random = next(i for i, line in enumerate(lines) if line.startswith("0,random,"))
+    fields = lines[first_random].split(",")
+    fields[4] = "79.000000"  # roc_auc at K=0
+    lines[first_random] = ",".join(fields)
+    with pytest.raises(UserError) as err:
+        check_sweep(Path("s.csv"), "\n".join(lines))
+    one_line(err, "roc_auc at K=0 differs between criteria")
+
+
+# --------------------------------------------------------------------------- a summary against its sweep
+def test_a_summary_of_its_sweep_passes_and_one_of_another_is_refused() -> None:
+    sweep = pd.read_csv(__import__("io").StringIO(sweep_text()))
+    check_summary(Path("summary.json"), summary(), sweep, facts())
+    for key, value, expected in [
+        ("baseline_accuracy", 93.33333333333333, "baseline acc 93.33333333333333 is not its sweep's K=0 value"),
+        ("n_test", 31, "baseline_accuracy=90.0 is no whole number of the n_test=31"),
+        ("channels", 16, "channels=16, but model.arch has P=8"),
+    ]:
+        bad = {**summary(), key: value}
+        with pytest.raises(UserError) as err:
+            check_summary(Path("summary.json"), bad, sweep, facts())
+        one_line(err, "summary.json: ", expected, "rerun sweep_prune")
+    bad = summary()
+    bad["criteria"]["random"]["roc_auc_over_k"] += 0.01
+    with pytest.raises(UserError) as err:
+        check_summary(Path("summary.json"), bad, sweep, facts())
+    one_line(err, "criteria.random.roc_auc_over_k=", "is not its sweep's")
+    bad = summary()
+    del bad["criteria"]["mean_activation"]["acc_at_half"]
+    with pytest.raises(UserError) as err:
+        check_summary(Path("summary.json"), bad, sweep, facts())
+    one_line(err, "criteria.mean_activation is not a summary entry (missing acc_at_half)")
+    assert max_k_within(np.array(KS), sweep["acc"].to_numpy()[: len(KS)], 90.0) >= 0
+    assert set(milestone_ks(P).values()) <= set(KS)
+
+
+# --------------------------------------------------------------------------- other tables
+def test_a_ranking_must_order_every_channel_once() -> None:
+    rows = [f"{c},{r},{(r * 3) % P}" for c in CRITERIA for r in range(P)]
+    text = "criterion,rank,channel\n" + "\n".join(rows) + "\n"
+    check_ranking(Path("ranking.csv"), text, P, facts())
+    with pytest.raises(UserError) as err:
+        check_ranking(Path("ranking.csv"), text.replace("random,1,3\n", "random,1,0\n"), P, facts())
+    one_line(err, "the order of random is not a permutation of the 8 channels", "rerun sweep_prune")
+
+
+def test_a_training_curve_has_every_epoch_params_imply() -> None:
+    text = "epoch,train_loss,test_acc,test_bacc\n1,0.6575,90.0000,50.0000\n2,0.5000,91.0000,55.0000\n"
+    check_train_curve(Path("c.csv"), text, facts())
+    with pytest.raises(UserError) as err:
+        check_train_curve(Path("c.csv"), text, facts(epochs=3))
+    one_line(err, "1 of the 3 rows params.yaml implies are missing (first: epoch=3)", "rerun train")
+
+
+def test_a_band_interval_holds_its_mean() -> None:
+    text = (
+        "k,criterion,mean,ci_low,ci_high,params_kept,flops_kept\n"
+        "0,random,50.0000,40.0000,60.0000,1.0000,1.0000\n1,random,48.0000,49.0000,60.0000,0.9000,0.9000\n"
+    )
+    with pytest.raises(UserError) as err:
+        check_band(Path("b.csv"), text, facts(ks=(0, 1), swept=("random",)))
+    one_line(err, "line 3: the interval does not hold the mean", "rerun aggregate")
+
+
+# --------------------------------------------------------------------------- arrays and JSON
+def write_split(folder: Path, labels: np.ndarray, n_classes: int) -> None:
+    spec = InputSpec(1, 28, n_classes)
+    info = DatasetInfo("mnist_5k", "classification", spec, (0.1307,), (0.3081,))
+    n = len(labels)
+    split = Split(np.zeros((n, 1, 28, 28), np.uint8), labels.astype(np.int64), np.arange(n).reshape(n, 1))
+    save_prepared(folder, info, {"test": split})
+
+
+def test_the_issue_a_label_out_of_range_is_refused_on_read(tmp_path: Path) -> None:
+    """One test label of a 10-class split set to 57: a reshape traceback in sweep_prune before."""
+    labels = np.arange(20) % 10
+    write_split(tmp_path, labels, 10)
+    images, read = load_split_arrays("test", tmp_path)
+    assert images.shape == (20, 1, 28, 28) and read.tolist() == labels.tolist()
+    labels[7] = 57
+    write_split(tmp_path, labels, 10)
+    with pytest.raises(UserError) as err:
+        load_split_arrays("test", tmp_path)
+    one_line(err, "test.npz: label 57 of sample 7 is outside 0..9 (info.json: 10 classes)", "rerun prepare_data")
+
+
+def test_info_json_must_be_what_its_source_and_task_give(tmp_path: Path) -> None:
+    raw = {"source": "mnist_5k", "task": "pairs", "channels": 2, "size": 28, "n_classes": 2,
+           "mean": [0.1307, 0.1307], "std": [0.3081, 0.3081]}  # fmt: skip
+    check_info(Path("info.json"), raw)
+    with pytest.raises(UserError) as err:
+        check_info(Path("info.json"), {**raw, "mean": [0.1307, 0.1387]})
+    one_line(err, "info.json: mean=[0.1307, 0.1387] is not mnist_5k's normalisation", "rerun prepare_data")
+    with pytest.raises(UserError) as err:
+        check_info(Path("info.json"), {**raw, "n_classes": 10})
+    one_line(err, "n_classes=10 is not what mnist_5k pairs gives")
+
+
+def test_statistics_with_nan_or_shares_above_one_are_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    stats = ActivationStats(
+        conv_mean=rng.normal(size=P), act_mean=rng.random(P), feature_maps=rng.random((P, 3, 3)),
+        apoz=rng.random(P), taylor=rng.random(P), contribution_gram=np.eye(P), n_samples=5,
+    )  # fmt: skip
+    path = tmp_path / "a.npz"
+    save_stats(path, stats, "test")
+    load_stats(path, P)
+    for field, value, expected in [("taylor", np.nan, "taylor holds NaN or infinite values"),
+                                   ("apoz", 1.5, "apoz has values outside [0, 1]")]:  # fmt: skip
+        values = getattr(stats, field).copy()
+        values[2] = value
+        path.unlink()
+        save_stats(path, ActivationStats(**{**stats.__dict__, field: values}), "test")
+        with pytest.raises(UserError) as err:
+            load_stats(path, P)
+        one_line(err, "a.npz: ", expected, "rerun collect_activations")
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    """torch.load does not check the zip's CRC-32s: a flipped weight byte loaded silently."""
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.arange(4096, dtype=torch.float32)}, path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError) as err:
+        load_torch(path, "model checkpoint")
+    one_line(err, "model.pt: damaged model checkpoint (CRC mismatch in", "delete it and rerun")
+
+
+def test_efficiency_ratios_are_its_own_measurements() -> None:
+    side = {"params": 100, "flops_per_sample": 1000, "program_bytes": 5000, "test_acc": 90.0, "test_bacc": 80.0,
+            "test_roc_auc": 85.0, "latency_ms_batch1": 0.5, "latency_ms_batch256": 40.0}  # fmt: skip
+    small = {**side, "params": 50, "flops_per_sample": 800, "latency_ms_batch256": 32.0}
+    ratio = {"params": 2.0, "flops": 1.25, "program_bytes": 1.0, "speedup_batch1": 1.0, "speedup_batch256": 1.25}
+    eff = {"k": 4, "channels": P, "seed": 0, "criterion_random": 1, "study_recal_bacc_at_k": 70.0,
+           "study_recal_bacc_unpruned": 72.0, "unpruned": side, "exported": small,
+           "ratio": {**ratio, "speedup_batch256_vs_flops": 1.0}, "threads": 2, "cpu_x86_64": 1}  # fmt: skip
+    check_efficiency(Path("e.json"), eff, facts())
+    eff["ratio"]["params"] = 2.5
+    with pytest.raises(UserError) as err:
+        check_efficiency(Path("e.json"), eff, facts())
+    one_line(err, "e.json: ratio.params=2.5 is not its own measurements' ratio 2.0", "rerun export")
+
+
+# --------------------------------------------------------------------------- the module's contract
+def test_the_implied_facts_follow_params() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in TINY_OVERRIDES.items():
+        section, *key = dotted.split(".")
+        if key:
+            raw[section][key[0]] = value
+        else:
+            raw[section] = value
+    got = implied(validate(raw))
+    assert got.channels == 128 and got.ks == tuple(range(128)) and got.n_classes == 2
+    assert got.swept == (*got.ranked, "mean_activation_zero_weights")
+    assert got.finetuned[0] == ("mean_activation", "half", 64) and len(got.finetuned) == 6
+    assert len(got.sweep_rows()) == 128 * 11 and got.train_rows() == [(1,)]
+
+
+def test_every_check_only_raises_or_returns_none() -> None:
+    """Validation only (no stage's DVC dep): a check can refuse a run but hands nothing back
+    for a stage to compute with."""
+    checks = [
+        (name, fn)
+        for module in (prunelab.checks.tables, prunelab.checks.documents, prunelab.checks.arrays)
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("check_") and fn.__module__ == module.__name__
+    ]
+    assert len(checks) >= 12
+    for name, fn in checks:
+        assert fn.__annotations__["return"] in ("None", None), name  # annotations are strings here
+
+
+def test_json_numbers_are_checked_as_numbers() -> None:
+    bad = json.loads(json.dumps(summary()))
+    bad["majority_floor"] = "90"
+    with pytest.raises(UserError) as err:
+        check_summary(Path("summary.json"), bad)
+    one_line(err, "majority_floor='90' is not a number")
+    bad["majority_floor"] = float("nan")
+    with pytest.raises(UserError) as err:
+        check_summary(Path("summary.json"), bad)
+    one_line(err, "majority_floor=nan is not a finite number")
