@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from prunelab.params import load_params
-from tests.helpers import declared_outputs, dvc, experiments, run, running_stages
+from tests.helpers import ROOT, declared_outputs, dvc, experiments, run, running_stages
 
 pytestmark = pytest.mark.integration
 
@@ -172,8 +172,6 @@ def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: P
 def test_the_take_home_snippet_in_docs_classifies_pairs(tiny_repo: Path) -> None:
     import re
 
-    from tests.helpers import ROOT
-
     text = (ROOT / "docs/deploy.md").read_text()
     section = text[text.index("# Taking a pruned model home") :]
     snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
@@ -203,5 +201,14 @@ def test_exp_show_compares_the_headline_and_the_full_study_is_one_command_away(t
     lines = table.splitlines()
     assert max(len(line) for line in lines) <= 200 and "…" not in table, table
     assert "shipped.k" in table and "export.k" in table
+    # The README's pick of columns fits too.
+    picked = run(
+        [str(Path(sys.executable).parent / "dvc"), "exp", "show", "--no-pager", "--drop", ".*",
+         "--keep", r"Experiment|unpruned\.(bacc|roc_auc)$|shipped"],
+        repo, env_extra={"COLUMNS": "200"},
+    ).stdout  # fmt: skip
+    assert r"--keep 'Experiment|unpruned\.(bacc|roc_auc)$|shipped'" in (ROOT / "README.md").read_text()
+    assert max(len(line) for line in picked.splitlines()) <= 200 and "…" not in picked, picked
+    assert "unpruned.roc_auc" in picked and "shipped.loss" in picked
     full = json.loads(dvc(repo, "metrics", "show", "--json", "metrics/metrics.json").stdout)
     assert "criteria" in full[""]["data"]["metrics/metrics.json"]["data"]
