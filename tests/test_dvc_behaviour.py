@@ -130,7 +130,7 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> Non
     k_step = found["k2"]["params"]["params.yaml"]["data"]["prune"]["k_step"]
     assert k_step == 2
     assert found["s012"]["params"]["params.yaml"]["data"]["seeds"] == [0, 1, 2]
-    n_seeds = {name: found[name]["metrics"]["metrics/metrics.json"]["data"]["n_seeds"] for name in GRID}
+    n_seeds = {name: found[name]["metrics"]["metrics/headline.json"]["data"]["n_seeds"] for name in GRID}
     assert n_seeds == {"k2": 2, "s012": 3}
 
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from prunelab.params import load_params
+from prunelab.study.verdicts import VERDICTS
 from tests.helpers import ROOT, declared_outputs, dvc, experiments, run, running_stages
 
 pytestmark = pytest.mark.integration
@@ -88,12 +89,16 @@ def test_study_metrics_are_flat_scalars_with_intervals(tiny_repo: Path) -> None:
             assert "." not in key, f"{prefix}{key}: DVC flattens dotted keys"
             if isinstance(value, dict):
                 check(value, f"{prefix}{key}.")
+            elif key == "verdict":
+                assert value in VERDICTS, f"{prefix}{key} is {value!r}"
             else:
                 assert isinstance(value, int | float), f"{prefix}{key} is not a scalar"
 
     check(metrics)
-    shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json").stdout)
-    assert "n_seeds" in json.dumps(shown) and "bacc_over_k_vs_random" in json.dumps(shown)
+    shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json").stdout)[""]["data"]
+    assert set(shown) == {"metrics/headline.json"}  # the default: the headline only
+    full = json.loads(dvc(tiny_repo, "metrics", "show", "--json", "metrics/metrics.json").stdout)[""]["data"]
+    assert "bacc_over_k_vs_random" in json.dumps(full) and "n_seeds" in json.dumps(full)
 
 
 def test_report_states_a_verdict_for_every_criterion(tiny_repo: Path) -> None:
@@ -164,7 +169,7 @@ def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: P
     assert ratio["flops"] == pytest.approx(
         efficiency["unpruned"]["flops_per_sample"] / efficiency["exported"]["flops_per_sample"]
     )
-    shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json").stdout)
+    shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json", "metrics/efficiency.json").stdout)
     speedup = shown[""]["data"]["metrics/efficiency.json"]["data"]["ratio"]["speedup_batch256"]
     assert speedup == pytest.approx(ratio["speedup_batch256"]) and speedup > 0
 
