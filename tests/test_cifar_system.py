@@ -126,6 +126,7 @@ def trust_cifar_files(repo: Path, checksums: Path) -> Path:
     return write_checksums(checksums, sorted((repo / "data/raw/cifar-10-batches-py").iterdir()))
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_prepare_data_names_the_params_classification_ignores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = prepared_copy(tmp_path / "repo", CIFAR_OVERRIDES)
     monkeypatch.setenv(CHECKSUMS_ENV, str(trust_cifar_files(repo, tmp_path / "sums.json")))

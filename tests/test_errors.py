@@ -407,6 +407,7 @@ def test_missing_params_file_is_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 @pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS_IDS], ids=SUBPROCESS_IDS)
 def test_bad_params_through_the_real_entry_point(case: Case, tmp_path: Path) -> None:
     repo = project_copy(tmp_path / "repo", git=False)

@@ -101,6 +101,7 @@ def test_the_folded_decision_is_the_recalibrated_decision(arch: str) -> None:
     np.testing.assert_array_equal(folded, expected["recal_bacc"][0])
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_the_program_runs_where_the_project_cannot_be_imported(tmp_path: Path) -> None:
     model, images, _ = shipped()
     save_program(model, images[:2], tmp_path / "model.pt2")

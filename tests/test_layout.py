@@ -163,6 +163,7 @@ def readme_snippet() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_the_readme_api_snippet_runs() -> None:
     result = run([sys.executable, "-c", readme_snippet()], cwd=ROOT, timeout=300)
     assert "Conv2d(64, 64" in result.stdout

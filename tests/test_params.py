@@ -35,6 +35,7 @@ def test_the_schema_has_params_yamls_keys_in_its_order() -> None:
 
 def test_every_value_says_what_is_allowed() -> None:
     """The error line quotes a field's description as its "allowed" text."""
+
     def values(model: type[pydantic.BaseModel], prefix: str) -> dict[str, Any]:
         found = {}
         for key, info in model.model_fields.items():

@@ -236,6 +236,7 @@ def test_leftover_temp_files_do_not_change_dvc_status(tiny_repo: Path, tmp_path:
     assert "up to date" in dvc(repo, "status").stdout
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_seeding_makes_kernels_deterministic_without_loading_the_compiler() -> None:
     """seed_everything switches on deterministic kernels without importing inductor or
     TorchDynamo, which cost ~3 s in every stage, and without the NaN fill of new tensors

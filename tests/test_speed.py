@@ -62,6 +62,7 @@ def test_mixed_dtypes_fall_back_to_torch_adam(enabled: None) -> None:
     assert isinstance(adam(model, 1e-3), torch.optim.Adam)
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_training_does_not_load_the_compiler() -> None:
     """torch.optim's constructor would import TorchDynamo (~2.8 s of the train stage). A fresh
     interpreter, so no other test has loaded it first."""
@@ -103,6 +104,7 @@ def test_training_gives_the_same_bits_with_and_without_the_tricks(monkeypatch: p
     assert all(torch.equal(plain[k], fast[k]) for k in plain)
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_library_calls_change_no_process_setting() -> None:
     """A notebook that trains, collects block outputs and seeds gets torch's public behaviour:
     no glibc allocator change, deterministic mode through the public call (which keeps its NaN
@@ -127,6 +129,7 @@ def test_library_calls_change_no_process_setting() -> None:
     assert run([sys.executable, "-c", probe], cwd=ROOT).stdout.split() == ["False", "None", "True", "True"]
 
 
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_a_stage_entry_point_switches_the_tricks_on() -> None:
     probe = (
         "from prunelab import _speed\n"
