@@ -137,6 +137,23 @@ def experiments(shown: list[dict]) -> dict[str, dict]:
     return found
 
 
+# Outputs holding measured CPU latencies: the one thing that differs from run to run (by design).
+# The headline quotes one of them (shipped.speedup).
+TIMED = {"metrics/efficiency.json", "metrics/headline.json"}
+
+
+def lock_without_timings(repo: Path) -> dict:
+    """dvc.lock, parsed, with the hashes of the TIMED files blanked."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for stage_spec in lock["stages"].values():
+        for key in ("deps", "outs"):
+            for entry in stage_spec.get(key, []):
+                if entry["path"] in TIMED:
+                    entry.pop("md5", None)
+                    entry.pop("size", None)
+    return lock
+
+
 def study_order(seeds: list[int]) -> list[str]:
     """The stages a full `dvc repro` runs for these seeds, stage by stage as DVC orders them."""
     return [f"{name}@{seed}" for name in PER_SEED_STAGES for seed in seeds] + STUDY_STAGES

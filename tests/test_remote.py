@@ -20,13 +20,22 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import PER_SEED_STAGES, ROOT, STUDY_STAGES, dvc, project_copy, run, running_stages
+from tests.helpers import (
+    PER_SEED_STAGES,
+    ROOT,
+    STUDY_STAGES,
+    TIMED,
+    dvc,
+    lock_without_timings,
+    project_copy,
+    run,
+    running_stages,
+)
 
 pytestmark = pytest.mark.integration
 
 WORKERS = {"seeds-0": [0], "seeds-1": [1]}  # branch: its seeds (tiny_repo's two seeds, one per worker)
 # The export's measured CPU latencies (and the speed-ups computed from them) differ from run to run.
-TIMED = {"metrics/efficiency.json", "metrics/headline.json"}
 
 
 def git(repo: Path, *args: str) -> str:
@@ -92,18 +101,6 @@ def untimed(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: untimed(v) for k, v in node.items() if not k.startswith(("latency", "speedup"))}
     return node
-
-
-def lock_without_timings(repo: Path) -> dict:
-    """dvc.lock, parsed, with the hashes of the TIMED files blanked."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    for stage_spec in lock["stages"].values():
-        for key in ("deps", "outs"):
-            for entry in stage_spec.get(key, []):
-                if entry["path"] in TIMED:
-                    entry.pop("md5", None)
-                    entry.pop("size", None)
-    return lock
 
 
 def metric_files(repo: Path) -> list[str]:

@@ -21,11 +21,13 @@ from prunelab.pruning.collect import collect_stats
 from prunelab.runtime import atomic_path, save_torch, seed_everything, stage_main, write_json
 from tests.helpers import (
     ROOT,
+    TIMED,
     copy_repo,
     declared_files,
     dvc,
     file_bytes,
     kill,
+    lock_without_timings,
     run,
     running_stages,
     set_params,
@@ -42,29 +44,10 @@ DOWNSTREAM_RESULTS = [
 
 
 # --------------------------------------------------------------------------- bit for bit
-# Measured CPU latencies: the one output that differs from run to run (by design); the headline
-# quotes one of them (shipped.speedup), and is compared without it.
-TIMED = {"metrics/efficiency.json", "metrics/headline.json"}
-
-
 def headline_without_timing(repo: Path) -> dict:
     headline = json.loads((repo / "metrics/headline.json").read_text())
     headline["shipped"].pop("speedup")
     return headline
-
-
-def lock_without_timings(repo: Path) -> dict:
-    """dvc.lock with the hashes of TIMED files blanked."""
-    import yaml
-
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    for stage_spec in lock["stages"].values():
-        for key in ("deps", "outs"):
-            for entry in stage_spec.get(key, []):
-                if entry["path"] in TIMED:
-                    entry.pop("md5", None)
-                    entry.pop("size", None)
-    return lock
 
 
 @pytest.mark.integration
