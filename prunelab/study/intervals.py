@@ -60,10 +60,9 @@ def bounded_interval(
 def score_entry(values: Iterable[float]) -> dict[str, float]:
     """`interval_entry` for a score in [0, 100]: the interval clipped to the range, and
     `clipped: 1` when the t interval had left it."""
-    values = list(values)
     entry = interval_entry(values)
     if "ci_low" in entry:
-        low, high = bounded_interval(values)[1:]
+        low, high = max(entry["ci_low"], SCORE_RANGE[0]), min(entry["ci_high"], SCORE_RANGE[1])
         if (low, high) != (entry["ci_low"], entry["ci_high"]):
             entry.update(ci_low=low, ci_high=high, clipped=1)
     return entry

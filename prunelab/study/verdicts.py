@@ -72,19 +72,24 @@ def seeds_needed(sd: float, margin: float, alpha: float = ALPHA, power: float = 
     return low
 
 
-def verdict_of(diffs: Iterable[float], margin: float) -> str:
-    """One of VERDICTS for paired differences (criterion minus random, one per seed)."""
-    x = np.asarray(list(diffs), dtype=np.float64)
-    if len(x) < 2:
+def _verdict(p_equivalent: float, low: float, high: float) -> str:
+    """The verdict from the TOST p-value and the 95 % interval (NaN bounds: one seed)."""
+    if np.isnan(low):
         return "inconclusive"
-    if tost_p(x, margin) < ALPHA:
+    if p_equivalent < ALPHA:
         return "equivalent"
-    _, low, high = t_interval(x)
     if low > 0:
         return "better"
     if high < 0:
         return "worse"
     return "inconclusive"
+
+
+def verdict_of(diffs: Iterable[float], margin: float) -> str:
+    """One of VERDICTS for paired differences (criterion minus random, one per seed)."""
+    x = np.asarray(list(diffs), dtype=np.float64)
+    _, low, high = t_interval(x)
+    return _verdict(tost_p(x, margin), low, high)
 
 
 def comparison(diffs: Iterable[float], margin: float) -> dict:
@@ -96,7 +101,8 @@ def comparison(diffs: Iterable[float], margin: float) -> dict:
     entry: dict = {"mean": mean}
     if not np.isnan(low):
         entry.update(ci_low=low, ci_high=high)
-    entry.update(wins=int((x > 0).sum()), verdict=verdict_of(x, margin), tost_p=tost_p(x, margin), margin=margin)
+    p_equivalent = tost_p(x, margin)
+    entry.update(wins=int((x > 0).sum()), verdict=_verdict(p_equivalent, low, high), tost_p=p_equivalent, margin=margin)
     if len(x) >= 2:
         sd = float(x.std(ddof=1))
         entry.update(mde=mde(sd, len(x)), seeds_needed=seeds_needed(sd, margin))
