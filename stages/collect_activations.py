@@ -25,9 +25,12 @@ def main() -> None:
     model = load_model(model_path(seed), params.model.arch, info.input)
     images, labels = load_split(split, folder, info)
     device = resolve_device(params.train.device)
-    stats = collect_stats(model, images, labels, params.activations.batch_size, device, label=f"collect seed {seed}")
+    layer = model.layer(params.prune.layer)
+    stats = collect_stats(
+        model, images, labels, params.activations.batch_size, device, label=f"collect seed {seed}", layer=layer.name
+    )
     save_stats(stats_path(seed), stats, split)
-    log(f"seed {seed}: statistics of {stats.channels} channels over {stats.n_samples} {split} samples")
+    log(f"seed {seed}: statistics of {layer.name}'s {stats.channels} channels over {stats.n_samples} {split} samples")
 
 
 if __name__ == "__main__":

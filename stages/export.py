@@ -44,12 +44,13 @@ def main() -> None:
     criterion, k = choose_export(band, export.criterion, export.k)
     info = load_info(prepared_dir(seed))
     model = load_model(model_path(seed), params.model.arch, info.input)
-    removed = ranked_order(ranking_path(seed), criterion, model.channels, expected)[:k]
+    layer = model.layer(params.prune.layer)
+    removed = ranked_order(ranking_path(seed), criterion, layer.channels, expected)[:k]
     images, labels = load_split(recal.split, prepared_dir(seed), info)
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
     test = load_split("test", prepared_dir(seed), info)
     n_classes = info.input.n_classes
-    shipped = shipped_model(model, removed, calibration, n_classes)
+    shipped = shipped_model(model, {layer.name: removed.tolist()}, calibration, n_classes)
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
     unpruned = fold_recalibrated_decision(copy.deepcopy(model), *calibration, n_classes)
     example = test[0][:2]
@@ -57,7 +58,7 @@ def main() -> None:
     facts = {
         "arch": params.model.arch,
         "input": {"channels": info.input.channels, "size": info.input.size, "n_classes": n_classes},
-        "removed": [int(c) for c in removed],
+        "removed": {layer.name: [int(c) for c in removed]},
         "criterion": criterion,
         "k": k,
         "seed": seed,
@@ -75,7 +76,7 @@ def main() -> None:
         EFFICIENCY,
         {
             "k": k,
-            "channels": model.channels,
+            "channels": layer.channels,
             "seed": seed,
             f"criterion_{criterion}": 1,
             "study_recal_bacc_at_k": float(chosen[k]),

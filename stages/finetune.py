@@ -41,14 +41,15 @@ def main() -> None:
             if name != "headline" and name not in chosen:
                 log(f"note: finetune.criteria names {name}, which prune.criteria does not rank: not fine-tuned")
         expected = implied(params)
-        orders = {c: ranked_order(ranking_path(seed), c, model.channels, expected) for c in chosen}
+        layer = model.layer(params.prune.layer)
+        orders = {c: ranked_order(ranking_path(seed), c, layer.channels, expected) for c in chosen}
         splits = {name: load_split(name, prepared_dir(seed), info) for name in ("train", "test")}
         device = resolve_device(train.device)
         for criterion, order in orders.items():
             for spec in finetune.ks:
-                k = named_k(spec, model.channels)
+                k = named_k(spec, layer.channels)
                 _, scores = finetune_pruned(
-                    model, order[:k], splits["train"], splits["test"], n_classes=info.input.n_classes,
+                    model, {layer.name: order[:k]}, splits["train"], splits["test"], n_classes=info.input.n_classes,
                     epochs=finetune.epochs, lr=finetune.lr, batch_size=train.batch_size,
                     class_weight=train.class_weight, device=device, seed=seed,
                     label=f"finetune seed {seed} {criterion} K={k}",

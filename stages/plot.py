@@ -67,7 +67,7 @@ def main() -> None:
     order = ranked_order(ranking_path(seed), headline, metrics["channels"], expected)
 
     plot_criteria(sweeps, metrics, PLOTS / "criteria.png", dpi=style.dpi)
-    plot_headline(sweeps, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style.dpi)
+    plot_headline(sweeps, headline, metrics, PLOTS / "accuracy_vs_k.png", dpi=style.dpi, layer=expected.layer_title)
     verdicts = {
         name: entry[f"{key}_vs_random"]["verdict"]
         for name, entry in metrics["criteria"].items()
@@ -85,7 +85,7 @@ def main() -> None:
         stats.feature_maps,
         order,
         PLOTS / "feature_maps.png",
-        title=f"Mean output feature maps of the last conv layer before pruning, seed {seed} "
+        title=f"Mean output feature maps of {expected.layer_title} before pruning, seed {seed} "
         f"({p} maps of {m}×{n}, {split} split; r = rank under {headline})",
         cmap=style.cmap,
         dpi=style.dpi,

@@ -1,5 +1,5 @@
-"""Stage sweep_prune (one instance per seed): prune the K lowest-ranked channels for every K,
-for every criterion.
+"""Stage sweep_prune (one instance per seed): prune the K lowest-ranked channels of the
+study's layer (prune.layer) for every K, for every criterion.
 
 Scores every K at the default decision (acc, bacc), threshold-free (roc_auc) and with the
 decision re-fitted on the calibration split (recal_acc, recal_bacc). Writes
@@ -35,30 +35,32 @@ def main() -> None:
     folder = prepared_dir(seed)
     info = load_info(folder)
     model = load_model(model_path(seed), params.model.arch, info.input)
-    cost = channel_cost(model, info.input)  # on the CPU, before the model moves to its device
-    stats, split = load_stats(stats_path(seed), model.channels)
+    layer = model.layer(prune.layer)
+    cost = channel_cost(model, info.input, layer.name)  # on the CPU, before the model moves to its device
+    stats, split = load_stats(stats_path(seed), layer.channels)
     device = resolve_device(params.train.device)
     batch = params.activations.batch_size
 
     def split_outputs(name: str, limit: int | None = None) -> SplitOutputs:
-        """A split's block outputs, computed once for every order and K."""
+        """A split's layer outputs, computed once for every order and K."""
         images, labels = load_split(name, folder, info)
-        return SplitOutputs(block_outputs(model, images[:limit], batch, device), labels[:limit].to(device))
+        outputs = block_outputs(model, images[:limit], batch, device, layer.name)
+        return SplitOutputs(outputs, labels[:limit].to(device))
 
     test = split_outputs("test")
     recal = params.recalibrate
     calibration = split_outputs(recal.split, recal.max_samples)
     model = model.to(device)
-    ks = resolve_ks(prune.ks, prune.k_step, model.channels)
+    ks = resolve_ks(prune.ks, prune.k_step, layer.channels)
     headline = prune.criteria[0]
-    ctx = RankingContext(stats, model, headline, seed, prune.random_orders)
+    ctx = RankingContext(stats, model, headline, seed, prune.random_orders, layer.name)
     orders = {name: removal_orders(name, ctx) for name in prune.criteria}
     n_classes = info.input.n_classes
 
     def run(chosen: dict[str, np.ndarray], mode: str) -> dict[str, Curve]:
         """Score every criterion's orders in one call, so block contributions are shared."""
         stacked = np.concatenate(list(chosen.values()))
-        scores = evaluate_orders(model, test, calibration, stacked, ks, n_classes, mode)
+        scores = evaluate_orders(model, test, calibration, stacked, ks, n_classes, mode, layer=layer.name)
         bounds = np.cumsum([0, *(len(o) for o in chosen.values())])
         return {
             name: curve_from_scores({score: values[a:b] for score, values in scores.items()})
@@ -70,7 +72,7 @@ def main() -> None:
         # The lab's own method on the headline ranking, to show what weight zeroing does.
         curves[f"{headline}_zero_weights"] = run({headline: orders[headline]}, "zero_weights")[headline]
     labels = test.labels.cpu()
-    summary = summary_metrics(ks, curves, model.channels, majority_floor(labels), n_classes, len(labels))
+    summary = summary_metrics(ks, curves, layer.channels, majority_floor(labels), n_classes, len(labels))
     summary["ranking_split_is_test"] = int(split == "test")
     summary["n_calibration"] = len(calibration.labels)
     table = long_table(ks, curves)

@@ -221,6 +221,33 @@ CASES = [
         put(**{"model.arch": "simple_cnn", "prune.criteria": ALL_CRITERIA_BUT_BN, "prune.ks": [0, 40]}),
         ("prune.ks=[0, 40]", "K from 0 to 31", "P=32"),
     ),
+    Case(
+        "layer-unknown",
+        "collect_activations",
+        put(**{"prune.layer": "conv4"}),
+        (
+            "prune.layer='conv4' is not a conv layer of model.arch=pair_cnn",
+            "allowed: last or one of conv1, conv2, conv3",
+        ),
+    ),
+    Case(
+        "layer-beyond-simple_cnn",
+        "sweep_prune",
+        put(**{"model.arch": "simple_cnn", "prune.criteria": ALL_CRITERIA_BUT_BN, "prune.layer": "conv3"}),
+        ("prune.layer='conv3'", "allowed: last or one of conv1, conv2"),
+    ),
+    Case(
+        "layer-number",
+        "sweep_prune",
+        put(**{"prune.layer": 3}),
+        ("prune.layer=3 is invalid", "or a conv layer of model.arch: conv1"),
+    ),
+    Case(
+        "ks-K-beyond-the-layers-P",
+        "sweep_prune",
+        put(**{"prune.layer": "conv1", "prune.ks": [0, 40]}),
+        ("prune.ks=[0, 40]", "K from 0 to 31", "pair_cnn's conv1 has P=32"),
+    ),
     Case("ks-negative", "sweep_prune", put(**{"prune.ks": [-1, 2]}), ("prune.ks=[-1, 2]", "integers K >= 0")),
     Case("ks-word", "sweep_prune", put(**{"prune.ks": "some"}), ("prune.ks='some'", "'all'")),
     Case("k_step-zero", "sweep_prune", put(**{"prune.k_step": 0}), ("prune.k_step=0", "an integer >= 1")),

@@ -10,8 +10,13 @@ import torch
 
 from prunelab.models.nets import PrunableNet
 from prunelab.models.training import train_model
+from prunelab.pruning.consumers import ConsumerParts, replacement_values
 from prunelab.pruning.surgery import channel_mask, remove_channels, zero_conv_weights
-from prunelab.pruning.sweep import HeadParts, block_outputs, replacement_values, seed_loop_confusions, sweep_confusions
+from prunelab.pruning.sweep import (
+    block_outputs,
+    seed_loop_confusions,
+    sweep_confusions,
+)
 from prunelab.scoring.scores import accuracy
 from tests.helpers import tiny_model
 
@@ -72,7 +77,7 @@ def test_prefix_subtraction_equals_masked_matmul(arch: str, mode: str) -> None:
     images, _ = data(arch, 9, seed=2)
     with torch.no_grad():
         z = model.block(model.stem(images))
-    head = HeadParts.of(model, mode, torch.float64, CPU, tuple(z.shape[2:]))
+    head = ConsumerParts.of(model, mode, torch.float64, CPU, tuple(z.shape[2:]))
     full, delta = head.contributions(z)
     fc1 = model.head.fc1
     torch.testing.assert_close(full, fc1(z.flatten(1)), rtol=1e-12, atol=1e-12)

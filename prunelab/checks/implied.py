@@ -36,6 +36,13 @@ class Implied:
     margins: tuple[tuple[str, float], ...]
     export_criterion: str
     export_k: str | int
+    layer: str = "last"  # the study's layer, by name (conv1, …)
+    layer_is_last: bool = True  # whether it is the lab's layer, the last conv
+
+    @property
+    def layer_title(self) -> str:
+        """The study's layer as figures name it."""
+        return "the last conv layer" if self.layer_is_last else f"layer {self.layer}"
 
     def sweep_rows(self) -> list[tuple[int, str]]:
         """(k, criterion) of sweep.csv and of the study's band tables, in the writer's order."""
@@ -62,7 +69,8 @@ def finetune_point(spec: str | int) -> str:
 
 def implied(params: Params) -> Implied:
     prune, finetune = params.prune, params.finetune
-    p = ARCHS[params.model.arch].channels
+    arch = ARCHS[params.model.arch]
+    p = arch.channels_of(prune.layer)
     headline = prune.criteria[0]
     swept = list(prune.criteria)
     if prune.compare_zero_weights and prune.mode == "remove":
@@ -84,4 +92,6 @@ def implied(params: Params) -> Implied:
         margins=tuple(params.study.margins.model_dump().items()),
         export_criterion=params.export.criterion,
         export_k=params.export.k,
+        layer=arch.layer_name(prune.layer),
+        layer_is_last=arch.layer_name(prune.layer) == arch.last_layer,
     )

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
 from prunelab.models.nets import PrunableNet, build_model
-from prunelab.pruning.surgery import remove_channels
+from prunelab.pruning.surgery import Removal, remove_channels
 from prunelab.runtime import atomic_path, load_torch, save_torch
 from prunelab.scoring.curves import WITHIN_POINTS, max_k_within
 from prunelab.scoring.scores import fit_decision
@@ -66,10 +65,11 @@ def fold_recalibrated_decision(
 
 
 def shipped_model(
-    model: PrunableNet, removed: np.ndarray, calibration: tuple[torch.Tensor, torch.Tensor], n_classes: int
+    model: PrunableNet, removed: Removal, calibration: tuple[torch.Tensor, torch.Tensor], n_classes: int
 ) -> PrunableNet:
-    """The physically smaller model, its recalibrated decision folded in, in eval mode."""
-    pruned = remove_channels(model, removed.tolist())
+    """The physically smaller model (`removed`: a list for the lab's layer, or channels per
+    layer name), its recalibrated decision folded in, in eval mode."""
+    pruned = remove_channels(model, removed)
     return fold_recalibrated_decision(pruned, calibration[0], calibration[1], n_classes).eval()
 
 
@@ -103,6 +103,7 @@ def load_rebuildable(path: Path | str) -> PrunableNet:
     """Rebuild a shipped model with the project's classes from `save_rebuildable`'s file."""
     saved = load_torch(path, "exported model")
     spec = InputSpec(**saved["input"])
-    model = remove_channels(build_model(saved["arch"], spec), list(saved["removed"]))
+    removed = saved["removed"]  # {layer: channels}; a list (older files): the last conv's
+    model = remove_channels(build_model(saved["arch"], spec), removed if isinstance(removed, dict) else list(removed))
     model.load_state_dict(saved["state_dict"])
     return model.eval()

@@ -1,10 +1,11 @@
-"""What a model costs: parameters and FLOPs, of any model and of every K of the pruned layer.
+"""What a model costs: parameters and FLOPs, of any model and of every K of any conv layer.
 
 FLOPs are counted the way `torch.utils.flop_counter.FlopCounterMode` counts them: 2 per
 multiply-add of convolutions and matrix products, nothing for BatchNorm, ReLU, pooling or
-bias additions. Removing one channel of the pruned conv removes the same work whichever
-channel it is (its filter over the M×N map, and its S columns of fc1), so the cost of any K
-is exact arithmetic from the unpruned model: `kept_fractions`, tested against
+bias additions. Removing one channel of a conv layer removes the same work whichever
+channel it is (its filter over the M×N map, and the consumer's work on it: the next conv's
+kernel slice over its map, or S columns of fc1), so the cost of any K of one layer is exact
+arithmetic from the unpruned model: `kept_fractions`, tested against
 FlopCounterMode on physically smaller models.
 """
 
@@ -67,24 +68,39 @@ def layer_flops(model: torch.nn.Module, spec: InputSpec) -> int:
 
 @dataclass(frozen=True)
 class ChannelCost:
-    """What one channel of the pruned conv costs, and what the whole model costs."""
+    """What one channel of a conv layer costs, and what the whole model costs."""
 
-    params: int  # per channel: its filter (+ bias), its BN γ and β, its fc1 columns
-    flops: int  # per channel and sample: its conv output map, its fc1 columns
+    params: int  # per channel: its filter (+ bias), its BN γ and β, the consumer's weights for it
+    flops: int  # per channel and sample: its conv output map, the consumer's work on it
     total_params: int
     total_flops: int
 
 
 @torch.no_grad()
-def channel_cost(model: PrunableNet, spec: InputSpec) -> ChannelCost:
-    conv, fc1 = model.block.conv, model.head.fc1
-    per_filter = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] // conv.groups
+def channel_cost(model: PrunableNet, spec: InputSpec, layer: str | None = None) -> ChannelCost:
+    """The cost of one channel of `layer` (None: the lab's layer). Every channel of a layer costs
+    the same: its filter over its map, and the consumer's weights and work for that input
+    (a conv: C'·kh·kw weights over its output map; fc1: its S columns). Exact for any K of one
+    layer alone; pruning two adjacent layers is not additive (the conv between them loses work
+    bilinearly), which `prunelab.models.cost.layer_flops` of the smaller model counts."""
+    chosen = model.layer(layer)
+    chain = model.chain()
+    conv, consumer = chain[chosen.conv][1], chain[chosen.consumer][1]
     example = torch.zeros(1, spec.channels, spec.size, spec.size, dtype=conv.weight.dtype)
-    height, width = model.block.conv(model.stem(example)).shape[-2:]
-    columns = fc1.in_features // model.channels
-    bn_params = 2 if model.block.bn is not None else 0  # γ and β (running stats are buffers)
-    params = per_filter + (conv.bias is not None) + bn_params + columns * fc1.out_features
-    flops = 2 * per_filter * height * width + 2 * columns * fc1.out_features
+    maps = {}
+    for at in (chosen.conv, chosen.consumer):
+        maps[at] = model.run(example, 0, at + 1).shape[2:]  # the conv's output map (consumer: if a conv)
+    per_filter = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] // conv.groups
+    bn_params = 2 if chosen.bn is not None else 0  # γ and β (running stats are buffers)
+    height, width = maps[chosen.conv]
+    if isinstance(consumer, nn.Linear):
+        consumer_params = consumer.in_features // chosen.channels * consumer.out_features
+        consumer_flops = 2 * consumer_params
+    else:
+        consumer_params = consumer.out_channels * consumer.kernel_size[0] * consumer.kernel_size[1] // consumer.groups
+        consumer_flops = 2 * consumer_params * maps[chosen.consumer].numel()
+    params = per_filter + (conv.bias is not None) + bn_params + consumer_params
+    flops = 2 * per_filter * height * width + consumer_flops
     return ChannelCost(params, flops, parameter_count(model), layer_flops(model, spec))
 
 

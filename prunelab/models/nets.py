@@ -1,18 +1,22 @@
-"""Models, all behind one interface: stem → pruned block → head.
+"""Models, all behind one interface: a chain of modules with named prunable conv layers.
 
-* `stem`: everything before the pruned convolution.
-* `block`: the pruned convolution and what follows it up to the head: conv → [BN] → ReLU
-  → MaxPool. Its output is the tensor a channel mask multiplies.
-* `head`: Flatten → `fc1` (the first Linear, whose input columns are grouped by channel)
-  → `rest`.
+Every model is `stem → block → head` (the lab's view: `block` is the last conv layer, the one
+the lab prunes) and, underneath, a *chain*: the flat sequence of modules its forward pass
+applies one after the other (`PrunableNet.chain`). Its prunable conv layers, in order, are
+`PrunableNet.layers`, named `conv1`, `conv2`, … Each `ConvLayer` says, by chain position,
+where its conv, its BatchNorm and its *output* are (the channel map after BN, ReLU and
+pooling: the tensor a channel mask multiplies) and which module *consumes* its channels (the
+next conv, or the first Linear, whose input columns are grouped by channel).
 
-Ranking, masking, removal and the fast sweep in `prunelab.pruning` are written once against
-this interface. Adding an architecture means adding one builder here and naming it in
-`prunelab.archs.ARCHS`.
+Ranking, masking, removal, the fast sweep and scoring in `prunelab.pruning` are written once
+against this interface, for any layer and any set of layers. Adding an architecture means
+adding one builder here and naming it in `prunelab.models.archs.ARCHS`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -71,6 +75,38 @@ class Head(nn.Module):
         return self.rest(self.fc1(self.flatten(z)))
 
 
+@dataclass(frozen=True)
+class ConvLayer:
+    """One prunable conv layer, by its modules' positions in `PrunableNet.chain()`."""
+
+    name: str  # conv1, conv2, … in forward order
+    conv: int  # the Conv2d
+    bn: int | None  # the BatchNorm2d right after it, if any
+    output: int  # the last module before the consumer (Flatten aside): its output is the channel map
+    consumer: int  # the next Conv2d or Linear: its input channels (or column groups) are this layer's
+    channels: int  # output channels of the conv
+
+
+# A layer's channel mask: 1 keeps a channel, 0 removes it. A bare tensor means the lab's layer (the last).
+Masks = Mapping[str, torch.Tensor] | torch.Tensor
+
+
+def _leaves(prefix: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules a Sequential-like module applies in turn, by path; a PrunedBlock or Head as its steps."""
+    if isinstance(module, PrunedBlock):
+        steps = ["conv", "bn", "pool", "relu"] if module.bn is not None else ["conv", "pool", "relu"]
+        return [(f"{prefix}.{name}", getattr(module, name)) for name in steps]
+    if isinstance(module, Head):
+        return [
+            (f"{prefix}.flatten", module.flatten),
+            (f"{prefix}.fc1", module.fc1),
+            *_leaves(f"{prefix}.rest", module.rest),
+        ]
+    if isinstance(module, nn.Sequential):
+        return [leaf for name, child in module.named_children() for leaf in _leaves(f"{prefix}.{name}", child)]
+    return [(prefix, module)]
+
+
 class PrunableNet(nn.Module):
     def __init__(self, stem: nn.Module, block: PrunedBlock, head: Head):
         super().__init__()
@@ -80,13 +116,64 @@ class PrunableNet(nn.Module):
 
     @property
     def channels(self) -> int:
+        """Output channels of the lab's layer (the last conv)."""
         return self.block.channels
 
-    def forward(self, x: torch.Tensor, channel_mask: torch.Tensor | None = None) -> torch.Tensor:
-        z = self.block(self.stem(x))
-        if channel_mask is not None:
-            z = z * channel_mask.to(z.dtype).view(1, -1, 1, 1)
-        return self.head(z)
+    def chain(self) -> list[tuple[str, nn.Module]]:
+        """(path, module) of every module the forward pass applies, in order: running them one
+        after the other is the forward pass (tested). Built anew on each call, so it follows
+        surgery that replaces modules."""
+        return [*_leaves("stem", self.stem), *_leaves("block", self.block), *_leaves("head", self.head)]
+
+    @property
+    def layers(self) -> tuple[ConvLayer, ...]:
+        """The prunable conv layers, in forward order: every Conv2d followed by a conv or a Linear."""
+        modules = [module for _, module in self.chain()]
+        convs = [i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d)]
+        found = []
+        for number, at in enumerate(convs, start=1):
+            consumer = next(j for j in range(at + 1, len(modules)) if isinstance(modules[j], nn.Conv2d | nn.Linear))
+            output = consumer - 1
+            while isinstance(modules[output], nn.Flatten):
+                output -= 1
+            bn = at + 1 if isinstance(modules[at + 1], nn.BatchNorm2d) else None
+            channels = modules[at].out_channels
+            found.append(ConvLayer(f"conv{number}", at, bn, output, consumer, channels))
+        return tuple(found)
+
+    def layer(self, name: str | None = None) -> ConvLayer:
+        """A prunable layer by name; None is the lab's layer, the last conv."""
+        layers = self.layers
+        if name is None or name == "last":
+            return layers[-1]
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer {name!r}; this model has {', '.join(x.name for x in layers)}")
+
+    def run(
+        self, h: torch.Tensor, start: int = 0, stop: int | None = None, masks: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The chain's modules start … stop − 1 applied to `h`, each layer's channel map
+        multiplied by its mask in `masks` (by layer name) where the range produces it."""
+        at_output = {layer.output: masks[layer.name] for layer in self.layers if layer.name in (masks or {})}
+        for i, (_, module) in enumerate(self.chain()[start:stop], start=start):
+            h = module(h)
+            if i in at_output:
+                h = h * at_output[i].to(h.dtype).view(1, -1, 1, 1)
+        return h
+
+    def forward(self, x: torch.Tensor, channel_mask: Masks | None = None) -> torch.Tensor:
+        """Logits; `channel_mask` zeroes channels: a tensor for the lab's layer, or a mask per layer name."""
+        if channel_mask is None or isinstance(channel_mask, torch.Tensor):
+            z = self.block(self.stem(x))
+            if channel_mask is not None:
+                z = z * channel_mask.to(z.dtype).view(1, -1, 1, 1)
+            return self.head(z)
+        unknown = set(channel_mask) - {layer.name for layer in self.layers}
+        if unknown:
+            raise ValueError(f"no layer {sorted(unknown)[0]!r} in this model")
+        return self.run(x, masks=channel_mask)
 
 
 def _conv_bn_relu_pool(c_in: int, c_out: int) -> nn.Sequential:

@@ -156,6 +156,10 @@ class ActivationsParams(Section):
 
 
 class PruneParams(Section):
+    # The layer of the single-layer study; which names exist depends on model.arch (a relation).
+    layer: str = Field(
+        default="last", description="last (the lab's layer) or a conv layer of model.arch: conv1, conv2, …"
+    )
     criteria: Listed[str] = Field(min_length=1, description=f"a non-empty list of criteria, each {one_of(CRITERIA)}")
     mode: Literal["remove", "zero_weights"] = choice(["remove", "zero_weights"])
     ks: Literal["all"] | PruneKs = Field(description="'all' or a non-empty list of distinct integers K >= 0")
@@ -279,17 +283,24 @@ class Params(Section):
     def _relation_problem(self) -> str | None:
         arch_name = self.model.arch
         arch = ARCHS[arch_name]
-        p = arch.channels
         prune, data, export = self.prune, self.data, self.export
+        names = [name for name, _ in arch.layers]
+        if prune.layer != "last" and prune.layer not in names:
+            return (
+                f"prune.layer={prune.layer!r} is not a conv layer of model.arch={arch_name}; "
+                f"allowed: last or one of {', '.join(names)}"
+            )
+        p = arch.channels_of(prune.layer)
+        pruned = f"{arch_name}'s {arch.layer_name(prune.layer)}"  # the layer P counts the channels of
         if "bn_gamma" in prune.criteria and not arch.batchnorm:
             return (
-                f"prune.criteria has bn_gamma, but model.arch={arch_name} has no BatchNorm after the pruned conv; "
+                f"prune.criteria has bn_gamma, but model.arch={arch_name} has no BatchNorm after its convs; "
                 "allowed: the other criteria"
             )
         if prune.ks != "all" and max(prune.ks) >= p:
             return (
                 f"prune.ks={list(prune.ks)!r} contains K >= P; allowed: K from 0 to {p - 1} "
-                f"({arch_name} has P={p} channels)"
+                f"({pruned} has P={p} channels)"
             )
         if prune.k_step >= p:
             return f"prune.k_step={prune.k_step} is invalid; allowed: an integer from 1 to {p - 1}"
@@ -306,13 +317,13 @@ class Params(Section):
         for k in self.finetune.ks:
             if named_k(k, p) >= p:
                 return (
-                    f"finetune.ks contains K={k}, but {arch_name} has P={p} channels; "
+                    f"finetune.ks contains K={k}, but {pruned} has P={p} channels; "
                     f"allowed: K from 1 to {p - 1}, or {one_of(NAMED_KS)}"
                 )
         if export.k != "auto" and export.k >= p:
             return (
                 f"export.k={export.k} is invalid; allowed: auto or an integer K from 0 to {p - 1} "
-                f"({arch_name} has P={p} channels)"
+                f"({pruned} has P={p} channels)"
             )
         if export.criterion != "auto" and export.criterion not in prune.criteria:
             return (

@@ -1,19 +1,24 @@
-"""Collecting the per-channel statistics of the pruned block, in one pass as running sums.
+"""Collecting the per-channel statistics of one conv layer, in one pass as running sums.
 
 Memory is O(P·M·N + P² + P·H) whatever the number of samples: each batch is reduced into
 float64 sums and dropped. The same pass collects everything every criterion needs, including
-the first-order Taylor term, which needs a backward pass through the head only, and the
-centred Gram matrix of the channels' contributions to fc1 (the `reconstruction` criterion).
+the first-order Taylor term, which needs a backward pass through what follows the layer
+only, and the centred Gram matrix of the channels' contributions to the consumer's
+pre-activation (fc1, or the next conv: the `reconstruction` criterion).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from prunelab.errors import UserError
-from prunelab.models.nets import PrunableNet
+from prunelab.models.nets import ConvLayer, PrunableNet
 from prunelab.pruning.activations import ActivationStats
+from prunelab.pruning.consumers import ConsumerParts
 from prunelab.runtime import progress
 
 # Contributions (P×n×H, float64) are formed for at most this many elements at a time (16 MiB), so
@@ -21,21 +26,39 @@ from prunelab.runtime import progress
 GRAM_CHUNK_ELEMENTS = 1 << 21
 
 
-def contribution_sums(pooled: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For block outputs n×P×h×w and fc1's weight grouped by channel (P×S×H, float64): the
-    uncentred Gram Σ_n <u_c(n), u_c'(n)> (P×P) and Σ_n u_c(n) (P×H) of the contributions
-    u_c(n) = W_c z_c(n), as `prunelab.pruning.HeadParts.contributions` forms them."""
-    p, per_channel, hidden = weight.shape
-    z = pooled.to(weight.dtype).reshape(-1, p, per_channel).transpose(0, 1)  # P×n×S
-    gram = torch.zeros(p, p, dtype=weight.dtype, device=weight.device)
-    total = torch.zeros(p, hidden, dtype=weight.dtype, device=weight.device)
+def contribution_sums(
+    pooled: torch.Tensor, by_channel: Callable[[torch.Tensor], torch.Tensor], p: int, hidden: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For layer outputs n×P×h×w and the consumer's per-channel contributions
+    (`prunelab.pruning.sweep.ConsumerParts.by_channel`, float64, P×n×H): the uncentred Gram
+    Σ_n <u_c(n), u_c'(n)> (P×P) and Σ_n u_c(n) (P×H) of the contributions u_c(n)."""
+    gram = torch.zeros(p, p, dtype=torch.float64, device=pooled.device)
+    total = torch.zeros(p, hidden, dtype=torch.float64, device=pooled.device)
     step = max(1, GRAM_CHUNK_ELEMENTS // (p * hidden))
-    for start in range(0, z.shape[1], step):
-        u = torch.bmm(z[:, start : start + step], weight)  # P×n×H
+    for start in range(0, len(pooled), step):
+        u = by_channel(pooled[start : start + step])  # P×n×H
         flat = u.reshape(p, -1)
         gram += flat @ flat.T
         total += u.sum(dim=1)
     return gram, total
+
+
+def _activation_and_pooling(model: PrunableNet, layer: ConvLayer) -> tuple[list[nn.Module], list[nn.Module]]:
+    """The modules between a layer's conv and its output, split into what makes the activation
+    map (BN, ReLU) and the pooling after it. Max pooling commutes with ReLU (see
+    `prunelab.models.nets.PrunedBlock`), so the map is taken before pooling whatever the order."""
+    after = [module for _, module in model.chain()[layer.conv + 1 : layer.output + 1]]
+    kinds = [type(m) for m in after]
+    pooling_after_bn = nn.BatchNorm2d not in kinds or kinds.index(nn.BatchNorm2d) == 0
+    if not pooling_after_bn or not set(kinds) <= {nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d}:
+        raise ValueError(f"{layer.name}: expected conv → [BN] → ReLU / MaxPool, got {[k.__name__ for k in kinds]}")
+    return [m for m in after if not isinstance(m, nn.MaxPool2d)], [m for m in after if isinstance(m, nn.MaxPool2d)]
+
+
+def _apply(modules: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
+    for module in modules:
+        h = module(h)
+    return h
 
 
 def collect_stats(
@@ -45,27 +68,31 @@ def collect_stats(
     batch_size: int,
     device: torch.device,
     label: str = "collect",
+    layer: str | None = None,
 ) -> ActivationStats:
-    """Every criterion's statistics over (images, labels), in one pass; `label` names the progress bar."""
+    """Every criterion's statistics of `layer`'s channels (None: the lab's layer, the last conv)
+    over (images, labels), in one pass; `label` names the progress bar."""
     model = model.to(device).eval()
-    fc1 = model.head.fc1
-    p, hidden = model.channels, fc1.out_features
-    # fc1's weight as P×S×H: channel c owns input columns c·S … (c+1)·S − 1 (see HeadParts).
-    weight = fc1.weight.detach().double().view(hidden, p, fc1.in_features // p).permute(1, 2, 0)
+    chosen = model.layer(layer)
+    activation, pooling = _activation_and_pooling(model, chosen)
+    p = chosen.channels
+    with torch.no_grad():
+        out_side = tuple(model.run(images[:1].to(device), 0, chosen.output + 1).shape[2:])
+    parts = ConsumerParts.of(model, "remove", torch.float64, device, out_side, chosen.name)
     sums: dict[str, torch.Tensor] = {}
     for start in progress(range(0, len(images), batch_size), desc=label, total=-(-len(images) // batch_size)):
         x = images[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
         with torch.no_grad():
-            conv_out = model.block.conv(model.stem(x))
-        act = model.block.activation(conv_out).requires_grad_(True)
-        pooled = model.block.pool(act)  # the block output: pool(relu(·)) ≡ relu(pool(·))
-        logits = model.head(pooled)
+            conv_out = model.run(x, 0, chosen.conv + 1)
+        act = _apply(activation, conv_out).requires_grad_(True)
+        pooled = _apply(pooling, act)  # the layer's output: pool(relu(·)) ≡ relu(pool(·))
+        logits = model.run(pooled, chosen.output + 1)
         # Sum, not mean: each sample's gradient is that of its own loss, whatever the batch size.
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), act)
         act = act.detach()
         with torch.no_grad():
-            gram, contribution_sum = contribution_sums(pooled.detach(), weight)
+            gram, contribution_sum = contribution_sums(pooled.detach(), parts.by_channel, p, parts.hidden)
         batch = {
             "conv_sum": conv_out.double().sum(dim=(0, 2, 3)),
             "map_sum": act.double().sum(dim=0),

@@ -35,6 +35,7 @@ class RankingContext:
     headline: str
     seed: int
     random_orders: int
+    layer: str | None = None  # the conv layer ranked; None: the lab's layer, the last conv
 
 
 def order_from_scores(scores: np.ndarray) -> np.ndarray:
@@ -51,24 +52,26 @@ def _scored(score: Callable[[RankingContext], np.ndarray]) -> Callable[[RankingC
 
 
 def _weights(ctx: RankingContext) -> np.ndarray:
-    return ctx.model.block.conv.weight.detach().cpu().double().numpy()
+    conv = ctx.model.chain()[ctx.model.layer(ctx.layer).conv][1]
+    return conv.weight.detach().cpu().double().numpy()
 
 
 def bn_gamma_scores(ctx: RankingContext) -> np.ndarray:
-    """|γ| of the BatchNorm after the pruned conv (network slimming)."""
-    bn = ctx.model.block.bn
-    if bn is None:  # params validation refuses this combination; this guards direct callers
-        raise UserError("bn_gamma needs a BatchNorm after the pruned conv")
-    return bn.weight.detach().cpu().double().abs().numpy()
+    """|γ| of the BatchNorm after the ranked conv (network slimming)."""
+    layer = ctx.model.layer(ctx.layer)
+    if layer.bn is None:  # params validation refuses this combination; this guards direct callers
+        raise UserError(f"bn_gamma needs a BatchNorm after {layer.name}")
+    return ctx.model.chain()[layer.bn][1].weight.detach().cpu().double().abs().numpy()
 
 
 def greedy_reconstruction_order(gram: np.ndarray) -> np.ndarray:
-    """The greedy removal order that least disturbs fc1's pre-activation (ThiNet's greedy
-    channel selection, Luo et al. 2017, applied to the head).
+    """The greedy removal order that least disturbs the consumer's pre-activation (ThiNet's
+    greedy channel selection, Luo et al. 2017, applied to the next layer: fc1, or the next conv).
 
-    `gram` is the P×P centred Gram matrix of the channels' contributions to fc1 (see
-    `ActivationStats.contribution_gram`): removing a set R, with its mean contribution folded
-    into fc1's bias, leaves a squared error E(R) = Σ_{c,c'∈R} G[c, c'] over the ranking split.
+    `gram` is the P×P centred Gram matrix of the channels' contributions to that
+    pre-activation (see `ActivationStats.contribution_gram`): removing a set R, with its mean
+    contribution folded into the consumer's bias, leaves a squared error E(R) = Σ_{c,c'∈R} G[c, c']
+    over the ranking split.
     Starting from R = ∅, each step removes the channel c with the smallest
     E(R ∪ {c}) − E(R) = 2 Σ_{c'∈R} G[c, c'] + G[c, c]; equal increases (e.g. dead channels,
     whose rows are zero) go to the lowest channel index. The running row sums Σ_{c'∈R} G[c, c']
@@ -95,7 +98,7 @@ def greedy_reconstruction_order(gram: np.ndarray) -> np.ndarray:
 
 
 def reconstruction_orders(ctx: RankingContext) -> np.ndarray:
-    """Greedy least increase in fc1's pre-activation error over the ranking split (one order)."""
+    """Greedy least increase in the consumer's pre-activation error over the ranking split (one order)."""
     return greedy_reconstruction_order(ctx.stats.contribution_gram)[None, :]
 
 
@@ -124,11 +127,11 @@ CRITERIA: dict[str, Callable[[RankingContext], np.ndarray]] = {
     "bn_gamma": _scored(bn_gamma_scores),
     # First-order Taylor (Molchanov et al. 2017): mean over samples of |mean_m a_m · dL/da_m|.
     "taylor": _scored(lambda ctx: ctx.stats.taylor),
-    # ThiNet's greedy selection (Luo et al. 2017) on the head: at every K, remove the channel whose
-    # removal least increases the squared error of fc1's pre-activation over the ranking split, each
-    # channel's mean contribution folded into fc1's bias. Unlike the scores above, each step accounts for
-    # the channels already removed: a channel whose contribution offsets theirs is cheap, one that adds
-    # to it is dear.
+    # ThiNet's greedy selection (Luo et al. 2017) on the next layer: at every K, remove the channel whose
+    # removal least increases the squared error of the consumer's pre-activation (fc1, or the next conv)
+    # over the ranking split, each channel's mean contribution folded in. Unlike the scores above, each
+    # step accounts for the channels already removed: a channel whose contribution offsets theirs is
+    # cheap, one that adds to it is dear.
     "reconstruction": reconstruction_orders,
     "random": random_orders,
     "reverse": reverse_order,

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
     from prunelab.models.nets import PrunableNet
+    from prunelab.pruning.surgery import Removal
 
 # Named fine-tuning points, as shares of P, so one default fits every architecture.
 NAMED_KS = {"quarter": 0.25, "half": 0.5, "three_quarters": 0.75}
@@ -34,7 +34,7 @@ def finetune_criteria(requested: Sequence[str], ranked: Sequence[str]) -> list[s
 
 def finetune_pruned(
     model: PrunableNet,
-    removed: np.ndarray,
+    removed: Removal,
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     *,
@@ -47,14 +47,15 @@ def finetune_pruned(
     seed: int,
     label: str = "finetune",
 ) -> tuple[PrunableNet, dict[str, float]]:
-    """Remove `removed` for real, fine-tune the smaller model on the train split for `epochs`
-    passes (fractions allowed), and score it on the test split, which only scores: the
-    weights depend on the train split alone (tested). `model` is left unchanged."""
+    """Remove `removed` (a list for the lab's layer, or channels per layer name) for real,
+    fine-tune the smaller model on the train split for `epochs` passes (fractions allowed),
+    and score it on the test split, which only scores: the weights depend on the train split
+    alone (tested). `model` is left unchanged."""
     from prunelab.models.training import finetune_batches, train_model
     from prunelab.pruning.surgery import remove_channels
     from prunelab.scoring.evaluate import model_scores
 
-    pruned = remove_channels(model.cpu(), removed.tolist())
+    pruned = remove_channels(model.cpu(), removed)
     whole, batches = finetune_batches(epochs, len(train[1]), batch_size)
     train_model(
         pruned, train, test, n_classes=n_classes, epochs=whole, batch_size=batch_size, lr=lr,

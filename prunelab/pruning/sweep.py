@@ -1,7 +1,8 @@
-"""The fast K sweep: many removal orders at every K for about the cost of one forward pass.
+"""The fast K sweep: many removal orders at every K of any conv layer, cheaply.
 
-The block output is computed once, each channel's contribution to fc1 is computed once, and
-pruning K channels subtracts a prefix sum of contributions (docs/performance.md). `seed_loop_confusions`
+The layer's output is computed once, each channel's contribution to the consumer (fc1, or
+the next conv) is computed once, and pruning K channels subtracts a prefix sum of
+contributions; only what follows the consumer runs per K (docs/performance.md). `seed_loop_confusions`
 is the lab's loop (prune, then a full pass, per K), kept as the reference and the benchmark's
 baseline.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 
 from prunelab.models.nets import PrunableNet
 from prunelab.models.training import predict
+from prunelab.pruning.consumers import ConsumerParts
 from prunelab.pruning.surgery import prune
 from prunelab.scoring.scores import confusion
 
@@ -25,17 +26,21 @@ CPU_BATCH = 128  # samples per pass on the CPU: larger batches spill the feature
 
 
 @torch.no_grad()
-def block_outputs(model: PrunableNet, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """The pruned block's output for every sample (N×P×h×w), computed once for all K.
+def block_outputs(
+    model: PrunableNet, images: torch.Tensor, batch_size: int, device: torch.device, layer: str | None = None
+) -> torch.Tensor:
+    """A layer's channel maps for every sample (N×P×h×w: after its BN, ReLU and pooling, what
+    a mask multiplies), computed once for all K. `layer` names it; None is the lab's layer.
 
-    On the CPU this runs a channels-last copy of stem and block, at most CPU_BATCH samples
-    at a time whatever `batch_size` says: oneDNN's convolutions and, above all, max
+    On the CPU this runs a channels-last copy of the chain up to the layer, at most CPU_BATCH
+    samples at a time whatever `batch_size` says: oneDNN's convolutions and, above all, max
     pooling are several times faster on channels-last maps, and small batches keep those
     maps in cache (10,000 SimpleCNN images, one thread: 2.9 s → 1.3 s). The result is
     written into one preallocated, ordinarily laid out tensor; the model is not changed.
     """
     model = model.to(device).eval()
-    net: nn.Module = nn.Sequential(model.stem, model.block)
+    chosen = model.layer(layer)
+    net: nn.Module = nn.Sequential(*(module for _, module in model.chain()[: chosen.output + 1]))
     step, layout = batch_size, torch.contiguous_format
     if device.type == "cpu" and images.dim() == 4:
         step, layout = min(batch_size, CPU_BATCH), torch.channels_last
@@ -49,59 +54,6 @@ def block_outputs(model: PrunableNet, images: torch.Tensor, batch_size: int, dev
     if out is None:  # no images: the shape still follows from the model
         return net(images.to(device))
     return out
-
-
-@torch.no_grad()
-def replacement_values(model: PrunableNet, mode: str, out_side: tuple[int, int]) -> torch.Tensor:
-    """What a pruned channel emits at the block output (P×h×w): 0 when removed; with
-    zeroed weights, the block applied to a map that equals the conv bias everywhere."""
-    p = model.channels
-    if mode == "remove" or model.block.conv.bias is None:
-        return torch.zeros(p, *out_side)
-    bias = model.block.conv.bias.detach().cpu()  # in the model's dtype: float64 models stay exact
-    bias_map = bias.view(1, p, 1, 1).expand(1, p, 2 * out_side[0], 2 * out_side[1])
-    block = copy.deepcopy(model.block).cpu().eval()
-    return block.finish(bias_map)[0]
-
-
-@dataclass(frozen=True)
-class HeadParts:
-    """The head split for the sweep: fc1 by channel, and everything after fc1."""
-
-    weight: torch.Tensor  # P×S×H: fc1's weight, grouped by input channel
-    bias: torch.Tensor  # H
-    rest: nn.Module  # ReLU → fc2 …, in the sweep's dtype
-    replaced: torch.Tensor | None  # P×1×H: what a pruned channel still adds (zero_weights); None if nothing
-
-    @staticmethod
-    @torch.no_grad()
-    def of(
-        model: PrunableNet, mode: str, dtype: torch.dtype, device: torch.device, out_side: tuple[int, int]
-    ) -> HeadParts:
-        p = model.channels
-        fc1 = model.head.fc1
-        hidden, per_channel = fc1.out_features, fc1.in_features // p
-        weight = fc1.weight.detach().to(device, dtype).view(hidden, p, per_channel).permute(1, 2, 0)
-        bias = fc1.bias.detach().to(device, dtype)
-        rest = copy.deepcopy(model.head.rest).to(device, dtype).eval()
-        for layer in rest.modules():
-            if getattr(layer, "inplace", False):
-                layer.inplace = False  # the sweep reads the pre-activations it passes in again
-        values = replacement_values(model, mode, out_side).to(device, dtype).view(p, 1, per_channel)
-        replaced = torch.bmm(values, weight) if bool(values.any()) else None
-        return HeadParts(weight, bias, rest, replaced)
-
-    @torch.no_grad()
-    def contributions(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For block outputs n×P×h×w: fc1's pre-activation with nothing removed (n×H), and
-        what removing each channel takes away from it (P×n×H)."""
-        p, per_channel, _ = self.weight.shape
-        z = outputs.to(self.weight.dtype).reshape(-1, p, per_channel).transpose(0, 1)  # P×n×S
-        contribution = torch.bmm(z, self.weight)  # channel c's share of fc1's pre-activation
-        full = contribution.sum(0) + self.bias
-        if self.replaced is not None:
-            contribution.sub_(self.replaced)  # a zeroed channel still adds its constant's share
-        return full, contribution
 
 
 # Called with (first sample, rows of ks, first order, head outputs rows×orders×n×C) as the walk
@@ -118,14 +70,20 @@ def _sweep(
     emit: Emit,
     mode: str,
     dtype: torch.dtype,
-    chunk_elements: int,
-    stash_elements: int,
+    chunk_elements: int | None,
+    stash_elements: int | None,
+    layer: str | None,
 ) -> None:
     """The fast sweep, written once: head outputs (logits) for pruning orders[r][:k] at every
     requested K, handed to `emit` chunk by chunk (see `sweep_confusions` for the method)."""
     device = outputs.device
-    head = HeadParts.of(model, mode, dtype, device, tuple(outputs.shape[2:]))
-    p, hidden = model.channels, head.bias.shape[0]
+    head = ConsumerParts.of(model, mode, dtype, device, tuple(outputs.shape[2:]), layer)
+    p, hidden = outputs.shape[1], head.hidden
+    # A conv consumer's pre-activation is large (C'·h'·w' per sample) and everything after it runs
+    # per K: bigger chunks keep those calls few. Sizes change speed only, never results.
+    default_chunk, default_stash = (1 << 21, 1 << 19) if head.conv is None else (1 << 24, 1 << 22)
+    chunk_elements = chunk_elements or default_chunk
+    stash_elements = stash_elements or default_stash
     ks_list = [int(k) for k in ks]
     rows_at: dict[int, list[int]] = {}  # K → the result rows that ask for it
     for row, k in enumerate(ks_list):
@@ -141,7 +99,7 @@ def _sweep(
         full, contribution = head.contributions(outputs[start : start + chunk])
         n = len(full)
         if 0 in rows_at:  # nothing removed: the same for every order
-            logits = head.rest(full)
+            logits = head.finish(full)
             emit(start, rows_at[0], 0, logits.expand(len(rows_at[0]), n_orders, *logits.shape))
         group = max(1, min(n_orders, stash_elements // (n * hidden)))  # orders walked together
         for first in range(0, n_orders, group):
@@ -159,24 +117,27 @@ def sweep_confusions(
     n_classes: int,
     mode: str = "remove",
     dtype: torch.dtype = torch.float64,
-    chunk_elements: int = 1 << 21,
-    stash_elements: int = 1 << 19,
+    chunk_elements: int | None = None,
+    stash_elements: int | None = None,
+    layer: str | None = None,
 ) -> np.ndarray:
-    """Confusion matrices (R×len(ks)×C×C) for pruning orders[r][:k] from the block outputs.
+    """Confusion matrices (R×len(ks)×C×C) for pruning orders[r][:k] of `layer` (None: the
+    lab's layer) from that layer's outputs (`block_outputs`).
 
-    fc1(z) = b + Σ_c W_c z_c, so removing a channel subtracts its contribution W_c z_c (in
-    zero_weights mode it leaves W_c v_c instead, v_c being its constant output). The
-    contributions are computed once per chunk of samples (one fc1's worth of work, in
-    `dtype`) and shared by every order. The orders then walk K upwards together: per K, one
-    gather and one subtraction update every order's running fc1 pre-activation; the rest
-    of the head (ReLU → fc2) runs only at the requested K, on all orders and several K at
-    once. float64 by default, so results match a reference forward pass up to summation
-    order.
+    The consumer is linear: fc1(z) = b + Σ_c W_c z_c, and a conv likewise sums one conv per
+    input channel. So removing a channel subtracts its contribution (in zero_weights mode it
+    leaves that of its constant output instead). The contributions are computed once per
+    chunk of samples (one consumer's worth of work, in `dtype`) and shared by every order.
+    The orders then walk K upwards together: per K, one gather and one subtraction update
+    every order's running pre-activation; the rest of the network (for the last conv: ReLU →
+    fc2; for an earlier one: its BN, pooling and every later layer) runs only at the
+    requested K, on all orders and several K at once. float64 by default, so results match
+    a reference forward pass up to summation order.
 
     Sizes, for speed only (results do not depend on them): a chunk holds about
     `chunk_elements` contributions (P×n×H), small enough to stay in cache while every order
     reads them; at most `stash_elements` pre-activations (orders × K × n × H) are held
-    between head evaluations.
+    between evaluations of the rest. None picks sizes that suit the consumer.
     """
     device = outputs.device
     ks_list = [int(k) for k in ks]
@@ -188,7 +149,7 @@ def sweep_confusions(
         predicted = logits.argmax(-1)  # rows × orders × n
         found[rows, first : first + predicted.shape[1], start : start + predicted.shape[2]] = predicted
 
-    _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements)
+    _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements, layer)
     return confusion(labels.to(device), found.transpose(0, 1).contiguous(), n_classes).cpu().numpy()
 
 
@@ -201,8 +162,9 @@ def sweep_logits(
     mode: str = "remove",
     out_dtype: torch.dtype = torch.float32,
     dtype: torch.dtype = torch.float64,
-    chunk_elements: int = 1 << 21,
-    stash_elements: int = 1 << 19,
+    chunk_elements: int | None = None,
+    stash_elements: int | None = None,
+    layer: str | None = None,
 ) -> np.ndarray:
     """The pruned models' logits, R×len(ks)×n×C (in `out_dtype`, on the CPU), by the same fast
     sweep as `sweep_confusions`: what threshold-free scores and recalibration need. Memory
@@ -220,13 +182,13 @@ def sweep_logits(
         for i in range(block.shape[0]):
             result[first + i, index, start : start + block.shape[2]] = block[i]
 
-    _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements)
+    _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements, layer)
     assert result is not None
     return result.numpy()
 
 
 def _walk(
-    head: HeadParts,
+    head: ConsumerParts,
     contribution: torch.Tensor,
     full: torch.Tensor,
     steps: torch.Tensor,
@@ -263,7 +225,7 @@ def _walk(
         wanted = [j for j in range(size) if k0 + j in rows_at]
         if not wanted:
             continue
-        logits = head.rest(stash[:size] if len(wanted) == size else stash[wanted])
+        logits = head.finish(stash[:size] if len(wanted) == size else stash[wanted])
         picks = [i for i, j in enumerate(wanted) for _ in rows_at[k0 + j]]
         rows = [row for j in wanted for row in rows_at[k0 + j]]
         emit(start, rows, first, logits[picks])
@@ -278,10 +240,12 @@ def seed_loop_confusions(
     n_classes: int,
     mode: str = "remove",
     batch_size: int = 1000,
+    layer: str | None = None,
 ) -> np.ndarray:
-    """The lab's loop, as reference and benchmark baseline: prune, then a full pass, per K."""
+    """The lab's loop, as reference and benchmark baseline: prune `layer`, then a full pass, per K."""
+    name = model.layer(layer).name
     out = []
     for k in ks:
-        pruned = prune(model, order[:k].tolist(), mode)
+        pruned = prune(model, {name: order[:k].tolist()}, mode)
         out.append(confusion(labels, predict(pruned, images, batch_size), n_classes).numpy())
     return np.stack(out)

@@ -27,7 +27,7 @@ from prunelab.scoring.scores import (
 
 @dataclass(frozen=True)
 class SplitOutputs:
-    """One split as the sweep sees it: the pruned block's outputs (computed once, N×P×h×w) and the labels."""
+    """One split as the sweep sees it: the pruned layer's outputs (computed once, N×P×h×w) and the labels."""
 
     outputs: torch.Tensor
     labels: torch.Tensor
@@ -42,8 +42,10 @@ def evaluate_orders(
     n_classes: int,
     mode: str = "remove",
     element_budget: int = 1 << 25,
+    layer: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every score of SCORES for pruning orders[r][:k], as R×len(ks) arrays in percent.
+    """Every score of SCORES for pruning orders[r][:k] of `layer` (None: the lab's layer, the
+    last conv; the splits hold that layer's outputs), as R×len(ks) arrays in percent.
 
     Orders are swept a group at a time, so the logits held at once stay within about
     `element_budget` numbers whatever R, K and the split sizes.
@@ -56,8 +58,8 @@ def evaluate_orders(
     for first in range(0, len(orders), group):
         chosen = orders[first : first + group]
         # float64 test logits: the default decision then matches a reference forward pass (tested).
-        test_logits = sweep_logits(model, test.outputs, chosen, ks, mode, out_dtype=torch.float64)
-        cal_logits = sweep_logits(model, calibration.outputs, chosen, ks, mode)
+        test_logits = sweep_logits(model, test.outputs, chosen, ks, mode, out_dtype=torch.float64, layer=layer)
+        cal_logits = sweep_logits(model, calibration.outputs, chosen, ks, mode, layer=layer)
         parts.append(score_logits(test_logits, test_labels, cal_logits, cal_labels, n_classes))
     return {name: np.concatenate([p[name] for p in parts]) for name in SCORES}
 

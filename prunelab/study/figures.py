@@ -203,7 +203,9 @@ def plot_finetune(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int) ->
         _save(fig, path, dpi)
 
 
-def plot_headline(sweeps: pd.DataFrame, headline: str, metrics: dict, path: Path, *, dpi: int) -> None:
+def plot_headline(
+    sweeps: pd.DataFrame, headline: str, metrics: dict, path: Path, *, dpi: int, layer: str = "the last conv layer"
+) -> None:
     """The lab's figure: accuracy and balanced accuracy against K for the headline criterion,
     with bands over seeds, random's balanced accuracy for reference, and the floors."""
     import seaborn as sns
@@ -223,7 +225,7 @@ def plot_headline(sweeps: pd.DataFrame, headline: str, metrics: dict, path: Path
         ax.axhline(metrics["balanced_floor"], color="grey", linestyle="-.", linewidth=0.8, label="chance (balanced)")
         ax.set_xlabel("K (channels pruned, lowest-ranked first)")
         ax.set_ylabel("test score (%)")
-        ax.set_title(f"Pruning the last conv layer by {headline} (P={metrics['channels']}; {_title_seeds(n_seeds)})")
+        ax.set_title(f"Pruning {layer} by {headline} (P={metrics['channels']}; {_title_seeds(n_seeds)})")
         ax.legend(fontsize=8, loc="lower left")
         _save(fig, path, dpi)
 

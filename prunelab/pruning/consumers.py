@@ -1,0 +1,136 @@
+"""A conv layer's channels as separate inputs of the layer that consumes them.
+
+The consumer (fc1, or the next conv) is linear in its input, so its pre-activation is its
+bias plus one contribution per input channel. Removing channels subtracts theirs: the fast
+sweep (`prunelab.pruning.sweep`) walks K this way, and the `reconstruction` statistics
+(`prunelab.pruning.collect`) are the Gram matrix of these contributions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunelab.models.nets import PrunableNet
+
+
+@torch.no_grad()
+def replacement_values(
+    model: PrunableNet, mode: str, out_side: tuple[int, int], layer: str | None = None
+) -> torch.Tensor:
+    """What a pruned channel emits at the layer's output (P×h×w): 0 when removed; with zeroed
+    weights, the modules after the conv applied to a map that equals the conv bias everywhere."""
+    chosen = model.layer(layer)
+    chain = model.chain()
+    conv = chain[chosen.conv][1]
+    p = chosen.channels
+    if mode == "remove" or conv.bias is None:
+        return torch.zeros(p, *out_side)
+    after = [copy.deepcopy(module).cpu().eval() for _, module in chain[chosen.conv + 1 : chosen.output + 1]]
+    # The map is constant, so only its size matters: large enough that pooling leaves h×w.
+    scale = math.prod(
+        m.stride if isinstance(m.stride, int) else m.stride[0] for m in after if isinstance(m, nn.MaxPool2d)
+    )
+    bias = conv.bias.detach().cpu()  # in the model's dtype: float64 models stay exact
+    h = bias.view(1, p, 1, 1).expand(1, p, scale * out_side[0], scale * out_side[1])
+    for module in after:
+        h = module(h)
+    return h[0]
+
+
+def _inference_copy(modules: list[nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Sequential:
+    rest = copy.deepcopy(nn.Sequential(*modules)).to(device, dtype).eval()
+    for module in rest.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False  # the sweep reads the pre-activations it passes in again
+    return rest
+
+
+@dataclass(frozen=True)
+class ConsumerParts:
+    """The network split for the sweep at one layer: the consumer (the next conv or fc1) by
+    input channel, and everything after the consumer.
+
+    The consumer is linear in its input, so its pre-activation (flattened to H numbers per
+    sample) is its bias plus one contribution per input channel: for fc1, W_c z_c over channel
+    c's columns; for a conv, the conv of channel c's map with its slice of the kernel (a
+    grouped conv computes all P at once)."""
+
+    weight: torch.Tensor  # fc1: P×S×H, grouped by input channel; conv: (P·C')×1×kh×kw, grouped conv kernels
+    bias: torch.Tensor  # H
+    rest: nn.Module  # everything after the consumer, in the sweep's dtype
+    replaced: torch.Tensor | None  # P×1×H: what a pruned channel still adds (zero_weights); None if nothing
+    conv: nn.Conv2d | None  # the consumer when it is a conv (its geometry), else None
+    map_shape: tuple[int, ...]  # the consumer's output per sample: (H,) for fc1, (C', h', w') for a conv
+
+    @staticmethod
+    @torch.no_grad()
+    def of(
+        model: PrunableNet,
+        mode: str,
+        dtype: torch.dtype,
+        device: torch.device,
+        out_side: tuple[int, int],
+        layer: str | None = None,
+    ) -> ConsumerParts:
+        chosen = model.layer(layer)
+        chain = model.chain()
+        p = chosen.channels
+        consumer = chain[chosen.consumer][1]
+        rest = _inference_copy([m for _, m in chain[chosen.consumer + 1 :]], device, dtype)
+        values = replacement_values(model, mode, out_side, layer).to(device, dtype)
+        if isinstance(consumer, nn.Linear):
+            hidden, per_channel = consumer.out_features, consumer.in_features // p
+            weight = consumer.weight.detach().to(device, dtype).view(hidden, p, per_channel).permute(1, 2, 0)
+            bias = consumer.bias.detach().to(device, dtype)
+            parts = ConsumerParts(weight, bias, rest, None, None, (hidden,))
+        else:
+            kernel = consumer.weight.detach().to(device, dtype)  # C'×P×kh×kw
+            grouped = kernel.transpose(0, 1).reshape(p * kernel.shape[0], 1, *kernel.shape[2:])
+            geometry = copy.deepcopy(consumer).to(device, dtype)
+            probe = torch.zeros(1, p, *out_side, dtype=dtype, device=device)
+            shape = tuple(geometry(probe).shape[1:])
+            bias = geometry.bias if geometry.bias is not None else torch.zeros(shape[0], dtype=dtype, device=device)
+            flat_bias = bias.detach().view(-1, 1, 1).expand(shape).reshape(-1).contiguous()
+            parts = ConsumerParts(grouped, flat_bias, rest, None, geometry, shape)
+        if bool(values.any()):
+            parts = replace(parts, replaced=parts.by_channel(values[None]))
+        return parts
+
+    @property
+    def hidden(self) -> int:
+        return self.bias.shape[0]
+
+    def by_channel(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Each channel's contribution to the consumer's pre-activation, P×n×H, for maps n×P×h×w."""
+        if self.conv is None:
+            p, per_channel, _ = self.weight.shape
+            z = outputs.to(self.weight.dtype).reshape(-1, p, per_channel).transpose(0, 1)  # P×n×S
+            return torch.bmm(z, self.weight)
+        conv, p = self.conv, outputs.shape[1]
+        mapped = F.conv2d(
+            outputs.to(self.weight.dtype), self.weight, None, conv.stride, conv.padding, conv.dilation, groups=p
+        )  # n×(P·C')×h'×w': channel c's share is block c
+        return mapped.view(len(outputs), p, -1).transpose(0, 1)
+
+    @torch.no_grad()
+    def contributions(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For layer outputs n×P×h×w: the consumer's pre-activation with nothing removed (n×H),
+        and what removing each channel takes away from it (P×n×H)."""
+        contribution = self.by_channel(outputs)
+        full = contribution.sum(0) + self.bias
+        if self.replaced is not None:
+            contribution.sub_(self.replaced)  # a zeroed channel still adds its constant's share
+        return full, contribution
+
+    def finish(self, pre: torch.Tensor) -> torch.Tensor:
+        """Logits (…×n×C) from the consumer's pre-activations (…×n×H): the rest of the network."""
+        if self.conv is None:
+            return self.rest(pre)
+        logits = self.rest(pre.reshape(-1, *self.map_shape))
+        return logits.view(*pre.shape[:-1], logits.shape[-1])
