@@ -69,7 +69,7 @@ def _sweep(
     ks: Sequence[int],
     emit: Emit,
     mode: str,
-    dtype: torch.dtype,
+    dtype: torch.dtype | None,
     chunk_elements: int | None,
     stash_elements: int | None,
     layer: str | None,
@@ -77,6 +77,11 @@ def _sweep(
     """The fast sweep, written once: head outputs (logits) for pruning orders[r][:k] at every
     requested K, handed to `emit` chunk by chunk (see `sweep_confusions` for the method)."""
     device = outputs.device
+    if dtype is None:
+        # fc1 is cheap and float64 keeps the walk exact; a conv consumer and every later conv run
+        # per K, and float64 convs have no fast kernels on the CPU, so they run in the model's dtype.
+        consumer = model.chain()[model.layer(layer).consumer][1]
+        dtype = torch.float64 if isinstance(consumer, nn.Linear) else outputs.dtype
     head = ConsumerParts.of(model, mode, dtype, device, tuple(outputs.shape[2:]), layer)
     p, hidden = outputs.shape[1], head.hidden
     # A conv consumer's pre-activation is large (C'·h'·w' per sample) and everything after it runs
@@ -116,7 +121,7 @@ def sweep_confusions(
     ks: Sequence[int],
     n_classes: int,
     mode: str = "remove",
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     chunk_elements: int | None = None,
     stash_elements: int | None = None,
     layer: str | None = None,
@@ -131,8 +136,9 @@ def sweep_confusions(
     The orders then walk K upwards together: per K, one gather and one subtraction update
     every order's running pre-activation; the rest of the network (for the last conv: ReLU →
     fc2; for an earlier one: its BN, pooling and every later layer) runs only at the
-    requested K, on all orders and several K at once. float64 by default, so results match
-    a reference forward pass up to summation order.
+    requested K, on all orders and several K at once. With `dtype` None, fc1's walk runs in
+    float64, so results match a reference forward pass up to summation order; a conv
+    consumer's runs in the model's dtype (float64 models: exact likewise, as the tests use).
 
     Sizes, for speed only (results do not depend on them): a chunk holds about
     `chunk_elements` contributions (P×n×H), small enough to stay in cache while every order
@@ -161,14 +167,16 @@ def sweep_logits(
     ks: Sequence[int],
     mode: str = "remove",
     out_dtype: torch.dtype = torch.float32,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     chunk_elements: int | None = None,
     stash_elements: int | None = None,
     layer: str | None = None,
-) -> np.ndarray:
+    on_device: bool = False,
+) -> np.ndarray | torch.Tensor:
     """The pruned models' logits, R×len(ks)×n×C (in `out_dtype`, on the CPU), by the same fast
     sweep as `sweep_confusions`: what threshold-free scores and recalibration need. Memory
-    grows with R·len(ks)·n·C; callers bound it by passing a few orders at a time."""
+    grows with R·len(ks)·n·C; callers bound it by passing a few orders at a time.
+    `on_device`: a tensor on the outputs' device instead, for scoring there (no host copy)."""
     ks_list = [int(k) for k in ks]
     result: torch.Tensor | None = None
 
@@ -176,15 +184,15 @@ def sweep_logits(
         nonlocal result
         if result is None:
             shape = (len(orders), len(ks_list), len(outputs), logits.shape[-1])
-            result = torch.empty(shape, dtype=out_dtype)
-        block = logits.transpose(0, 1).to("cpu", out_dtype)  # orders × rows × n × C
-        index = torch.as_tensor(rows)
+            result = torch.empty(shape, dtype=out_dtype, device=outputs.device if on_device else "cpu")
+        block = logits.transpose(0, 1).to(result.device, out_dtype)  # orders × rows × n × C
+        index = torch.as_tensor(rows, device=result.device)
         for i in range(block.shape[0]):
             result[first + i, index, start : start + block.shape[2]] = block[i]
 
     _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements, layer)
     assert result is not None
-    return result.numpy()
+    return result if on_device else result.numpy()
 
 
 def _walk(

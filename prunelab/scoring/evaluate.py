@@ -2,7 +2,9 @@
 and one model on one split. The scores themselves are defined in `prunelab.scoring.scores`.
 
 Everything runs on the logits of the fast sweep (`prunelab.pruning.sweep.sweep_logits`), a few
-orders at a time so that memory stays bounded.
+orders at a time so that memory stays bounded. The logits stay on the sweep's device and are scored
+there, all orders and K at once, by `prunelab.scoring.batched` (whose reference is
+`prunelab.scoring.scores.score_logits`); only the scores come back.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import torch
 
 from prunelab.models.nets import PrunableNet
 from prunelab.pruning.sweep import sweep_logits
+from prunelab.scoring.batched import score_logits
 from prunelab.scoring.scores import (
     SCORES,
     accuracy,
     balanced_accuracy,
     confusion_counts,
     roc_auc,
-    score_logits,
     softmax,
 )
 
@@ -53,14 +55,15 @@ def evaluate_orders(
     orders = np.asarray(orders)
     per_order = len(ks) * (len(test.labels) + len(calibration.labels)) * n_classes
     group = max(1, element_budget // max(1, per_order))
-    test_labels, cal_labels = test.labels.cpu().numpy(), calibration.labels.cpu().numpy()
     parts: list[dict[str, np.ndarray]] = []
     for first in range(0, len(orders), group):
         chosen = orders[first : first + group]
         # float64 test logits: the default decision then matches a reference forward pass (tested).
-        test_logits = sweep_logits(model, test.outputs, chosen, ks, mode, out_dtype=torch.float64, layer=layer)
-        cal_logits = sweep_logits(model, calibration.outputs, chosen, ks, mode, layer=layer)
-        parts.append(score_logits(test_logits, test_labels, cal_logits, cal_labels, n_classes))
+        test_logits = sweep_logits(
+            model, test.outputs, chosen, ks, mode, out_dtype=torch.float64, layer=layer, on_device=True
+        )
+        cal_logits = sweep_logits(model, calibration.outputs, chosen, ks, mode, layer=layer, on_device=True)
+        parts.append(score_logits(test_logits, test.labels, cal_logits, calibration.labels, n_classes))
     return {name: np.concatenate([p[name] for p in parts]) for name in SCORES}
 
 
