@@ -144,6 +144,39 @@ def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path
     assert "WARNING" not in result.stdout + result.stderr, result.stderr
 
 
+def test_an_experiment_on_another_layer_reuses_the_models_and_ships_that_layer(tiny_repo: Path, tmp_path: Path) -> None:
+    """prune.layer=conv2: statistics, sweep, fine-tuning and export follow the layer (P=64);
+    data and models are reused."""
+    import torch
+
+    from prunelab.deploy.export import load_rebuildable
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo, repo, symlinks=True)
+    result = dvc(repo, "exp", "run", "-S", "prune.layer=conv2", "-S", "prune.criteria=[l1_norm,taylor,random]")
+    ran = running_stages(result.stdout)
+    assert not [s for s in ran if s.startswith(("train", "prepare"))] and "collect_activations@0" in ran
+    long = pd.read_csv(repo / "metrics/seeds/0/sweep.csv")
+    assert sorted(set(long["k"])) == list(range(64))
+    ranking = pd.read_csv(repo / "metrics/seeds/0/ranking.csv")
+    assert sorted(ranking[ranking["criterion"] == "taylor"]["channel"]) == list(range(64))
+    efficiency = json.loads((repo / "metrics/efficiency.json").read_text())
+    assert efficiency["channels"] == 64
+    rebuilt = load_rebuildable(repo / "data/export/model.pt")
+    assert (
+        rebuilt.stem[1][0].out_channels == 64 - efficiency["k"]
+        and rebuilt.block.conv.in_channels == 64 - efficiency["k"]
+    )
+    assert rebuilt.block.conv.out_channels == 128
+    assert efficiency["unpruned"]["params"] - efficiency["exported"]["params"] == efficiency["k"] * (
+        32 * 9 + 1 + 2 + 128 * 9
+    )
+    images = torch.zeros(3, 2, 28, 28)
+    program = torch.export.load(str(repo / "data/export/model.pt2")).module()
+    with torch.no_grad():
+        assert torch.allclose(program(images), rebuilt(images), atol=1e-5)
+
+
 def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: Path) -> None:
     import torch
 
