@@ -3,7 +3,8 @@
 Picks the K and criterion to ship from the study (export.k / export.criterion, or auto: the
 largest K whose mean recalibrated balanced accuracy over the seeds stays within 1 point of
 the unpruned model's), builds the first seed's physically smaller model with its re-fitted
-decision folded into the last bias, and writes data/export/model.pt2 (torch.export),
+decision folded into the last bias, and writes data/export/model.pt2 (torch.export, with
+BatchNorm folded into the convs and channels-last weights),
 data/export/model.pt (state_dict + rebuild facts) and metrics/efficiency.json (parameters,
 FLOPs, file sizes, CPU latency at batch 1 and 256, scores; unpruned against exported).
 """
@@ -26,6 +27,7 @@ from prunelab.deploy.export import (
     save_rebuildable,
     shipped_model,
 )
+from prunelab.deploy.formats import deployed
 from prunelab.models.nets import load_model
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, EXPORTED_PROGRAM, EXPORTED_STATE, STUDY, model_path, prepared_dir, ranking_path
@@ -54,7 +56,9 @@ def main() -> None:
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
     unpruned = fold_recalibrated_decision(copy.deepcopy(model), *calibration, n_classes)
     example = test[0][:2]
-    shipped_bytes = save_program(shipped, example, EXPORTED_PROGRAM)
+    # The program ships in the deployed format (BatchNorm folded, channels-last); model.pt keeps the
+    # trained layout, which the project's classes rebuild.
+    shipped_bytes = save_program(deployed(shipped), example, EXPORTED_PROGRAM)
     facts = {
         "arch": params.model.arch,
         "input": {"channels": info.input.channels, "size": info.input.size, "n_classes": n_classes},

@@ -354,6 +354,7 @@ RATIOS = {
     "program_bytes": ("program_bytes", "program_bytes"),
     "speedup_batch1": ("latency_ms_batch1", "latency_ms_batch1"),
     "speedup_batch256": ("latency_ms_batch256", "latency_ms_batch256"),
+    "speedup_batch256_eager": ("latency_ms_batch256_eager", "latency_ms_batch256_eager"),
 }
 
 

@@ -15,6 +15,7 @@ import torch
 
 from prunelab.data.spec import InputSpec
 from prunelab.deploy.export import export_program
+from prunelab.deploy.formats import deployed
 from prunelab.models.cost import flops_per_sample, parameter_count
 from prunelab.models.nets import PrunableNet
 from prunelab.scoring.evaluate import model_scores
@@ -60,31 +61,39 @@ def compare_models(
     example: torch.Tensor,
     known_bytes: dict[str, int] | None = None,
 ) -> dict:
-    """Per model: parameters, FLOPs per sample, .pt2 size, test scores, and median CPU latency
-    at batch 1 and 256 (all models timed in turn in this process); and the first model's
-    figures over the second's as `ratio` (speed-ups: first's latency over second's). The
-    batch-256 latency is also split by part (stem, block, head): what pruning can speed up.
-    Latencies depend on the machine and its load: they are the one output not reproduced bit
-    for bit."""
+    """Per model: parameters and FLOPs per sample (of the model as trained), and, in the
+    shipped format (`prunelab.deploy.formats.deployed`: BatchNorm folded, channels-last), the
+    .pt2 size, test scores and median CPU latency at batch 1 and 256 (all models timed in turn
+    in this process); also the batch-256 latency as trained (`latency_ms_batch256_eager`), to
+    show what the format alone buys. `ratio` is the first model's figures over the second's
+    (speed-ups: first's latency over second's), always between two models in the same format,
+    so folding is never counted as pruning's gain. The batch-256 latency is also split by part
+    (stem, block, head): what pruning the last layer can speed up. Latencies depend on the
+    machine and its load: they are the one output not reproduced bit for bit."""
+    shipped = {name: deployed(net) for name, net in models.items()}
     out: dict = {}
     for name, net in models.items():
         out[name] = {
             "params": parameter_count(net),
             "flops_per_sample": flops_per_sample(net, spec),
             # Exporting takes seconds: a size already known (the saved file's) is not measured again.
-            "program_bytes": (known_bytes or {}).get(name) or program_bytes(net, example),
-            **{f"test_{key}": value for key, value in model_scores(net, *test, spec.n_classes).items()},
+            "program_bytes": (known_bytes or {}).get(name) or program_bytes(shipped[name], example),
+            **{f"test_{key}": value for key, value in model_scores(shipped[name], *test, spec.n_classes).items()},
         }
     images = test[0]
     for batch, repeats in ((1, 200), (256, 20)):
         inputs = images[:batch] if len(images) >= batch else images.repeat(-(-batch // len(images)), 1, 1, 1)[:batch]
-        for name, seconds in median_latencies(models, inputs, repeats).items():
-            out[name][f"latency_ms_batch{batch}"] = 1000 * seconds
+        timed: dict[str, torch.nn.Module] = dict(shipped)
+        if batch == 256:
+            timed.update({f"{name}_eager": net for name, net in models.items()})
+        for key, seconds in median_latencies(timed, inputs, repeats).items():
+            suffix = "_eager" if key.endswith("_eager") else ""
+            out[key.removesuffix("_eager")][f"latency_ms_batch{batch}{suffix}"] = 1000 * seconds
     # Where the time goes at batch 256: each part of each model timed in turn within every
     # repeat (drifting machine speed then hits all parts alike), on its real input.
     inputs = images[:256]
     calls = {}
-    for name, net in models.items():
+    for name, net in shipped.items():
         stem_out = net.stem(inputs)
         block_out = net.block(stem_out)
         calls[name] = {"stem": (net.stem, inputs), "block": (net.block, stem_out), "head": (net.head, block_out)}
@@ -100,6 +109,7 @@ def compare_models(
         "program_bytes": first["program_bytes"] / second["program_bytes"],
         "speedup_batch1": first["latency_ms_batch1"] / second["latency_ms_batch1"],
         "speedup_batch256": first["latency_ms_batch256"] / second["latency_ms_batch256"],
+        "speedup_batch256_eager": first["latency_ms_batch256_eager"] / second["latency_ms_batch256_eager"],
     }
     ratio["speedup_batch256_vs_flops"] = ratio["speedup_batch256"] / ratio["flops"]
     return {**out, "ratio": ratio}
