@@ -4,7 +4,7 @@ Picks the K and criterion to ship from the study (export.k / export.criterion, o
 largest K whose mean recalibrated balanced accuracy over the seeds stays within 1 point of
 the unpruned model's), builds the first seed's physically smaller model with its re-fitted
 decision folded into the last bias, and writes data/export/model.pt2 (torch.export, with
-BatchNorm folded into the convs and channels-last weights),
+BatchNorm folded into the convs, channels-last maps),
 data/export/model.pt (state_dict + rebuild facts) and metrics/efficiency.json (parameters,
 FLOPs, file sizes, CPU latency at batch 1 and 256, scores; unpruned against exported).
 """
@@ -56,7 +56,7 @@ def main() -> None:
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
     unpruned = fold_recalibrated_decision(copy.deepcopy(model), *calibration, n_classes)
     example = test[0][:2]
-    # The program ships in the deployed format (BatchNorm folded, channels-last); model.pt keeps the
+    # The program ships in the deployed format (BatchNorm folded, channels-last maps); model.pt keeps the
     # trained layout, which the project's classes rebuild.
     shipped_bytes = save_program(deployed(shipped), example, EXPORTED_PROGRAM)
     facts = {

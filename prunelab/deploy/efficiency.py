@@ -90,10 +90,12 @@ def compare_models(
             suffix = "_eager" if key.endswith("_eager") else ""
             out[key.removesuffix("_eager")][f"latency_ms_batch{batch}{suffix}"] = 1000 * seconds
     # Where the time goes at batch 256: each part of each model timed in turn within every
-    # repeat (drifting machine speed then hits all parts alike), on its real input.
-    inputs = images[:256]
+    # repeat (drifting machine speed then hits all parts alike), on its real input: channels-last
+    # maps, as the deployed forward feeds its net.
+    inputs = images[:256].contiguous(memory_format=torch.channels_last)
     calls = {}
-    for name, net in shipped.items():
+    for name, deployed_net in shipped.items():
+        net = deployed_net.net
         stem_out = net.stem(inputs)
         block_out = net.block(stem_out)
         calls[name] = {"stem": (net.stem, inputs), "block": (net.block, stem_out), "head": (net.head, block_out)}

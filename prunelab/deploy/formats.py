@@ -2,7 +2,8 @@
 
 At inference BatchNorm is an affine map per channel, so it folds into the conv before it
 (`torch.nn.utils.fusion.fuse_conv_bn_eval`): one pass over the map less, the same function up
-to rounding. oneDNN's convolutions and max pooling are faster on channels-last maps. Neither
+to rounding. oneDNN's convolutions and max pooling are faster on channels-last maps (the
+input is converted on the way in, and every later map follows). Neither
 changes what the model computes, and both help the unpruned model as much as the pruned one:
 speed-ups of pruning are therefore always stated between two models in the same format
 (`prunelab.deploy.efficiency.compare_models`), so that folding is never counted as pruning's gain.
@@ -39,7 +40,20 @@ def fold_batchnorm(model: PrunableNet) -> PrunableNet:
     return folded
 
 
-def deployed(model: PrunableNet) -> PrunableNet:
-    """The shipped format: BatchNorm folded, weights channels-last, eval mode. Takes inputs in
-    either layout (the first conv converts them)."""
-    return fold_batchnorm(model).to(memory_format=torch.channels_last).eval()
+class Deployed(nn.Module):
+    """The shipped format: a BatchNorm-folded net that runs on channels-last maps. The input is
+    converted on the way in, so callers pass either layout. The weights stay in the ordinary
+    layout: channels-last weights run a little faster still, but `torch.export.load` then warns
+    about them in the user's process."""
+
+    def __init__(self, net: PrunableNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
+def deployed(model: PrunableNet) -> Deployed:
+    """`model` in the shipped format (BatchNorm folded, channels-last maps), in eval mode."""
+    return Deployed(fold_batchnorm(model)).eval()
