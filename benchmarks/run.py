@@ -17,9 +17,14 @@ Every pair of methods runs in this one process, on the same model and the same d
 * Ratios use wall-clock time. The table also shows this process's CPU seconds (both
   threads together): when other work shares the machine, wall time stretches, CPU time
   much less.
-* Speedup = baseline time / our time. For the two `*_vs_one_forward_*` ratios the
-  "baseline" is one forward pass over the test set and ours is the sweep alone (the block
-  outputs are already computed), so ≥ 0.5 means the sweep costs at most two forward passes.
+* Speedup = baseline time / our time. For the `*_vs_one_forward_*` ratios the "baseline"
+  is one forward pass over the test set. Ours is the sweep alone for the pairs ratios (the
+  block outputs are already computed), so ≥ 0.5 means the sweep costs at most two forward
+  passes; for `scoring_vs_one_forward_cifar` it is what `evaluate_orders` does for
+  sweep_prune on CIFAR: the sweep's logits on the test and calibration splits and every
+  score of them (30 orders × 32 K, 2,000 calibration images; `--only scoring` runs it
+  alone). Like the seed loops, that path runs once: it is several forward passes' worth of
+  work, so first-call costs weigh little.
 * The process first switches on the speed tricks the stages run with (`prunelab._speed.enable`:
   fused Adam, the allocator setting), so that baselines and our sides run under the same
   malloc behaviour whichever of them happens to run first.
@@ -57,6 +62,7 @@ from prunelab.pruning.criteria import CRITERIA, RankingContext, removal_orders  
 from prunelab.pruning.sweep import CPU_BATCH, block_outputs, seed_loop_confusions, sweep_confusions  # noqa: E402
 from prunelab.runtime import resolve_device  # noqa: E402
 from prunelab.scoring.curves import resolve_ks  # noqa: E402
+from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders  # noqa: E402
 
 T = TypeVar("T")
 
@@ -68,11 +74,14 @@ BLOCK_BATCH = 500  # params.yaml activations.batch_size: what sweep_prune uses f
 # (batch 1,000 was up to 1.2× slower on SimpleCNN); on a GPU 1,000, as predict() defaults to.
 EVAL_BATCH = {"cpu": 64, "cuda": 1000}
 TRAIN_TEST = 256  # test images train_model evaluates after its epoch (the handout's epoch evaluates none)
+CALIBRATION_IMAGES = 2_000  # params.yaml recalibrate.max_samples
+SCORED_ORDERS = 30  # sweep_prune on CIFAR: 9 criteria, 20 random orders, the headline again with zero_weights
 GOALS = {  # name: (goal, True when higher is better)
     "sweep_vs_seed_loop_pairs": (50.0, True),
     "sweep_vs_seed_loop_simplecnn": (20.0, True),
     "sweep_vs_one_forward_pairs": (0.5, True),
     "comparison_vs_one_forward_pairs": (0.1, True),
+    "scoring_vs_one_forward_cifar": (0.2, True),
     "train_epoch_vs_seed_loader": (2.5, True),
     "collector_memory_growth": (1.2, False),
 }
@@ -253,6 +262,31 @@ def sweep_benchmarks(device: torch.device, repeats: int) -> tuple[list[Row], dic
     return rows, ratios
 
 
+# --------------------------------------------------------------------------- scoring
+def scoring_benchmark(device: torch.device, repeats: int) -> tuple[list[Row], dict[str, float]]:
+    """Every score of SCORES, recalibration included, for SCORED_ORDERS random orders at every K of
+    SimpleCNN on 10,000 CIFAR-sized test images, as `evaluate_orders` computes them in sweep_prune:
+    the sweep's logits stay on the device and are scored there, all orders and K at once."""
+    model, images, labels, ks, _ = sweep_inputs("simple_cnn", CIFAR, 10_000, seed=3, device=device)
+    t_forward, _ = timed(lambda: predict(model, images, EVAL_BATCH[device.type]), device, repeats)
+    pixels, cal_labels = random_pixels(CALIBRATION_IMAGES, CIFAR, seed=9)
+    test = SplitOutputs(block_outputs(model, images, BLOCK_BATCH, device), labels)
+    calibration = SplitOutputs(
+        block_outputs(model, normalised(pixels), BLOCK_BATCH, device), torch.from_numpy(cal_labels)
+    )
+    orders = np.stack([np.random.default_rng(10 + i).permutation(model.channels) for i in range(SCORED_ORDERS)])
+    t_scoring, _ = timed_once(lambda: evaluate_orders(model, test, calibration, orders, ks, CIFAR.n_classes), device)
+    rows = [
+        Row("scoring: one forward pass (10,000 images)", t_forward, f"predict(), batch {EVAL_BATCH[device.type]}"),
+        Row(
+            f"scoring: every score, {SCORED_ORDERS} orders × K=0..31",
+            t_scoring,
+            f"sweep logits + batched scores, {CALIBRATION_IMAGES:,} calibration images",
+        ),
+    ]
+    return rows, {"scoring_vs_one_forward_cifar": t_forward / t_scoring}
+
+
 # --------------------------------------------------------------------------- training
 class HandoutCIFAR(torch.utils.data.Dataset):
     """What torchvision.datasets.CIFAR10 does per sample: uint8 HWC array → PIL → transform."""
@@ -409,7 +443,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per fast measurement (median)")
     parser.add_argument("--train-images", type=int, default=10_000, help="CIFAR-sized images in the training epoch")
     parser.add_argument("--train-repeats", type=int, default=3, help="epochs per side (best is reported)")
-    parser.add_argument("--only", choices=["sweeps", "train", "memory"], help="run one part (the ratios it gives)")
+    parser.add_argument(
+        "--only", choices=["sweeps", "scoring", "train", "memory"], help="run one part (the ratios it gives)"
+    )
     parser.add_argument("--collector-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -426,6 +462,7 @@ def main() -> None:
     ratios: dict[str, float] = {}
     parts = {
         "sweeps": lambda: sweep_benchmarks(device, args.repeats),
+        "scoring": lambda: scoring_benchmark(device, args.repeats),
         "train": lambda: train_benchmark(device, args.train_images, args.train_repeats),
         "memory": lambda: collector_memory(device),
     }
