@@ -25,6 +25,10 @@ Every pair of methods runs in this one process, on the same model and the same d
   score of them (30 orders × 32 K, 2,000 calibration images; `--only scoring` runs it
   alone). Like the seed loops, that path runs once: it is several forward passes' worth of
   work, so first-call costs weigh little.
+* `layer_sweep_vs_seed_loop_*` (`--only layers`): the fast sweep of each conv layer that feeds
+  another conv (the layer's outputs computed once, then every K of one order), against pruning
+  that layer and evaluating per K. What follows the next conv still runs per K, so the gain is
+  bounded by what the network up to that conv costs.
 * The process first switches on the speed tricks the stages run with (`prunelab._speed.enable`:
   fused Adam, the allocator setting), so that baselines and our sides run under the same
   malloc behaviour whichever of them happens to run first.
@@ -82,6 +86,10 @@ GOALS = {  # name: (goal, True when higher is better)
     "sweep_vs_one_forward_pairs": (0.5, True),
     "comparison_vs_one_forward_pairs": (0.1, True),
     "scoring_vs_one_forward_cifar": (0.2, True),
+    # Each earlier layer's sweep against pruning and evaluating per K (issue: at least 10×).
+    "layer_sweep_vs_seed_loop_pairs_conv1": (10.0, True),
+    "layer_sweep_vs_seed_loop_pairs_conv2": (10.0, True),
+    "layer_sweep_vs_seed_loop_simplecnn_conv1": (10.0, True),
     "train_epoch_vs_seed_loader": (2.5, True),
     "collector_memory_growth": (1.2, False),
 }
@@ -287,6 +295,49 @@ def scoring_benchmark(device: torch.device, repeats: int) -> tuple[list[Row], di
     return rows, {"scoring_vs_one_forward_cifar": t_forward / t_scoring}
 
 
+# --------------------------------------------------------------------------- every layer
+def layer_case(
+    model: PrunableNet, images: torch.Tensor, labels: torch.Tensor, spec: InputSpec, layer: str, device: torch.device,
+    repeats: int, label: str,
+) -> tuple[list[Row], float]:  # fmt: skip
+    """One layer that feeds a conv: its fast sweep (outputs computed once, then every K of one
+    order; both in our time) against pruning it and evaluating per K."""
+    p = model.layer(layer).channels
+    ks = resolve_ks("all", 1, p)
+    order = np.random.default_rng(6).permutation(p)
+
+    def ours() -> np.ndarray:
+        outputs = block_outputs(model, images, BLOCK_BATCH, device, layer)
+        return sweep_confusions(model, outputs, labels, order[None], ks, spec.n_classes, layer=layer)
+
+    def per_k() -> np.ndarray:
+        batch = EVAL_BATCH[device.type]
+        return seed_loop_confusions(model, images, labels, order, ks, spec.n_classes, batch_size=batch, layer=layer)
+
+    t_ours, fast = timed(ours, device, repeats)
+    t_seed, slow = timed_once(per_k, device)
+    same = int((fast[0] == slow).all(axis=(1, 2)).sum())
+    rows = [
+        Row(f"{label}: {layer} sweep K=0..{p - 1} ({len(images):,} images)", t_ours,
+            f"layer outputs + sweep; {same}/{len(ks)} confusions = seed loop's"),
+        Row(f"{label}: {layer} seed loop K=0..{p - 1} (baseline)", t_seed, "prune + full pass per K, float32"),
+    ]  # fmt: skip
+    return rows, t_seed / t_ours
+
+
+def layer_benchmarks(device: torch.device, repeats: int) -> tuple[list[Row], dict[str, float]]:
+    """The fast sweep of every layer before the last (each feeds a conv) against the per-K loop."""
+    rows: list[Row] = []
+    ratios: dict[str, float] = {}
+    for arch, spec, n_images, label in [("pair_cnn", PAIRS, 600, "pairs"), ("simple_cnn", CIFAR, 2_000, "simplecnn")]:
+        model, images, labels, _, _ = sweep_inputs(arch, spec, n_images, seed=5, device=device)
+        for layer in model.layers[:-1]:
+            new_rows, ratio = layer_case(model, images, labels, spec, layer.name, device, repeats, label)
+            rows += new_rows
+            ratios[f"layer_sweep_vs_seed_loop_{label}_{layer.name}"] = ratio
+    return rows, ratios
+
+
 # --------------------------------------------------------------------------- training
 class HandoutCIFAR(torch.utils.data.Dataset):
     """What torchvision.datasets.CIFAR10 does per sample: uint8 HWC array → PIL → transform."""
@@ -444,7 +495,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=10_000, help="CIFAR-sized images in the training epoch")
     parser.add_argument("--train-repeats", type=int, default=3, help="epochs per side (best is reported)")
     parser.add_argument(
-        "--only", choices=["sweeps", "scoring", "train", "memory"], help="run one part (the ratios it gives)"
+        "--only", choices=["sweeps", "scoring", "layers", "train", "memory"], help="run one part (the ratios it gives)"
     )
     parser.add_argument("--collector-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -463,6 +514,7 @@ def main() -> None:
     parts = {
         "sweeps": lambda: sweep_benchmarks(device, args.repeats),
         "scoring": lambda: scoring_benchmark(device, args.repeats),
+        "layers": lambda: layer_benchmarks(device, args.repeats),
         "train": lambda: train_benchmark(device, args.train_images, args.train_repeats),
         "memory": lambda: collector_memory(device),
     }
