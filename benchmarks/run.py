@@ -497,6 +497,7 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["sweeps", "scoring", "layers", "train", "memory"], help="run one part (the ratios it gives)"
     )
+    parser.add_argument("--save", metavar="PATH", help="also write the report to PATH (e.g. metrics/benchmark.log)")
     parser.add_argument("--collector-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -526,29 +527,30 @@ def main() -> None:
         ratios.update(new_ratios)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores, {cpu_model()}"
-    print(
+    lines = [
         f"{time.strftime('%Y-%m-%d %H:%M')}  device: {device} ({name}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
-    )
-    # Other work on the machine slows the many small ops of our sides more than the baselines'.
-    print(f"load average (1 min) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
+        f"{torch.get_num_threads()} threads",
+        # Other work on the machine slows the many small ops of our sides more than the baselines'.
+        f"load average (1 min) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}",
+    ]
     width = max(len(row.name) for row in rows)
-    print(f"{'measurement':<{width}}  {'seconds':>8}  {'cpu s':>8}  note")
+    lines.append(f"{'measurement':<{width}}  {'seconds':>8}  {'cpu s':>8}  note")
     for row in rows:
         seconds = "" if np.isnan(row.seconds) else f"{row.seconds:8.3f}"
         cpu = f"{row.seconds.cpu:8.2f}" if isinstance(row.seconds, Seconds) else ""
-        print(f"{row.name:<{width}}  {seconds:>8}  {cpu:>8}  {row.note}")
-    print()
-    print(f"{'ratio':<{width}}  {'value':>8}  {'':>8}  goal")
+        lines.append(f"{row.name:<{width}}  {seconds:>8}  {cpu:>8}  {row.note}")
+    lines += ["", f"{'ratio':<{width}}  {'value':>8}  {'':>8}  goal"]
     for key, value in ratios.items():
         goal, higher = GOALS[key]
         met = value >= goal if higher else value <= goal
-        print(f"{key:<{width}}  {value:8.2f}  {'':>8}  {'≥' if higher else '≤'} {goal:g} {'met' if met else 'NOT MET'}")
-    print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
-    print()
-    for key in GOALS:
-        if key in ratios:
-            print(f"ratio {key}: {ratios[key]:.2f}")
+        lines.append(
+            f"{key:<{width}}  {value:8.2f}  {'':>8}  {'≥' if higher else '≤'} {goal:g} {'met' if met else 'NOT MET'}"
+        )
+    lines += [f"total benchmark time: {time.perf_counter() - started:.0f} s", ""]
+    lines += [f"ratio {key}: {ratios[key]:.2f}" for key in GOALS if key in ratios]
+    print("\n".join(lines))
+    if args.save:  # e.g. metrics/benchmark.log, which tools/render_docs.py quotes in docs/performance.md
+        Path(args.save).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

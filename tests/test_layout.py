@@ -314,11 +314,14 @@ def test_the_readme_export_block_renders_from_efficiency_json() -> None:
         "criterion_taylor": 1,
         "threads": 2,
         "ratio": {"params": 4.0, "flops": 1.5, "program_bytes": 1.25, "speedup_batch1": 1.004, "speedup_batch256": 1.2},
+        "unpruned": {"latency_ms_batch256": 20.0, "latency_ms_batch256_eager": 70.0},
     }
     expected = (
         "The exported model is seed 0's, `taylor` at K = 100 of 128 channels: 4.00× fewer parameters, 1.50× fewer "
-        "FLOPs per sample, a 1.25× smaller `.pt2` file, and 1.20× faster at batch 256 (1.00× at batch 1) on the CPU "
-        "that ran the `export` stage (2 threads; latencies are the one output that changes from run to run)."
+        "FLOPs per sample, a 1.25× smaller `.pt2` file, and 1.20× faster at batch 256 (1.00× at batch 1) than the "
+        "unpruned model in the same format (BatchNorm folded into the convs, channels-last: the format shipped, "
+        "which alone makes the unpruned model 3.50× faster than as trained) on the CPU that ran the `export` stage "
+        "(2 threads; latencies are the one output that changes from run to run)."
     )
     assert tool.render("export", tool.Files.from_mapping({"metrics/efficiency.json": efficiency})) == expected
     del efficiency["ratio"]["flops"]

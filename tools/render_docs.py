@@ -34,6 +34,7 @@ EFFICIENCY = "metrics/efficiency.json"
 REPORT = "metrics/report.md"
 KERNEL_CHECK = "metrics/kernel_check.md"
 GPU_LOG = "metrics/gpu_check.log"
+BENCHMARK_LOG = "metrics/benchmark.log"
 FUZZ = "metrics/fuzz.json"
 
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
@@ -486,6 +487,27 @@ def gpu_check(files: Files) -> str:
     )
 
 
+GOAL_LINE = re.compile(r"^(\S+)\s+(\d+\.\d+)\s+([≥≤] \S+) (met|NOT MET)$")
+
+
+def benchmarks(files: Files) -> str:
+    """docs/performance.md: the last saved `benchmarks/run.py` report: its machine and every ratio."""
+    log = files.text(BENCHMARK_LOG).splitlines()
+    rows = [match.groups() for match in map(GOAL_LINE.match, log) if match]
+    if not log or "device:" not in log[0] or not rows:
+        raise RenderError(f"{BENCHMARK_LOG}: needs a device line first and the table of ratios with their goals")
+    when, _, machine = log[0].partition("  device: ")
+    load = next((line for line in log if line.startswith("load average")), "load average not recorded")
+    lines = [
+        f"`benchmarks/run.py --save {BENCHMARK_LOG}`, {when}, on {machine} ({load}):",
+        "",
+        "| ratio | value | goal | |",
+    ]
+    lines.append("| --- | --- | --- | --- |")
+    lines += [f"| `{name}` | {value} | {goal} | {verdict} |" for name, value, goal, verdict in rows]
+    return "\n".join(lines)
+
+
 def fuzz(files: Files) -> str:
     """docs/reliability.md: the fuzzer's last tally (tools/fuzz.py), overall and per target."""
     tally = files.json(FUZZ)
@@ -525,6 +547,7 @@ BLOCKS: dict[str, Callable[[Files], str]] = {
     "study-finetune": study_finetune,
     "kernel-check": kernel_check,
     "gpu-check": gpu_check,
+    "benchmarks": benchmarks,
     "fuzz": fuzz,
 }
 

@@ -53,7 +53,7 @@ def by_layer(model: PrunableNet, removed: Removal) -> dict[str, list[int]]:
 
 
 def layer_masks(model: PrunableNet, removed: Removal) -> dict[str, torch.Tensor]:
-    """The channel mask of every layer named in `removed`, for `model(x, masks)`."""
+    """The channel mask of every layer named in `removed`, for `model(x, channel_mask=...)`."""
     return {name: channel_mask(model.layer(name).channels, chosen) for name, chosen in by_layer(model, removed).items()}
 
 
