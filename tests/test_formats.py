@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
 
+from prunelab.deploy.efficiency import part_ranges
 from prunelab.deploy.export import export_program
 from prunelab.deploy.formats import deployed, fold_batchnorm
 from prunelab.pruning.surgery import remove_channels
@@ -40,3 +43,19 @@ def test_the_deployed_program_takes_either_layout() -> None:
         torch.testing.assert_close(
             program(images.contiguous(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-4
         )
+
+
+@pytest.mark.parametrize("arch", ["pair_cnn", "simple_cnn"])
+def test_the_timed_parts_are_the_layers_and_the_head_and_compose_to_the_model(arch: str) -> None:
+    net = deployed(tiny_model(arch)).net
+    ranges = part_ranges(net)
+    assert list(ranges) == [*(layer.name for layer in net.layers), "head"]
+    bounds = list(ranges.values())
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(net.chain())
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # contiguous, no overlap
+    images, _ = data(arch, 3, dtype=torch.float32)
+    h = images
+    with torch.no_grad():
+        for start, stop in bounds:
+            h = net.run(h, start, stop)
+        torch.testing.assert_close(h, net(images))

@@ -279,6 +279,20 @@ def format_gain(eff: dict) -> str:
     return num(eager / at(eff, "unpruned.latency_ms_batch256", EFFICIENCY), 2)
 
 
+def parts(eff: dict) -> str:
+    """Each part's batch-256 latency, unpruned → exported: every conv layer, then the head."""
+    prefix = "latency_ms_batch256_"
+    names = [key.removeprefix(prefix) for key in at(eff, "unpruned", EFFICIENCY) if key.startswith(prefix)]
+    names = [name for name in names if name != "eager"]
+    if not names:
+        raise RenderError(f"{EFFICIENCY}: no per-part latencies ({prefix}<part>)")
+
+    def ms(side: str, name: str) -> str:
+        return num(at(eff, f"{side}.{prefix}{name}", EFFICIENCY), 2)
+
+    return ", ".join(f"{name} {ms('unpruned', name)} → {ms('exported', name)}" for name in names)
+
+
 def deploy(files: Files) -> str:
     """docs/deploy.md: the exported model against the unpruned one, in full."""
     eff, criterion = efficiency_facts(files)
@@ -323,11 +337,7 @@ def deploy(files: Files) -> str:
         f"the shipped format (BatchNorm folded into the convs, channels-last) except the row as trained; the "
         f"format alone makes the unpruned model {format_gain(eff)}× faster at batch 256. The batch-256 speed-up "
         f"is {ratio('speedup_batch256_vs_flops')} of the FLOPs ratio. Per part at batch 256 "
-        f"(ms, unpruned → exported): the stem {side('unpruned', 'latency_ms_batch256_stem', 2)} → "
-        f"{side('exported', 'latency_ms_batch256_stem', 2)}, the pruned block "
-        f"{side('unpruned', 'latency_ms_batch256_block', 2)} → {side('exported', 'latency_ms_batch256_block', 2)}, "
-        f"the head {side('unpruned', 'latency_ms_batch256_head', 2)} → "
-        f"{side('exported', 'latency_ms_batch256_head', 2)}.",
+        f"(ms, unpruned → exported): {parts(eff)}.",
     ]
     return "\n".join(lines)
 

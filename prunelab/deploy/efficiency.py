@@ -7,6 +7,7 @@ the one output not reproduced bit for bit.
 from __future__ import annotations
 
 import io
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Hashable
@@ -53,6 +54,17 @@ def program_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
     return len(buffer.getvalue())
 
 
+def part_ranges(net: PrunableNet) -> dict[str, tuple[int, int]]:
+    """The chain positions [start, stop) of each conv layer (its conv up to its output) and of the
+    head (everything after the last layer's output): the parts whose latencies add up to the model's."""
+    layers = net.layers
+    ranges = {layer.name: (layer.conv, layer.output + 1) for layer in layers}
+    for earlier, later in itertools.pairwise(layers):
+        ranges[earlier.name] = (ranges[earlier.name][0], later.conv)  # anything in between counts to the earlier
+    ranges["head"] = (layers[-1].output + 1, len(net.chain()))
+    return ranges
+
+
 @torch.no_grad()
 def compare_models(
     models: dict[str, PrunableNet],
@@ -68,7 +80,7 @@ def compare_models(
     show what the format alone buys. `ratio` is the first model's figures over the second's
     (speed-ups: first's latency over second's), always between two models in the same format,
     so folding is never counted as pruning's gain. The batch-256 latency is also split by part
-    (stem, block, head): what pruning the last layer can speed up. Latencies depend on the
+    (each conv layer, and the head): what pruning each layer can speed up. Latencies depend on the
     machine and its load: they are the one output not reproduced bit for bit."""
     shipped = {name: deployed(net) for name, net in models.items()}
     out: dict = {}
@@ -89,19 +101,16 @@ def compare_models(
         for key, seconds in median_latencies(timed, inputs, repeats).items():
             suffix = "_eager" if key.endswith("_eager") else ""
             out[key.removesuffix("_eager")][f"latency_ms_batch{batch}{suffix}"] = 1000 * seconds
-    # Where the time goes at batch 256: each part of each model timed in turn within every
-    # repeat (drifting machine speed then hits all parts alike), on its real input: channels-last
-    # maps, as the deployed forward feeds its net.
+    # Where the time goes at batch 256: each conv layer (conv → [BN] → pooling → ReLU, BN folded)
+    # and the head, of each model, timed in turn within every repeat (drifting machine speed then
+    # hits all parts alike), each on its real input: channels-last maps, as the deployed forward
+    # feeds its net.
     inputs = images[:256].contiguous(memory_format=torch.channels_last)
-    calls = {}
+    parts: dict[tuple[str, str], Callable[[], object]] = {}
     for name, deployed_net in shipped.items():
-        net = deployed_net.net
-        stem_out = net.stem(inputs)
-        block_out = net.block(stem_out)
-        calls[name] = {"stem": (net.stem, inputs), "block": (net.block, stem_out), "head": (net.head, block_out)}
-    parts = {
-        (name, part): (lambda m=module, x=feed: m(x)) for name in calls for part, (module, feed) in calls[name].items()
-    }
+        for part, (start, stop) in part_ranges(deployed_net.net).items():
+            feed = deployed_net.net.run(inputs, 0, start)
+            parts[(name, part)] = lambda net=deployed_net.net, x=feed, a=start, b=stop: net.run(x, a, b)
     for (name, part), seconds in interleaved_medians(parts, 30).items():
         out[name][f"latency_ms_batch256_{part}"] = 1000 * seconds
     first, second = (out[name] for name in models)
