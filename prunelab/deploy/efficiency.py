@@ -7,7 +7,6 @@ the one output not reproduced bit for bit.
 from __future__ import annotations
 
 import io
-import itertools
 import statistics
 import time
 from collections.abc import Callable, Hashable
@@ -55,14 +54,13 @@ def program_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
 
 
 def part_ranges(net: PrunableNet) -> dict[str, tuple[int, int]]:
-    """The chain positions [start, stop) of each conv layer (its conv up to its output) and of the
-    head (everything after the last layer's output): the parts whose latencies add up to the model's."""
+    """The chain positions [start, stop) of each conv layer (from its conv to the next layer's
+    conv; the first from the input) and of the head (everything after the last layer's
+    output): contiguous parts whose latencies add up to the model's."""
     layers = net.layers
-    ranges = {layer.name: (layer.conv, layer.output + 1) for layer in layers}
-    for earlier, later in itertools.pairwise(layers):
-        ranges[earlier.name] = (ranges[earlier.name][0], later.conv)  # anything in between counts to the earlier
-    ranges["head"] = (layers[-1].output + 1, len(net.chain()))
-    return ranges
+    starts = [0, *(layer.conv for layer in layers[1:]), layers[-1].output + 1, len(net.chain())]
+    names = [*(layer.name for layer in layers), "head"]
+    return {name: (start, stop) for name, start, stop in zip(names, starts, starts[1:], strict=False)}
 
 
 @torch.no_grad()

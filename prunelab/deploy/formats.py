@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from prunelab.models.nets import PrunableNet, PrunedBlock
+from prunelab.models.nets import PrunableNet
 
 
 @torch.no_grad()
@@ -31,12 +31,7 @@ def fold_batchnorm(model: PrunableNet) -> PrunableNet:
             continue
         (conv_path, conv), (bn_path, bn) = chain[layer.conv], chain[layer.bn]
         folded.set_submodule(conv_path, fuse_conv_bn_eval(conv, bn))
-        parent_path, _, name = bn_path.rpartition(".")
-        parent = folded.get_submodule(parent_path)
-        if isinstance(parent, PrunedBlock):
-            parent.bn = None  # the block applies BN only when it has one
-        else:
-            setattr(parent, name, nn.Identity())
+        folded.set_submodule(bn_path, nn.Identity())
     return folded
 
 
