@@ -68,6 +68,21 @@ def finetune_path(seed: int) -> Path:
     return seed_metrics(seed) / "finetune.csv"
 
 
+def sensitivity_path(seed: int) -> Path:
+    """Per conv layer, criterion and share of its channels removed (that layer alone): every score."""
+    return seed_metrics(seed) / "sensitivity.csv"
+
+
+def layer_rankings_path(seed: int) -> Path:
+    """Every conv layer's orders (and scores) by each sensitivity criterion, for the budget stage."""
+    return seed_data(seed) / "layer_rankings.npz"
+
+
+def budget_path(seed: int) -> Path:
+    """Per FLOPs budget, strategy and criterion: the channels kept, costs and every score."""
+    return seed_metrics(seed) / "budget.csv"
+
+
 EXPORT = DATA / "export"
 EXPORTED_PROGRAM = EXPORT / "model.pt2"  # torch.export: loads without this project
 EXPORTED_STATE = EXPORT / "model.pt"  # state_dict + what prunelab.export.load_rebuildable needs

@@ -3,7 +3,8 @@
 Reads metrics/seeds/<seed>/ for every seed in params. Writes metrics/metrics.json (means,
 95 % intervals, paired comparisons with random), metrics/report.md, and
 metrics/study/<score>.csv (per K and criterion: mean and interval of acc, bacc, roc_auc,
-recal_acc, recal_bacc), train_curve.csv and finetune.csv. No torch.
+recal_acc, recal_bacc), train_curve.csv, finetune.csv, sensitivity.csv (per layer, criterion
+and share: mean and interval of each score) and budget.csv (every seed's budget rows). No torch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from prunelab.paths import REPORT, STUDY, STUDY_METRICS
 from prunelab.runtime import log, stage_main, write_json, write_table, write_text
 from prunelab.scoring.scores import SCORES
 from prunelab.study.aggregate import band_table, finetune_metrics, finetune_table, study_metrics
-from prunelab.study.replicates import load_finetunes, load_summaries, load_sweeps, load_train_curves
+from prunelab.study.network import budget_metrics, sensitivity_band, sensitivity_metrics, within_budget
+from prunelab.study.replicates import (
+    load_budgets,
+    load_finetunes,
+    load_sensitivity,
+    load_summaries,
+    load_sweeps,
+    load_train_curves,
+)
 from prunelab.study.report import report_markdown
 
 
@@ -27,14 +36,21 @@ def main() -> None:
     summaries = load_summaries(seeds, params, sweeps)
     curves = load_train_curves(seeds, params)
     tuned = finetune_table(load_finetunes(seeds, params), sweeps)
+    sensitivity = load_sensitivity(seeds, params)
+    budgets = load_budgets(seeds, params)
     margins = params.study.margins.model_dump()
     metrics = study_metrics(summaries, margins)
     for name, entries in finetune_metrics(tuned, margins).items():
         metrics["criteria"][name].update(entries)
+    metrics["sensitivity"] = sensitivity_metrics(sensitivity, margins)
+    metrics["budget"] = budget_metrics(budgets, margins)
+    within = within_budget(metrics["budget"], list(params.budget.flops))
     for score in SCORES:
         write_table(STUDY / f"{score}.csv", band_table(sweeps, score), "%.4f")
     write_table(STUDY / "train_curve.csv", curves, "%.4f")
     write_table(STUDY / "finetune.csv", tuned, "%.4f")
+    write_table(STUDY / "sensitivity.csv", sensitivity_band(sensitivity), "%.4f")
+    write_table(STUDY / "budget.csv", budgets, "%.4f")
     write_json(STUDY_METRICS, metrics)
     data, prune, recal = params.data, params.prune, params.recalibrate
     setting = {
@@ -49,7 +65,8 @@ def main() -> None:
         score: (min(s[key] for s in summaries.values()), max(s[key] for s in summaries.values()))
         for score, key in (("acc", "baseline_accuracy"), ("bacc", "baseline_balanced_accuracy"))
     }
-    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline))
+    shares = list(params.sensitivity.fractions)
+    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline, shares, within))
     log(f"aggregated {len(seeds)} seed(s) into {STUDY_METRICS} and {REPORT}")
 
 

@@ -4,7 +4,9 @@ Writes metrics/plots/criteria.png (every criterion against K, bands over seeds),
 threshold.png (ROC AUC and recalibrated balanced accuracy against K), vs_random.png (paired
 differences from random), finetune.png (as pruned, re-fitted, fine-tuned), accuracy_vs_k.png
 (the headline criterion), efficiency.png (score against FLOPs kept, the exported model marked)
-and feature_maps.png (the mean feature maps of the first seed's model).
+feature_maps.png (the mean feature maps of the first seed's model), sensitivity.png (each conv
+layer pruned alone, a panel per layer) and budget.png (the whole network to FLOPs budgets,
+against FLOPs speed-up and parameter compression).
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from prunelab.pruning.ranking import ranked_order
 from prunelab.runtime import read_json, read_table, stage_main
 from prunelab.study.aggregate import PAIRED, SCORE_OF, paired_differences
 from prunelab.study.figures import (
+    plot_budget,
     plot_criteria,
     plot_efficiency,
     plot_feature_maps,
     plot_finetune,
     plot_headline,
+    plot_sensitivity,
     plot_threshold_free,
     plot_vs_random,
 )
-from prunelab.study.replicates import load_summaries, load_sweeps
+from prunelab.study.network import speedups
+from prunelab.study.replicates import load_budgets, load_sensitivity, load_summaries, load_sweeps
 
 
 def main() -> None:
@@ -42,6 +47,8 @@ def main() -> None:
     metrics = read_json(STUDY_METRICS, "study metrics", "aggregate")
     check_study_metrics(STUDY_METRICS, metrics, expected)
     sweeps = load_sweeps(seeds, params)
+    sensitivity = load_sensitivity(seeds, params)
+    budgets = load_budgets(seeds, params)
     key = "bacc_over_k"
     differences = pd.DataFrame(
         [
@@ -78,6 +85,8 @@ def main() -> None:
         margin=metrics["margins"][SCORE_OF[key]], verdicts=verdicts,
     )  # fmt: skip
     plot_threshold_free(sweeps, metrics, PLOTS / "threshold.png", dpi=style.dpi)
+    plot_sensitivity(sensitivity, len(seeds), PLOTS / "sensitivity.png", dpi=style.dpi)
+    plot_budget(speedups(budgets), len(seeds), PLOTS / "budget.png", dpi=style.dpi)
     plot_finetune(tuned, len(seeds), PLOTS / "finetune.png", dpi=style.dpi)
     plot_efficiency(recal_band, efficiency, "recalibrated balanced accuracy", PLOTS / "efficiency.png", dpi=style.dpi)
     p, m, n = stats.feature_maps.shape

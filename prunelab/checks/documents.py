@@ -218,7 +218,7 @@ def check_summaries_agree(paths: dict[int, Path], summaries: dict[int, dict]) ->
 # --------------------------------------------------------------------------- metrics.json
 TOP_KEYS = {
     "n_seeds", "confidence", "channels", "n_test", "majority_floor", "balanced_floor", "ranking_split_is_test",
-    "margins", "criteria", *(f"baseline_{s}" for s in ("accuracy", "balanced_accuracy", *EXTRA_SCORES)),
+    "margins", "criteria", "sensitivity", "budget", *(f"baseline_{s}" for s in ("accuracy", "balanced_accuracy", *EXTRA_SCORES)),
 }  # fmt: skip
 ENTRY_KEYS = {"mean", "ci_low", "ci_high", "clipped"}  # an interval over seeds (`interval_entry`, `score_entry`)
 COMPARISON_KEYS = ENTRY_KEYS | {"wins", "verdict", "tost_p", "margin", "mde", "seeds_needed"}  # `comparison`
@@ -237,7 +237,7 @@ def _entry(doc: _Reader, value: Any, where: str, score: bool, n_seeds: int, nan:
     """An interval entry (or, for a `<key>_vs_random`, a comparison with random): finite numbers,
     and an interval that holds the mean. `nan`: all NaN is allowed (a fine-tuned K the sweep lacks)."""
     entry = doc.mapping(value, where)
-    comparison = where.endswith("_vs_random")
+    comparison = where.endswith(("_vs_random", "_vs_unpruned"))
     _keys(doc, entry, {"mean"}, where, (COMPARISON_KEYS if comparison else ENTRY_KEYS) - {"mean"})
     prefix = f"{where}."
     mean = entry["mean"]
@@ -325,6 +325,69 @@ def check_study_metrics(path: Path | str, metrics: Any, implied: Implied | None 
                 _finetune_point(doc, value, f"{where}.{key}", n_seeds, implied)
             else:
                 _entry(doc, value, f"{where}.{key}", _is_score(key), n_seeds)
+    _check_sensitivity(doc, metrics["sensitivity"], n_seeds, implied)
+    _check_budget(doc, metrics["budget"], n_seeds, implied)
+
+
+def _check_sensitivity(doc: _Reader, value: Any, n_seeds: int, implied: Implied | None) -> None:
+    """metrics.json's `sensitivity`: per layer the unpruned scores, and per criterion each score's
+    mean over the shares with (criteria other than random) its comparison with random."""
+    from prunelab.study.network import SENSITIVITY_SCORES
+
+    layers = doc.mapping(value, "sensitivity")
+    if implied is not None:
+        _keys(doc, layers, set(implied.layers), "sensitivity")
+    for layer, entry in layers.items():
+        where = f"sensitivity.{layer}"
+        entry = doc.mapping(entry, where)
+        criteria = set(entry) - {"unpruned"}
+        if implied is not None:
+            _keys(doc, entry, {"unpruned", *implied.sensitivity_criteria}, where)
+        unpruned = doc.mapping(entry.get("unpruned"), f"{where}.unpruned")
+        _keys(doc, unpruned, set(SENSITIVITY_SCORES), f"{where}.unpruned")
+        for score, scored in unpruned.items():
+            _entry(doc, scored, f"{where}.unpruned.{score}", True, n_seeds)
+        for name in criteria:
+            scores = doc.mapping(entry[name], f"{where}.{name}")
+            expected = {f"mean_{s}_over_shares" for s in SENSITIVITY_SCORES}
+            if name != "random" and "random" in criteria:
+                expected |= {f"{key}_vs_random" for key in expected}
+            _keys(doc, scores, expected, f"{where}.{name}")
+            for key, scored in scores.items():
+                _entry(doc, scored, f"{where}.{name}.{key}", not key.endswith("_vs_random"), n_seeds)
+
+
+def _check_budget(doc: _Reader, value: Any, n_seeds: int, implied: Implied | None) -> None:
+    """metrics.json's `budget`: the unpruned model fine-tuned, and per strategy, criterion and
+    FLOPs budget the shares kept, the scores and the paired comparisons."""
+    from prunelab.study.network import BUDGET_SCORES, budget_key
+
+    strategies = doc.mapping(value, "budget")
+    if implied is not None:
+        _keys(doc, strategies, {"unpruned", *implied.strategies}, "budget")
+    unpruned = doc.mapping(strategies.get("unpruned"), "budget.unpruned")
+    _keys(doc, unpruned, set(BUDGET_SCORES), "budget.unpruned")
+    for score, scored in unpruned.items():
+        _entry(doc, scored, f"budget.unpruned.{score}", True, n_seeds)
+    for strategy, criteria in strategies.items():
+        if strategy == "unpruned":
+            continue
+        criteria = doc.mapping(criteria, f"budget.{strategy}")
+        if implied is not None:
+            _keys(doc, criteria, set(implied.budget_criteria), f"budget.{strategy}")
+        for criterion, budgets in criteria.items():
+            where = f"budget.{strategy}.{criterion}"
+            budgets = doc.mapping(budgets, where)
+            if implied is not None:
+                _keys(doc, budgets, {budget_key(b) for b in implied.budgets}, where)
+            for key, entry in budgets.items():
+                entry = doc.mapping(entry, f"{where}.{key}")
+                expected = {"flops_kept", "params_kept", *BUDGET_SCORES, "finetuned_recal_bacc_vs_unpruned"}
+                if criterion != "random" and "random" in criteria:
+                    expected.add("finetuned_recal_bacc_vs_random")
+                _keys(doc, entry, expected, f"{where}.{key}")
+                for name, scored in entry.items():
+                    _entry(doc, scored, f"{where}.{key}.{name}", name in BUDGET_SCORES, n_seeds)
 
 
 def _finetune_point(doc: _Reader, value: Any, where: str, n_seeds: int, implied: Implied | None) -> None:

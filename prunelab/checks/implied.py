@@ -38,6 +38,12 @@ class Implied:
     export_k: str | int
     layer: str = "last"  # the study's layer, by name (conv1, …)
     layer_is_last: bool = True  # whether it is the lab's layer, the last conv
+    layers: tuple[str, ...] = ()  # every conv layer of model.arch, in forward order
+    sensitivity_criteria: tuple[str, ...] = ()
+    fractions: tuple[float, ...] = ()  # sensitivity.fractions as the table prints them (6 decimals)
+    budgets: tuple[float, ...] = ()  # budget.flops, descending, as printed
+    strategies: tuple[str, ...] = ()
+    budget_criteria: tuple[str, ...] = ()
 
     @property
     def layer_title(self) -> str:
@@ -47,6 +53,16 @@ class Implied:
     def sweep_rows(self) -> list[tuple[int, str]]:
         """(k, criterion) of sweep.csv and of the study's band tables, in the writer's order."""
         return [(k, c) for c in self.swept for k in self.ks]
+
+    def sensitivity_rows(self) -> list[tuple[str, str, float]]:
+        """(layer, criterion, fraction) of sensitivity.csv, in the writer's order (share 0 first)."""
+        shares = (0.0, *self.fractions)
+        return [(name, c, f) for name in self.layers for c in self.sensitivity_criteria for f in shares]
+
+    def budget_rows(self) -> list[tuple[float, str, str]]:
+        """(budget, strategy, criterion) of budget.csv: the unpruned model first."""
+        pruned = [(b, s, c) for b in self.budgets for s in self.strategies for c in self.budget_criteria]
+        return [(1.0, "unpruned", "none"), *pruned]
 
     def ranking_rows(self) -> list[tuple[str, int]]:
         return [(c, rank) for c in self.ranked for rank in range(self.channels)]
@@ -94,4 +110,10 @@ def implied(params: Params) -> Implied:
         export_k=params.export.k,
         layer=arch.layer_name(prune.layer),
         layer_is_last=arch.layer_name(prune.layer) == arch.last_layer,
+        layers=tuple(name for name, _ in arch.layers),
+        sensitivity_criteria=tuple(params.sensitivity.criteria),
+        fractions=tuple(round(f, 6) for f in params.sensitivity.fractions),
+        budgets=tuple(round(b, 6) for b in params.budget.flops),
+        strategies=tuple(params.budget.strategies),
+        budget_criteria=tuple(params.budget.criteria),
     )

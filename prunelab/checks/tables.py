@@ -85,6 +85,30 @@ STUDY_FINETUNE = TableFormat(
     ("criterion", "point", "k", "seed"),
 )
 SWEEP_SCORES = ["acc", "bacc", *EXTRA_SCORES]
+LAYER = Column("layer", "text")
+# metrics/seeds/<s>/sensitivity.csv (stages/sensitivity.py: layer_sensitivity, "%.6f"); fraction 0 is the unpruned model
+SENSITIVITY = TableFormat(
+    "sensitivity table",
+    "sensitivity",
+    (LAYER, CRITERION, Column("fraction", "float", 6, 0.0, 1.0), K, *_scores(SWEEP_SCORES, 6)),
+    ("layer", "criterion", "fraction"),
+)
+# metrics/seeds/<s>/budget.csv (stages/budget.py, "%.6f"); the first row is the unpruned model, fine-tuned alike
+BUDGET = TableFormat(
+    "budget table",
+    "budget",
+    (
+        Column("budget", "float", 6, 0.0, 1.0, low_open=True),
+        Column("strategy", "text"),
+        CRITERION,
+        Column("channels", "counts"),
+        Column("flops_kept", "float", 6, 0.0, 1.0, low_open=True),
+        Column("params_kept", "float", 6, 0.0, 1.0, low_open=True),
+        *_scores(SWEEP_SCORES, 6),
+        *_scores([f"finetuned_{s}" for s in SWEEP_SCORES], 6),
+    ),
+    ("budget", "strategy", "criterion"),
+)
 
 
 def _by_criterion(parsed: Parsed) -> dict[str, np.ndarray]:
@@ -231,3 +255,52 @@ def check_study_finetune(path: Path | str, text: str, implied: Implied | None = 
             row = int(np.flatnonzero(wrong)[0])
             state = "empty at a swept K" if swept[row] else "given at a K the sweep lacks"
             raise refusal(path, f"line {row + 2}: {column} is {state}", STUDY_FINETUNE.stage)
+
+
+def check_sensitivity(path: Path | str, text: str, implied: Implied | None = None) -> None:
+    """A replicate's sensitivity.csv: (given params) every layer × criterion × share params imply,
+    share 0 first with K = 0, and every criterion scoring the unpruned model alike per layer."""
+    parsed = parse_table(path, text, SENSITIVITY)
+    if implied is not None:
+        check_rows(path, parsed, SENSITIVITY, implied.sensitivity_rows())
+    check_unique_rows(path, parsed, SENSITIVITY)
+    unpruned = parsed.columns["fraction"] == 0
+    if np.any((parsed.columns["k"] == 0) != unpruned):
+        row = int(np.flatnonzero((parsed.columns["k"] == 0) != unpruned)[0])
+        raise refusal(path, f"line {row + 2}: K is 0 exactly where the share removed is 0, not here", SENSITIVITY.stage)
+    layers = np.asarray(parsed.columns["layer"], dtype=object)
+    for layer in dict.fromkeys(parsed.columns["layer"]):
+        rows = np.flatnonzero(unpruned & (layers == layer))
+        for score in SWEEP_SCORES:
+            values = parsed.columns[score][rows]
+            if len(values) and np.ptp(values) > 1.5e-6:
+                raise refusal(
+                    path, f"the criteria score {layer}'s unpruned model differently ({score})", SENSITIVITY.stage
+                )
+
+
+def check_budget(path: Path | str, text: str, implied: Implied | None = None) -> None:
+    """A replicate's budget.csv: (given params) the unpruned row, then every budget × strategy ×
+    criterion params imply; every pruned model within its budget's FLOPs, the unpruned one whole."""
+    parsed = parse_table(path, text, BUDGET)
+    if implied is not None:
+        check_rows(path, parsed, BUDGET, implied.budget_rows())
+        counts = [[int(n) for n in c.split("/")] for c in parsed.columns["channels"]]
+        wrong = [i for i, c in enumerate(counts) if len(c) != len(implied.layers) or min(c) < 1]
+        if wrong:
+            problem = (
+                f"line {wrong[0] + 2}: channels is not one kept count of at least 1 per layer ({len(implied.layers)})"
+            )
+            raise refusal(path, problem, BUDGET.stage)
+    check_unique_rows(path, parsed, BUDGET)
+    budget, flops = parsed.columns["budget"], parsed.columns["flops_kept"]
+    over = (budget < 1) & (flops > budget + 1e-6)
+    if np.any(over):
+        raise refusal(path, f"line {int(np.flatnonzero(over)[0]) + 2}: flops_kept is over its budget", BUDGET.stage)
+    whole = (budget == 1) & (flops != 1)
+    if np.any(whole):
+        raise refusal(
+            path,
+            f"line {int(np.flatnonzero(whole)[0]) + 2}: the unpruned model keeps less than all its FLOPs",
+            BUDGET.stage,
+        )

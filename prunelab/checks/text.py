@@ -24,7 +24,7 @@ import numpy as np
 
 from prunelab.errors import UserError
 
-Kind = Literal["int", "float", "text"]
+Kind = Literal["int", "float", "text", "counts"]  # counts: integers joined by "/", e.g. 16/32/64
 
 
 def shown(value: Any, limit: int = 40) -> str:
@@ -56,6 +56,8 @@ class Column:
             body = r"0|-?[1-9][0-9]{0,17}"
         elif self.kind == "float":
             body = rf"-?(?:0|[1-9][0-9]*)\.[0-9]{{{self.decimals}}}"
+        elif self.kind == "counts":
+            body = r"[0-9]+(?:/[0-9]+)*"
         else:
             body = r"[A-Za-z_][A-Za-z0-9_]*"
         return re.compile(f"(?:{body}){'|' if self.nullable else ''}")
@@ -65,6 +67,7 @@ class Column:
             "int": "an integer",
             "float": f"a number with {self.decimals} decimals",
             "text": "a name",
+            "counts": "integers joined by /",
         }[self.kind]
         return kind + (" or empty" if self.nullable else "")
 
@@ -136,7 +139,7 @@ def parse_table(path: Path | str, text: str, fmt: TableFormat) -> Parsed:
             if not pattern.fullmatch(value):
                 shown_value = shown(value) if value else "(empty)"
                 raise refuse(f"line {number}: {column.name}={shown_value} is not {column.allowed()}")
-        if column.kind == "text":
+        if column.kind in ("text", "counts"):
             columns[column.name] = raw
             continue
         if column.kind == "int":

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from prunelab.models.archs import ARCHS
+from prunelab.network import STRATEGY_NAMES
 from prunelab.params.messages import detail, rule
 from prunelab.prepare.sources import SOURCES
 from prunelab.pruning.criteria import CRITERIA
@@ -214,6 +215,52 @@ class FinetuneParams(Section):
         return _distinct(criteria)
 
 
+Share = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+def _known_criteria(criteria: tuple[str, ...]) -> tuple[str, ...]:
+    """Known, distinct, and random among them: every criterion is compared with it."""
+    unknown = [c for c in criteria if c not in CRITERIA]
+    if unknown:
+        raise detail(f"contains unknown criterion {unknown[0]!r}")
+    _distinct(criteria)
+    if "random" not in criteria:
+        raise detail("has no random, which every criterion is compared with")
+    return criteria
+
+
+class SensitivityParams(Section):
+    """Per-layer sensitivity: each conv layer pruned alone by each share of its channels."""
+
+    fractions: Annotated[Listed[Share], Field(min_length=1), AfterValidator(_distinct_sorted)] = Field(
+        description="a non-empty list of distinct shares of a layer's channels to remove, each in (0, 1)"
+    )
+    criteria: Annotated[Listed[str], Field(min_length=1), AfterValidator(_known_criteria)] = Field(
+        description=f"a list of distinct criteria with random among them, each {one_of(CRITERIA)}"
+    )
+    random_orders: int = integer(1, 1000)
+
+
+def _descending(values: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(sorted(_distinct(values), reverse=True))
+
+
+class BudgetParams(Section):
+    """Whole-network pruning to FLOPs budgets, by each strategy and criterion, then fine-tuned."""
+
+    flops: Annotated[Listed[Share], Field(min_length=1), AfterValidator(_descending)] = Field(
+        description="a non-empty list of distinct shares of FLOPs per sample to keep, each in (0, 1)"
+    )
+    strategies: Annotated[Listed[Literal[tuple(STRATEGY_NAMES)]], Field(min_length=1), AfterValidator(_distinct)] = (
+        Field(description=f"a non-empty list of distinct strategies, each {one_of(STRATEGY_NAMES)}")
+    )
+    criteria: Annotated[Listed[str], Field(min_length=1), AfterValidator(_known_criteria)] = Field(
+        description="a list of distinct criteria of sensitivity.criteria with random among them, "
+        f"each {one_of(CRITERIA)}"
+    )
+    finetune_epochs: float = positive_number()  # the recipe for every pruned model and the unpruned one
+
+
 class ExportParams(Section):
     criterion: Literal["auto"] | CriterionName = Field(description="auto or a criterion of prune.criteria")
     k: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(description="auto or an integer K from 0 to P-1")
@@ -263,6 +310,8 @@ class Params(Section):
     prune: PruneParams
     recalibrate: RecalibrateParams
     finetune: FinetuneParams
+    sensitivity: SensitivityParams
+    budget: BudgetParams
     export: ExportParams
     study: StudyParams
     plot: PlotParams
@@ -292,10 +341,21 @@ class Params(Section):
             )
         p = arch.channels_of(prune.layer)
         pruned = f"{arch_name}'s {arch.layer_name(prune.layer)}"  # the layer P counts the channels of
-        if "bn_gamma" in prune.criteria and not arch.batchnorm:
+        for key, criteria in (
+            ("prune.criteria", prune.criteria),
+            ("sensitivity.criteria", self.sensitivity.criteria),
+            ("budget.criteria", self.budget.criteria),
+        ):
+            if "bn_gamma" in criteria and not arch.batchnorm:
+                return (
+                    f"{key} has bn_gamma, but model.arch={arch_name} has no BatchNorm after its convs; "
+                    "allowed: the other criteria"
+                )
+        missing = [c for c in self.budget.criteria if c not in self.sensitivity.criteria]
+        if missing:
             return (
-                f"prune.criteria has bn_gamma, but model.arch={arch_name} has no BatchNorm after its convs; "
-                "allowed: the other criteria"
+                f"budget.criteria has {missing[0]!r}, which sensitivity.criteria does not rank; "
+                "allowed: criteria of sensitivity.criteria (the sensitivity strategy reads their curves)"
             )
         if prune.ks != "all" and max(prune.ks) >= p:
             return (

@@ -48,6 +48,7 @@ def _scored(score: Callable[[RankingContext], np.ndarray]) -> Callable[[RankingC
         return order_from_scores(score(ctx))[None, :]
 
     orders.__doc__ = score.__doc__
+    orders.scores = score  # type: ignore[attr-defined]  # what `channel_scores` reads
     return orders
 
 
@@ -140,3 +141,10 @@ CRITERIA: dict[str, Callable[[RankingContext], np.ndarray]] = {
 
 def removal_orders(criterion: str, ctx: RankingContext) -> np.ndarray:
     return CRITERIA[criterion](ctx)
+
+
+def channel_scores(criterion: str, ctx: RankingContext) -> np.ndarray | None:
+    """The P per-channel scores a score-based criterion orders by (lowest pruned first), or None
+    for a criterion that only orders (reconstruction's greedy steps, random, reverse)."""
+    score = getattr(CRITERIA[criterion], "scores", None)
+    return None if score is None else np.asarray(score(ctx), dtype=np.float64)

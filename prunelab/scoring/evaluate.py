@@ -84,3 +84,26 @@ def model_scores(
         "bacc": float(balanced_accuracy(conf)),
         "roc_auc": float(roc_auc(np.asarray(scores), truth, n_classes)),
     }
+
+
+@torch.no_grad()
+def every_score(
+    model: PrunableNet,
+    test: tuple[torch.Tensor, torch.Tensor],
+    calibration: tuple[torch.Tensor, torch.Tensor],
+    n_classes: int,
+    batch_size: int = 1000,
+) -> dict[str, float]:
+    """Every score of SCORES (percent) of one model: at its own decision on the test split, and
+    with the decision re-fitted on the calibration split, as the sweep scores each K."""
+    device = next(model.parameters()).device
+    model.eval()
+
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        parts = [model(images[i : i + batch_size].to(device)).double() for i in range(0, len(images), batch_size)]
+        return torch.cat(parts)[None]  # one "order" for the batched scorer
+
+    scores = score_logits(
+        logits(test[0]), test[1].to(device), logits(calibration[0]), calibration[1].to(device), n_classes
+    )
+    return {name: float(values[0]) for name, values in scores.items()}

@@ -290,3 +290,77 @@ def plot_efficiency(band: pd.DataFrame, efficiency: dict, score: str, path: Path
         ax.set_title(f"What a K costs: {score} against the FLOPs the pruned model keeps")
         ax.legend(fontsize=7, loc="lower left", ncol=2)
         _save(fig, path, dpi)
+
+
+def plot_sensitivity(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, score: str = "roc_auc") -> None:
+    """Li et al.'s per-layer sensitivity, with bands: one panel per conv layer, `score` lost
+    against the share of that layer's channels removed (the rest intact), a line per criterion
+    (mean over seeds) with its 95 % interval. The loss is paired within each seed (the score
+    minus that seed's unpruned model's), so the bands show pruning's spread, not the models'."""
+    import seaborn as sns
+
+    unpruned = table[table["fraction"] == 0].groupby(["seed", "layer"])[score].first()
+    table = table.assign(
+        change=table[score].to_numpy() - unpruned.loc[list(zip(table["seed"], table["layer"]))].to_numpy()
+    )
+    layers = list(dict.fromkeys(table["layer"]))
+    names = list(dict.fromkeys(table["criterion"]))
+    palette = criterion_palette(names)
+    with plt.style.context(STYLE):
+        fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 4.2), sharey=True, squeeze=False)
+        for ax, layer in zip(axes[0], layers, strict=True):
+            rows = table[table["layer"] == layer]
+            sns.lineplot(
+                data=rows, x="fraction", y="change", hue="criterion", hue_order=names, palette=palette,
+                errorbar=_errorbar(n_seeds, bounded=False), marker="o", markersize=4, linewidth=1.2, ax=ax,
+                legend=ax is axes[0][-1],
+            )  # fmt: skip
+            ax.axhline(0, color="black", linestyle="--", linewidth=1, label="unpruned")
+            channels = int(rows["k"].max() / rows["fraction"].max() + 0.5) if rows["fraction"].max() > 0 else 0
+            ax.set_title(f"{layer} ({channels} channels), pruned alone", fontsize=10)
+            ax.set_xlabel("share of the layer's channels removed")
+            ax.set_ylabel(f"{SCORE_LABELS.get(score, score)} minus unpruned (points)")
+        axes[0][-1].legend(fontsize=7, loc="lower left")
+        fig.suptitle(f"Per-layer sensitivity; {_title_seeds(n_seeds)}", fontsize=9)
+        _save(fig, path, dpi)
+
+
+SCORE_LABELS = {"roc_auc": "ROC AUC", "recal_bacc": "recalibrated balanced accuracy", "bacc": "balanced accuracy"}
+
+
+def plot_budget(points: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, latency: str = "") -> None:
+    """Whole-network pruning: the fine-tuned recalibrated balanced accuracy minus the unpruned
+    model's (fine-tuned alike) against FLOPs speed-up (left) and parameter compression (right),
+    mean over seeds with 95 % intervals, colour by strategy and marker by criterion. `points` is
+    `prunelab.study.network.speedups`; `latency` is a note on measured speed for the figure."""
+    strategies = list(dict.fromkeys(points["strategy"]))
+    criteria = list(dict.fromkeys(points["criterion"]))
+    colours = dict(zip(strategies, criterion_colours(len(strategies)), strict=True))
+    markers = dict(zip(criteria, "osD^v<>p*", strict=False))
+    interval = _errorbar(n_seeds)
+    with plt.style.context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+        for ax, x, label in ((axes[0], "flops_speedup", "FLOPs speed-up (×, unpruned / pruned)"),
+                             (axes[1], "compression", "parameter compression (×)")):  # fmt: skip
+            for (strategy, criterion), rows in points.groupby(["strategy", "criterion"], sort=False):
+                means = rows.groupby("budget", sort=True).agg(x=(x, "mean"), y=("vs_unpruned", "mean"))
+                low, high = [], []
+                for _, group in rows.groupby("budget", sort=True):
+                    bounds = interval(group["vs_unpruned"]) if interval else (np.nan, np.nan)
+                    low.append(bounds[0])
+                    high.append(bounds[1])
+                errors = np.abs(np.vstack([means["y"] - np.array(low), np.array(high) - means["y"]]))
+                ax.errorbar(
+                    means["x"], means["y"], yerr=None if interval is None else errors, color=colours[strategy],
+                    marker=markers[criterion], linestyle="-" if criterion != "random" else ":", linewidth=1,
+                    markersize=5, capsize=2, label=f"{strategy}, {criterion}",
+                )  # fmt: skip
+            ax.axhline(0, color="black", linestyle="--", linewidth=1, label="unpruned, fine-tuned alike")
+            ax.axhline(-1, color="grey", linestyle=":", linewidth=1, label="1 point below")
+            ax.set_xlabel(label)
+            ax.set_xscale("log", base=2)
+        axes[0].set_ylabel("fine-tuned recal. bacc minus unpruned (points)")
+        axes[1].legend(fontsize=7, loc="lower left", ncol=2)
+        fig.suptitle(f"Every conv layer pruned to a FLOPs budget, then fine-tuned; {_title_seeds(n_seeds)}"
+                     + (f"\n{latency}" if latency else ""), fontsize=9)  # fmt: skip
+        _save(fig, path, dpi)

@@ -18,9 +18,16 @@ import pandas as pd
 
 from prunelab.checks.documents import check_summaries_agree, check_summary
 from prunelab.checks.implied import Implied, implied
-from prunelab.checks.tables import check_finetune, check_sweep, check_sweeps_agree, check_train_curve
+from prunelab.checks.tables import (
+    check_budget,
+    check_finetune,
+    check_sensitivity,
+    check_sweep,
+    check_sweeps_agree,
+    check_train_curve,
+)
 from prunelab.errors import UserError
-from prunelab.paths import finetune_path, seed_summary_path, sweep_path, train_curve_path
+from prunelab.paths import budget_path, finetune_path, seed_summary_path, sensitivity_path, sweep_path, train_curve_path
 from prunelab.runtime import read_json
 
 if TYPE_CHECKING:
@@ -106,4 +113,22 @@ def load_finetunes(seeds: list[int], params: Params | None = None) -> pd.DataFra
     return per_seed_tables(
         seeds, finetune_path, "fine-tuning", "finetune",
         check=lambda path, text: check_finetune(path, text, expected),
+    )  # fmt: skip
+
+
+def load_sensitivity(seeds: list[int], params: Params | None = None) -> pd.DataFrame:
+    """Every seed's sensitivity table (layer, criterion, fraction, k, scores) with a `seed` column."""
+    expected = _implied(params)
+    return per_seed_tables(
+        seeds, sensitivity_path, "sensitivity", "sensitivity",
+        check=lambda path, text: check_sensitivity(path, text, expected),
+    )  # fmt: skip
+
+
+def load_budgets(seeds: list[int], params: Params | None = None) -> pd.DataFrame:
+    """Every seed's budget table (budget, strategy, criterion, channels, costs, scores) with a `seed` column."""
+    expected = _implied(params)
+    return per_seed_tables(
+        seeds, budget_path, "budget", "budget",
+        check=lambda path, text: check_budget(path, text, expected),
     )  # fmt: skip

@@ -44,7 +44,14 @@ def _first_on(metrics: dict, key: str) -> str:
     return f"`{best}` ({_fmt(metrics['criteria'][best][key])}{note})"
 
 
-def report_markdown(metrics: dict, seeds: list[int], setting: dict[str, str], ranges: dict[str, tuple]) -> str:
+def report_markdown(
+    metrics: dict,
+    seeds: list[int],
+    setting: dict[str, str],
+    ranges: dict[str, tuple],
+    shares: list[float] | None = None,
+    within: tuple[float, str, str] | None = None,
+) -> str:
     """metrics/report.md: the setting, the unpruned model, the criteria against random on every
     score, one sentence per criterion, which criterion ranks first on each score, and fine-tuning."""
     n = metrics["n_seeds"]
@@ -106,7 +113,11 @@ def report_markdown(metrics: dict, seeds: list[int], setting: dict[str, str], ra
         if key in first_entry:
             lines.append(f"- on {title}: {_first_on(metrics, key)}")
     lines += _finetune_section(metrics)
-    return "\n".join(lines) + "\n"
+    if "sensitivity" in metrics:
+        lines += ["", *sensitivity_section(metrics["sensitivity"], n, list(shares or []))]
+    if "budget" in metrics:
+        lines += budget_section(metrics["budget"], n, within)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _finetune_section(metrics: dict) -> list[str]:
@@ -145,4 +156,103 @@ def _finetune_section(metrics: dict) -> list[str]:
         if "finetuned_bacc_vs_random" in entry:
             claim = sentence(entry["finetuned_bacc_vs_random"], n, "fine-tuned balanced accuracy")
             lines.append(f"- **{name}** at K = {k_of[key]}, fine-tuned: {claim}.")
+    return lines
+
+
+def sensitivity_section(sensitivity: dict, n_seeds: int, shares: list[float]) -> list[str]:
+    """One sentence per conv layer: its unpruned ROC AUC, and which criteria keep more of it
+    than random over the shares removed (paired within seeds)."""
+    lines = [
+        "## Which layer can lose what (sensitivity)",
+        "",
+        f"Each conv layer pruned alone, the rest intact, by {', '.join(f'{s:g}' for s in shares)} of its channels "
+        "(`sensitivity.fractions`); the mean ROC AUC over those shares, minus random's in the same seed "
+        "(random: the mean of `sensitivity.random_orders` orders). Per share: `metrics/study/sensitivity.csv` and "
+        "`metrics/plots/sensitivity.png`.",
+        "",
+    ]
+    key = "mean_roc_auc_over_shares"
+    for layer, entry in sensitivity.items():
+        criteria = {name: e for name, e in entry.items() if name != "unpruned"}
+        random = criteria.get("random", {}).get(key)
+        parts = []
+        for verdict in ("better", "worse", "equivalent", "inconclusive"):
+            names = [
+                f"`{name}` ({_fmt(e[f'{key}_vs_random'], True)})"
+                for name, e in criteria.items()
+                if f"{key}_vs_random" in e and e[f"{key}_vs_random"]["verdict"] == verdict
+            ]
+            if names:
+                parts.append(
+                    f"{verdict} than random: {', '.join(names)}"
+                    if verdict in ("better", "worse")
+                    else f"{verdict}: {', '.join(names)}"
+                )
+        spread = f"; random keeps {_fmt(random)}" if random else ""
+        lines.append(
+            f"- **{layer}** (unpruned ROC AUC {_fmt(entry['unpruned']['roc_auc'])}{spread}): " + "; ".join(parts) + "."
+        )
+    lines.append("")
+    return lines
+
+
+def budget_section(budget: dict, n_seeds: int, within: tuple[float, str, str] | None) -> list[str]:
+    """The budget table: per FLOPs budget, strategy and criterion, the shares kept and the
+    fine-tuned recalibrated balanced accuracy against the unpruned model fine-tuned alike."""
+    from prunelab.study.network import budget_key
+
+    base = budget["unpruned"]
+    lines = [
+        "## The whole network to a FLOPs budget",
+        "",
+        "Every conv layer pruned at once so that the model keeps at most the budget's share of its FLOPs per "
+        "sample, channels allocated by each strategy (`budget.strategies`), ranked within each layer by each "
+        "criterion, removed for real, then fine-tuned (`budget.finetune_epochs`). The unpruned model fine-tuned "
+        f"by the same recipe scores {_fmt(base['finetuned_recal_bacc'])} recalibrated balanced accuracy "
+        f"(ROC AUC {_fmt(base['finetuned_roc_auc'])}); *vs unpruned* is paired with it within seeds, so extra "
+        "training is not counted as pruning's gain. Figure: `metrics/plots/budget.png`.",
+        "",
+        "| FLOPs budget | strategy | criterion | FLOPs kept | params kept | recal. bacc as pruned "
+        "| fine-tuned recal. bacc | vs unpruned | vs random (verdict) |",
+        "|" + " --- |" * 9,
+    ]
+    shares = sorted(
+        {
+            float(k.removeprefix("flops_")) / 100
+            for s, c in budget.items()
+            if s != "unpruned"
+            for e in c.values()
+            for k in e
+        },
+        reverse=True,
+    )
+    for share in shares:
+        for strategy, criteria in budget.items():
+            if strategy == "unpruned":
+                continue
+            for criterion, entries in criteria.items():
+                e = entries.get(budget_key(share))
+                if e is None:
+                    continue
+                random = e.get("finetuned_recal_bacc_vs_random")
+                versus = f"{_fmt(random, True)} ({random['verdict']})" if random else "—"
+                kept = f"{e['flops_kept']['mean']:.3f} | {e['params_kept']['mean']:.3f}"
+                lines.append(
+                    f"| {share:g} | {strategy} | {criterion} | {kept} "
+                    f"| {_fmt(e['recal_bacc'])} | {_fmt(e['finetuned_recal_bacc'])} "
+                    f"| {_fmt(e['finetuned_recal_bacc_vs_unpruned'], True)} | {versus} |"
+                )
+    lines.append("")
+    if within is None:
+        lines.append(
+            "No budget keeps the mean fine-tuned recalibrated balanced accuracy within 1 point of the unpruned model's."
+        )
+    else:
+        share, strategy, criterion = within
+        lines.append(
+            f"The smallest budget whose mean fine-tuned recalibrated balanced accuracy stays within 1 point of the "
+            f"unpruned model's (fine-tuned alike): **{share:g} of the FLOPs**, by `{strategy}` with `{criterion}` "
+            f"({n_seeds} seeds)."
+        )
+    lines.append("")
     return lines

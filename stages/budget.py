@@ -1,0 +1,89 @@
+"""Stage budget (one instance per seed): every conv layer pruned at once to a FLOPs budget.
+
+For every budget of budget.flops (share of FLOPs per sample kept), strategy of budget.strategies
+and criterion of budget.criteria, the strategy allocates removals across the layers
+(`prunelab.network.budget`) from this seed's layer rankings and sensitivity curves (the
+sensitivity stage), the channels are removed for real, and the smaller model is scored as
+pruned, with its decision re-fitted, and after fine-tuning (budget.finetune_epochs at
+finetune.lr). The unpruned model is fine-tuned by the same recipe (row `unpruned`), so that the
+extra training is never counted as pruning's gain or loss. Writes metrics/seeds/<seed>/budget.csv.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from prunelab.data.prepared import load_info, load_split
+from prunelab.models.cost import parameter_count
+from prunelab.models.nets import load_model
+from prunelab.network.budget import allocate, flops_model, sensitivity_plans
+from prunelab.network.sensitivity import load_rankings
+from prunelab.params import load_params, replicate_seed
+from prunelab.paths import budget_path, layer_rankings_path, model_path, prepared_dir
+from prunelab.pruning.finetune import finetune_pruned
+from prunelab.pruning.surgery import remove_channels
+from prunelab.runtime import log, progress, resolve_device, seed_everything, stage_main, write_table
+from prunelab.scoring.evaluate import every_score
+from prunelab.study.replicates import load_sensitivity
+
+
+def main() -> None:
+    params = load_params()
+    seed = replicate_seed(params)
+    seed_everything(seed)
+    budget = params.budget
+    folder = prepared_dir(seed)
+    info = load_info(folder)
+    n_classes = info.input.n_classes
+    model = load_model(model_path(seed), params.model.arch, info.input)
+    device = resolve_device(params.train.device)
+    channels = {layer.name: layer.channels for layer in model.layers}
+    rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
+    curves = load_sensitivity([seed], params)
+    flops = flops_model(model, info.input)
+    total_params = parameter_count(model)
+    train, test = load_split("train", folder, info), load_split("test", folder, info)
+    recal = params.recalibrate
+    images, labels = load_split(recal.split, folder, info)
+    calibration = images[: recal.max_samples], labels[: recal.max_samples]
+
+    def scored(removed: dict[str, list[int]], label: str) -> dict[str, object]:
+        """The model with `removed` taken out: its costs and scores, as pruned and fine-tuned."""
+        kept = {name: p - len(removed.get(name, [])) for name, p in channels.items()}
+        tuned, _ = finetune_pruned(
+            model, removed, train, test, n_classes=n_classes, epochs=budget.finetune_epochs,
+            lr=params.finetune.lr, batch_size=params.train.batch_size, class_weight=params.train.class_weight,
+            device=device, seed=seed, label=label,
+        )  # fmt: skip
+        pruned = remove_channels(model.cpu(), removed).to(device)
+        row: dict[str, object] = {
+            "channels": "/".join(str(kept[name]) for name in channels),
+            "flops_kept": flops.kept(kept),
+            "params_kept": parameter_count(pruned) / total_params,
+        }
+        row |= every_score(pruned, test, calibration, n_classes)
+        row |= {f"finetuned_{k}": v for k, v in every_score(tuned, test, calibration, n_classes).items()}
+        return row
+
+    rows = [{"budget": 1.0, "strategy": "unpruned", "criterion": "none"} | scored({}, f"budget seed {seed} unpruned")]
+    jobs = [(b, s, c) for b in budget.flops for s in budget.strategies for c in budget.criteria]
+    for share, strategy, criterion in progress(jobs, desc=f"budget seed {seed}"):
+        plans = sensitivity_plans(rankings, curves, criterion)
+        removed = allocate(strategy, plans, flops, share)
+        rows.append(
+            {"budget": share, "strategy": strategy, "criterion": criterion}
+            | scored(removed, f"finetune {strategy} {criterion}")
+        )
+    table = pd.DataFrame(rows)
+    write_table(budget_path(seed), table, "%.6f")
+    base = table.iloc[0]
+    for share in budget.flops:
+        best = table[table["budget"] == share].sort_values("finetuned_recal_bacc").iloc[-1]
+        log(
+            f"seed {seed}: budget {share:g} of FLOPs: best fine-tuned recal. bacc {best['finetuned_recal_bacc']:.1f} "
+            f"({best['strategy']}, {best['criterion']}; unpruned fine-tuned {base['finetuned_recal_bacc']:.1f})"
+        )
+
+
+if __name__ == "__main__":
+    stage_main(main)

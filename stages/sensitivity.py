@@ -1,0 +1,67 @@
+"""Stage sensitivity (one instance per seed): how much each conv layer can lose on its own.
+
+For every conv layer of the model, every criterion of sensitivity.criteria ranks that layer's
+channels from its statistics over the ranking split (activations.split), and each share of
+sensitivity.fractions is removed, the rest of the network intact, and scored like the sweep
+(acc, bacc, roc_auc, and recalibrated on recalibrate's split). Writes
+metrics/seeds/<seed>/sensitivity.csv (layer, criterion, fraction, k, scores; random: the mean
+over sensitivity.random_orders orders) and data/seeds/<seed>/layer_rankings.npz (each
+criterion's first order and scores per layer, which the budget stage allocates with).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from prunelab.data.prepared import load_info, load_split
+from prunelab.models.nets import load_model
+from prunelab.network.sensitivity import layer_sensitivity, rank_layer, save_rankings
+from prunelab.params import load_params, replicate_seed
+from prunelab.paths import layer_rankings_path, model_path, prepared_dir, sensitivity_path
+from prunelab.pruning.collect import collect_stats
+from prunelab.pruning.sweep import block_outputs
+from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_table
+from prunelab.scoring.evaluate import SplitOutputs
+
+
+def main() -> None:
+    params = load_params()
+    seed = replicate_seed(params)
+    seed_everything(seed)
+    sens = params.sensitivity
+    folder = prepared_dir(seed)
+    info = load_info(folder)
+    model = load_model(model_path(seed), params.model.arch, info.input)
+    device = resolve_device(params.train.device)
+    batch = params.activations.batch_size
+    ranking_images, ranking_labels = load_split(params.activations.split, folder, info)
+    test_images, test_labels = load_split("test", folder, info)
+    recal = params.recalibrate
+    cal_images, cal_labels = load_split(recal.split, folder, info)
+    cal_images, cal_labels = cal_images[: recal.max_samples], cal_labels[: recal.max_samples]
+    tables, rankings = [], {}
+    for layer in model.layers:
+        stats = collect_stats(
+            model, ranking_images, ranking_labels, batch, device, label=f"sensitivity seed {seed} {layer.name}",
+            layer=layer.name,
+        )  # fmt: skip
+        ranked = rank_layer(
+            model, stats, sens.criteria, headline=params.prune.criteria[0], seed=seed,
+            random_orders=sens.random_orders, layer=layer.name,
+        )  # fmt: skip
+        test = SplitOutputs(block_outputs(model, test_images, batch, device, layer.name), test_labels.to(device))
+        calibration = SplitOutputs(block_outputs(model, cal_images, batch, device, layer.name), cal_labels.to(device))
+        table = layer_sensitivity(model, layer.name, ranked, test, calibration, sens.fractions, info.input.n_classes)
+        tables.append(table)
+        rankings[layer.name] = ranked
+        half = table[(table["fraction"] == sens.fractions[len(sens.fractions) // 2])].set_index("criterion")
+        log(
+            f"seed {seed}: {layer.name} ({layer.channels} channels) at {half['k'].iloc[0]} removed: ROC AUC "
+            + ", ".join(f"{name} {value:.1f}" for name, value in half["roc_auc"].items())
+        )
+    write_table(sensitivity_path(seed), pd.concat(tables, ignore_index=True), "%.6f")
+    save_rankings(layer_rankings_path(seed), rankings)
+
+
+if __name__ == "__main__":
+    stage_main(main)
