@@ -218,7 +218,8 @@ def check_summaries_agree(paths: dict[int, Path], summaries: dict[int, dict]) ->
 # --------------------------------------------------------------------------- metrics.json
 TOP_KEYS = {
     "n_seeds", "confidence", "channels", "n_test", "majority_floor", "balanced_floor", "ranking_split_is_test",
-    "margins", "criteria", "sensitivity", "budget", *(f"baseline_{s}" for s in ("accuracy", "balanced_accuracy", *EXTRA_SCORES)),
+    "margins", "criteria", "sensitivity", "budget",
+    *(f"baseline_{s}" for s in ("accuracy", "balanced_accuracy", *EXTRA_SCORES)),
 }  # fmt: skip
 ENTRY_KEYS = {"mean", "ci_low", "ci_high", "clipped"}  # an interval over seeds (`interval_entry`, `score_entry`)
 COMPARISON_KEYS = ENTRY_KEYS | {"wins", "verdict", "tost_p", "margin", "mde", "seeds_needed"}  # `comparison`

@@ -301,7 +301,7 @@ def plot_sensitivity(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int,
 
     unpruned = table[table["fraction"] == 0].groupby(["seed", "layer"])[score].first()
     table = table.assign(
-        change=table[score].to_numpy() - unpruned.loc[list(zip(table["seed"], table["layer"]))].to_numpy()
+        change=table[score].to_numpy() - unpruned.loc[list(zip(table["seed"], table["layer"], strict=True))].to_numpy()
     )
     layers = list(dict.fromkeys(table["layer"]))
     names = list(dict.fromkeys(table["criterion"]))
