@@ -1,0 +1,284 @@
+"""The whole network: per-layer sensitivity and FLOPs budgets.
+
+FLOPs arithmetic against the counter on physically smaller models; every strategy's allocation
+fits its budget with the fewest removals its knob allows and follows each layer's own order; the
+sensitivity sweep equals scoring the physically pruned model; the per-seed files round-trip and
+damaged ones are refused; the study's paired arithmetic; params errors name their key."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from prunelab.data.spec import InputSpec
+from prunelab.errors import UserError
+from prunelab.models.cost import layer_flops
+from prunelab.network.budget import (
+    STRATEGIES,
+    FlopsModel,
+    LayerPlan,
+    allocate,
+    flops_model,
+    normalised_scores,
+    sensitivity_plans,
+)
+from prunelab.network.sensitivity import (
+    LayerRanking,
+    fraction_ks,
+    layer_sensitivity,
+    load_rankings,
+    rank_layer,
+    save_rankings,
+)
+from prunelab.params.loader import validate
+from prunelab.pruning.collect import collect_stats
+from prunelab.pruning.surgery import remove_channels
+from prunelab.pruning.sweep import block_outputs
+from prunelab.scoring.evaluate import SplitOutputs, every_score
+from prunelab.scoring.scores import SCORES
+from prunelab.scoring.scores import score_logits as reference_scores
+from prunelab.study.network import budget_metrics, sensitivity_metrics, within_budget
+from tests.helpers import tiny_model
+from tests.test_fast_paths import centred, data
+from tests.test_params import raw_params
+
+CPU = torch.device("cpu")
+SPECS = {"pair_cnn": InputSpec(2, 28, 2), "simple_cnn": InputSpec(3, 32, 10)}
+
+
+def _plans(model, seed: int = 0, losses: dict[str, tuple[float, ...]] | None = None) -> dict[str, LayerPlan]:
+    rng = np.random.default_rng(seed)
+    shares = (0.25, 0.5, 0.75)
+    return {
+        layer.name: LayerPlan(
+            rng.permutation(layer.channels),
+            rng.random(layer.channels) - 0.2,
+            shares,
+            (losses or {}).get(layer.name, (0.5, 1.0, 4.0)),
+        )
+        for layer in model.layers
+    }
+
+
+@pytest.mark.parametrize("arch", ["pair_cnn", "simple_cnn"])
+def test_flops_model_is_the_counter_of_the_smaller_model(arch: str) -> None:
+    model, spec = tiny_model(arch), SPECS[arch]
+    flops = flops_model(model, spec)
+    assert flops.total == layer_flops(model, spec)
+    rng = np.random.default_rng(1)
+    for _ in range(4):  # several layers at once: adjacent layers are not additive
+        removed = {layer.name: rng.choice(layer.channels, rng.integers(0, layer.channels), replace=False).tolist()
+                   for layer in model.layers}  # fmt: skip
+        kept = {name: model.layer(name).channels - len(chosen) for name, chosen in removed.items()}
+        smaller = remove_channels(model, removed)
+        assert flops.kept(kept) == pytest.approx(layer_flops(smaller, spec) / flops.total, rel=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["pair_cnn", "simple_cnn"])
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize("budget", [0.8, 0.5, 0.3])
+def test_every_strategy_fits_its_budget_with_each_layers_own_order(arch: str, strategy: str, budget: float) -> None:
+    model, spec = tiny_model(arch), SPECS[arch]
+    flops, plans = flops_model(model, spec), _plans(model)
+    removed = allocate(strategy, plans, flops, budget)
+    kept = {name: model.layer(name).channels - len(chosen) for name, chosen in removed.items()}
+    assert flops.kept(kept) <= budget + 1e-12
+    assert min(kept.values()) >= 1
+    for name, chosen in removed.items():  # each layer's first K of its own order
+        assert sorted(chosen) == sorted(plans[name].order[: len(chosen)].tolist())
+    # The fewest removals that fit: one channel back into any layer would not fit (global and
+    # sensitivity move a channel at a time; uniform a share of every layer at a time).
+    if strategy != "uniform":
+        assert any(flops.kept(kept | {n: kept[n] + 1}) > budget for n in kept if removed[n])
+
+
+def test_uniform_removes_the_same_share_of_every_layer() -> None:
+    model = tiny_model("pair_cnn")
+    removed = allocate("uniform", _plans(model), flops_model(model, SPECS["pair_cnn"]), 0.5)
+    shares = {name: len(chosen) / model.layer(name).channels for name, chosen in removed.items()}
+    assert max(shares.values()) - min(shares.values()) < 1 / 32 + 1e-12
+
+
+def test_sensitivity_takes_from_the_robust_layer_first() -> None:
+    model = tiny_model("pair_cnn")
+    flat, steep = (0.0, 0.0, 0.1), (5.0, 10.0, 20.0)
+    plans = _plans(model, losses={"conv1": steep, "conv2": flat, "conv3": steep})
+    removed = allocate("sensitivity", plans, flops_model(model, SPECS["pair_cnn"]), 0.8)
+    assert len(removed["conv1"]) == len(removed["conv3"]) == 0
+    assert len(removed["conv2"]) > 0
+    # Never beyond the largest share measured (0.75 of 64).
+    deep = allocate("sensitivity", plans, flops_model(model, SPECS["pair_cnn"]), 0.01)
+    assert max(len(chosen) / model.layer(name).channels for name, chosen in deep.items()) <= 0.75
+
+
+def test_global_ranks_every_channel_on_one_normalised_scale() -> None:
+    scored = LayerPlan(np.array([2, 0, 1]), np.array([2.0, 4.0, 0.0]))
+    assert normalised_scores(scored) == pytest.approx([1.0, 2.0, 0.0])  # over the mean magnitude, 2
+    ordered = LayerPlan(np.array([2, 0, 1]))  # an order only: (rank + 1) / P
+    assert normalised_scores(ordered) == pytest.approx([2 / 3, 1.0, 1 / 3])
+    # Two layers of equal cost: the channels with the lowest normalised scores go, whichever layer.
+    flops = FlopsModel(("a", "b"), (4, 4), ((100, None, 0), (100, None, 1)))
+    plans = {
+        "a": LayerPlan(np.array([0, 1, 2, 3]), np.array([1.0, 2.0, 3.0, 4.0])),  # 0.4 0.8 1.2 1.6
+        "b": LayerPlan(np.array([3, 2, 1, 0]), np.array([40.0, 30.0, 2.0, 1.0])),  # 1.6 1.2 0.09 0.05
+    }
+    removed = allocate("global", plans, flops, 0.7)
+    assert removed == {"a": [0], "b": [2, 3]}  # 0.05, 0.09, 0.4: two channels of b, one of a
+
+
+def _splits(model, layer: str, n: int = 40) -> tuple[SplitOutputs, SplitOutputs, tuple, tuple]:
+    images, labels = data("pair_cnn", n, dtype=torch.float32)
+    cal_images, cal_labels = data("pair_cnn", n, seed=1, dtype=torch.float32)
+    test = SplitOutputs(block_outputs(model, images, 16, CPU, layer), labels)
+    cal = SplitOutputs(block_outputs(model, cal_images, 16, CPU, layer), cal_labels)
+    return test, cal, (images, labels), (cal_images, cal_labels)
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv3"])
+def test_sensitivity_rows_are_the_scores_of_the_physically_pruned_model(layer: str) -> None:
+    model = tiny_model("pair_cnn").double()
+    images, _ = data("pair_cnn", 40)
+    model = centred(model, images).float()
+    test, cal, raw_test, raw_cal = _splits(model, layer)
+    stats = collect_stats(model, raw_test[0], raw_test[1], 16, CPU, layer=layer)
+    ranked = rank_layer(model, stats, ["l1_norm", "taylor", "random"], headline="l1_norm", seed=0,
+                        random_orders=2, layer=layer)  # fmt: skip
+    fractions = (0.25, 0.5)
+    table = layer_sensitivity(model, layer, ranked, test, cal, fractions, 2)
+    channels = model.layer(layer).channels
+    assert list(table["fraction"]) == [0.0, *fractions] * 3
+    for name, ranking in ranked.items():
+        for fraction, k in zip(fractions, fraction_ks(fractions, channels), strict=True):
+            row = table[(table["criterion"] == name) & (table["fraction"] == fraction)].iloc[0]
+            assert row["k"] == k
+            each = [
+                every_score(remove_channels(model, {layer: order[:k]}), raw_test, raw_cal, 2)
+                for order in ranking.orders
+            ]
+            for score in SCORES:  # random: the mean over its orders
+                assert row[score] == pytest.approx(np.mean([e[score] for e in each]), abs=1e-6), (name, score)
+
+
+def test_every_score_is_the_reference_scoring_of_the_models_logits() -> None:
+    model = tiny_model("simple_cnn").eval()
+    test, cal = data("simple_cnn", 50, dtype=torch.float32), data("simple_cnn", 60, seed=2, dtype=torch.float32)
+    with torch.no_grad():
+        logits = [model(x).double().numpy()[None] for x in (test[0], cal[0])]
+    expected = reference_scores(logits[0], test[1].numpy(), logits[1], cal[1].numpy(), 10)
+    got = every_score(model, test, cal, 10)
+    assert got == pytest.approx({k: float(v[0]) for k, v in expected.items()}, abs=1e-9)
+
+
+def test_fraction_ks_keep_a_channel_and_remove_one() -> None:
+    assert fraction_ks([0.125, 0.5, 0.875], 16) == [2, 8, 14]
+    assert fraction_ks([0.01, 0.99], 4) == [1, 3]
+
+
+def test_rankings_round_trip_and_damage_is_refused(tmp_path) -> None:
+    rankings = {
+        "conv1": {"l1_norm": LayerRanking(np.array([[2, 0, 1]]), np.array([0.5, 0.7, 0.1])),
+                  "random": LayerRanking(np.array([[1, 2, 0], [0, 1, 2]]), None)},
+    }  # fmt: skip
+    path = tmp_path / "layer_rankings.npz"
+    save_rankings(path, rankings)
+    back = load_rankings(path, {"conv1": 3}, ["l1_norm", "random"])
+    assert np.array_equal(back["conv1"]["l1_norm"].orders, [[2, 0, 1]])
+    assert np.array_equal(back["conv1"]["l1_norm"].scores, [0.5, 0.7, 0.1])
+    assert np.array_equal(back["conv1"]["random"].orders, [[1, 2, 0]]) and back["conv1"]["random"].scores is None
+    with pytest.raises(UserError, match="not a permutation of its 4 channels"):
+        load_rankings(path, {"conv1": 4}, ["l1_norm"])
+    with pytest.raises(UserError, match="unreadable layer rankings"):
+        load_rankings(path, {"conv1": 3}, ["taylor"])
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(UserError, match="unreadable layer rankings"):
+        load_rankings(path, {"conv1": 3}, ["l1_norm"])
+
+
+def test_sensitivity_plans_read_each_layers_loss_from_its_unpruned_row() -> None:
+    curves = pd.DataFrame({
+        "layer": ["conv1"] * 3, "criterion": ["l1_norm"] * 3, "fraction": [0.0, 0.5, 0.25],
+        "roc_auc": [90.0, 80.0, 88.0],
+    })  # fmt: skip
+    rankings = {"conv1": {"l1_norm": LayerRanking(np.array([[1, 0, 2, 3]]), None)}}
+    plan = sensitivity_plans(rankings, curves, "l1_norm")["conv1"]
+    assert plan.fractions == (0.25, 0.5) and plan.losses == pytest.approx((2.0, 10.0))
+
+
+MARGINS = {"acc": 2.0, "bacc": 2.0, "roc_auc": 1.0, "recal_acc": 2.0, "recal_bacc": 2.0}
+
+
+def test_sensitivity_metrics_pair_each_criterion_with_random_within_seeds() -> None:
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 10.0), (2, -5.0)):  # the seeds' models differ a lot; the pairs do not
+        for criterion, gain in (("l1_norm", 3.0), ("random", 0.0)):
+            for fraction, loss in ((0.0, 0.0), (0.5, 4.0), (0.75, 8.0)):
+                value = (
+                    80.0
+                    + shift
+                    - (loss - gain if fraction else 0.0)
+                    + 0.1 * seed * (criterion == "l1_norm" and fraction > 0)
+                )
+                rows.append({"seed": seed, "layer": "conv1", "criterion": criterion, "fraction": fraction, "k": 0}
+                            | {s: value for s in ("roc_auc", "recal_bacc", "bacc")})  # fmt: skip
+    metrics = sensitivity_metrics(pd.DataFrame(rows), MARGINS)["conv1"]
+    paired = metrics["l1_norm"]["mean_roc_auc_over_shares_vs_random"]
+    assert paired["mean"] == pytest.approx(3.1) and paired["verdict"] == "better"
+    assert metrics["random"]["mean_roc_auc_over_shares"]["mean"] == pytest.approx(80.0 + 5 / 3 - 6.0)
+    assert metrics["unpruned"]["roc_auc"]["mean"] == pytest.approx(80.0 + 5 / 3)
+
+
+def test_budget_metrics_compare_with_the_unpruned_model_fine_tuned_alike() -> None:
+    scores = ("finetuned_recal_bacc", "finetuned_roc_auc", "recal_bacc", "roc_auc")
+    changes = ((0.5, "l1_norm", -0.5), (0.5, "random", -3.0), (0.25, "l1_norm", -2.0), (0.25, "random", -4.0))
+    rows = []
+    for seed, base in ((0, 70.0), (1, 80.0)):
+        whole = {"budget": 1.0, "strategy": "unpruned", "criterion": "none", "flops_kept": 1.0, "params_kept": 1.0}
+        rows.append({"seed": seed, **whole} | dict.fromkeys(scores, base))
+        for share, criterion, change in changes:
+            cell = {"budget": share, "strategy": "uniform", "criterion": criterion}
+            costs = {"flops_kept": share - 0.01, "params_kept": share}
+            rows.append({"seed": seed, **cell, **costs} | dict.fromkeys(scores, base + change))
+    metrics = budget_metrics(pd.DataFrame(rows), MARGINS)
+    entry = metrics["uniform"]["l1_norm"]["flops_50"]
+    assert entry["finetuned_recal_bacc_vs_unpruned"]["mean"] == pytest.approx(-0.5)
+    assert entry["finetuned_recal_bacc_vs_random"]["mean"] == pytest.approx(2.5)
+    assert "finetuned_recal_bacc_vs_random" not in metrics["uniform"]["random"]["flops_50"]
+    # The smallest budget within 1 point: 0.5 (0.25 loses 2 points).
+    assert within_budget(metrics, [0.5, 0.25]) == (0.5, "uniform", "l1_norm")
+    assert within_budget(metrics, [0.25]) is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"budget": {"criteria": ["reconstruction", "random"]}},
+         "budget.criteria has 'reconstruction', which sensitivity.criteria does not rank"),
+        ({"sensitivity": {"criteria": ["l1_norm"]}}, "sensitivity.criteria has no random"),
+        ({"sensitivity": {"fractions": [0.5, 1.0]}}, "sensitivity.fractions"),
+        ({"budget": {"flops": [0.5, 0.5]}}, "budget.flops lists 0.5 more than once"),
+        ({"budget": {"strategies": ["greedy"]}}, "budget.strategies"),
+        ({"model": {"arch": "simple_cnn"}, "prune": {"criteria": ["l1_norm", "random"]},
+          "sensitivity": {"criteria": ["bn_gamma", "random"]}},
+         "sensitivity.criteria has bn_gamma, but model.arch=simple_cnn has no BatchNorm"),
+    ],
+)  # fmt: skip
+def test_bad_network_params_are_one_line_errors_naming_the_key(edit: dict, expected: str) -> None:
+    raw = copy.deepcopy(raw_params())
+    for section, values in edit.items():
+        raw[section].update(values)
+    with pytest.raises(UserError) as err:
+        validate(raw)
+    message = str(err.value)
+    assert expected in message and "\n" not in message, message
+
+
+def test_params_sort_budgets_and_shares() -> None:
+    raw = copy.deepcopy(raw_params())
+    raw["budget"]["flops"] = [0.25, 0.75, 0.5]
+    raw["sensitivity"]["fractions"] = [0.5, 0.25]
+    params = validate(raw)
+    assert params.budget.flops == (0.75, 0.5, 0.25) and params.sensitivity.fractions == (0.25, 0.5)
