@@ -35,6 +35,10 @@ TINY_OVERRIDES: dict[str, Any] = {
     "data.n_pairs": 300,
     "train.epochs": 1,
     "prune.random_orders": 3,
+    "sensitivity.fractions": [0.25, 0.5],
+    "sensitivity.random_orders": 1,
+    "budget.flops": [0.5],
+    "budget.finetune_epochs": 0.1,
     "plot.dpi": 40,
 }
 
@@ -115,7 +119,7 @@ def dvc(repo: Path, *args: str, check: bool = True, timeout: int = 600) -> subpr
     return run([str(Path(sys.executable).parent / "dvc"), *args], repo, check=check, timeout=timeout)
 
 
-PER_SEED_STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
+PER_SEED_STAGES = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "sensitivity", "budget"]
 STUDY_STAGES = ["aggregate", "export", "plot", "headline"]
 
 

@@ -31,7 +31,7 @@ from prunelab.runtime import stage_main
 from tests.helpers import PER_SEED_STAGES, ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
 STAGE_NAMES = [
-    "prepare_data", "train", "collect_activations", "sweep_prune", "finetune",
+    "prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "sensitivity", "budget",
     "aggregate", "export", "plot", "headline",
 ]  # fmt: skip
 ALL_CRITERIA_BUT_BN = [
@@ -287,6 +287,19 @@ CASES = [
     ),
     Case(
         "finetune-epochs-zero", "finetune", put(**{"finetune.epochs": 0}), ("finetune.epochs=0", "a finite number > 0")
+    ),
+    # sensitivity and budget
+    Case(
+        "sensitivity-without-random",
+        "sensitivity",
+        put(**{"sensitivity.criteria": ["l1_norm"]}),
+        ("sensitivity.criteria", "has no random"),
+    ),
+    Case(
+        "budget-criterion-not-in-sensitivity",
+        "budget",
+        put(**{"budget.criteria": ["reconstruction", "random"]}),
+        ("budget.criteria has 'reconstruction'", "allowed: criteria of sensitivity.criteria"),
     ),
     # export
     Case(

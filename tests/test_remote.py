@@ -52,10 +52,11 @@ def merge_driver() -> str:
 def worker(origin: Path, repo: Path, branch: str, seeds: list[int]) -> str:
     """Machine A or B: its seeds' stages, data to the DVC remote, results to its git branch."""
     run(["git", "clone", "-q", str(origin), str(repo)], origin.parent)
-    pattern = f"finetune@[{''.join(str(s) for s in seeds)}]"  # one-digit seeds: finetune@[0]
-    log = dvc(repo, "repro", "--glob", pattern).stdout
+    # The replicate's two last stages (docs/remote.md): finetune@s and budget@s, with their deps.
+    pattern = f"*@[{''.join(str(s) for s in seeds)}]"  # one-digit seeds: *@[0]
+    log = dvc(repo, "repro", "--glob", f"finetune{pattern}", f"budget{pattern}").stdout
     # `dvc push --glob` matches file paths, not stage names: name the stages (finetune@{0..4} in bash).
-    dvc(repo, "push", "--with-deps", *(f"finetune@{s}" for s in seeds))
+    dvc(repo, "push", "--with-deps", *(f"{stage}@{s}" for stage in ("finetune", "budget") for s in seeds))
     git(repo, "switch", "-qc", branch)
     git(repo, "add", "dvc.lock", "metrics/seeds")
     git(repo, "commit", "-qm", branch)
@@ -110,7 +111,7 @@ def metric_files(repo: Path) -> list[str]:
 def test_remote_workers_run_only_their_own_seeds(spread: dict[str, Any]) -> None:
     for branch, seeds in WORKERS.items():
         expected = [f"{name}@{seed}" for name in PER_SEED_STAGES for seed in seeds]
-        assert running_stages(spread["worker_logs"][branch]) == expected, spread["worker_logs"][branch]
+        assert sorted(running_stages(spread["worker_logs"][branch])) == sorted(expected), spread["worker_logs"][branch]
 
 
 def test_remote_aggregator_runs_no_per_seed_stage(spread: dict[str, Any]) -> None:

@@ -246,6 +246,59 @@ def headline(files: Files) -> str:
     return "\n".join(lines)
 
 
+def network(files: Files) -> str:
+    """README: each conv layer's sensitivity sentence (from the report), and per FLOPs budget the
+    best configuration against the unpruned model fine-tuned alike (from metrics.json)."""
+    metrics = files.json(METRICS)
+    report = files.text(REPORT)
+    layers = [
+        line for line in section(report, "Which layer can lose what (sensitivity)", REPORT) if line.startswith("- ")
+    ]
+    budget = at(metrics, "budget", METRICS)
+    n = at(metrics, "n_seeds", METRICS)
+    lines = [
+        seeds_line(metrics),
+        "",
+        "**Each conv layer pruned alone** (mean ROC AUC over the shares of its channels removed, minus random's "
+        "in the same seed):",
+        "",
+        *layers,
+        "",
+        "**Every conv layer at once, to a FLOPs budget, then fine-tuned** (the unpruned model fine-tuned by the "
+        f"same recipe: recalibrated balanced accuracy {interval(at(budget, 'unpruned.finetuned_recal_bacc', METRICS))}"
+        "); "
+        "the configuration with the best mean at each budget:",
+        "",
+        "| FLOPs budget | strategy | criterion | FLOPs kept | params kept | fine-tuned recal. bacc minus unpruned |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    best: dict[str, tuple[float, str, str, dict]] = {}
+    for strategy, criteria in budget.items():
+        if strategy == "unpruned":
+            continue
+        for criterion, entries in criteria.items():
+            for key, entry in entries.items():
+                gain = entry["finetuned_recal_bacc_vs_unpruned"]["mean"]
+                if key not in best or gain > best[key][0]:
+                    best[key] = (gain, strategy, criterion, entry)
+    for key in sorted(best, key=lambda k: -float(k.removeprefix("flops_"))):
+        _, strategy, criterion, entry = best[key]
+        lines.append(
+            f"| {float(key.removeprefix('flops_')) / 100:g} | {strategy} | {criterion} | "
+            f"{entry['flops_kept']['mean']:.3f} | {entry['params_kept']['mean']:.3f} | "
+            f"{interval(entry['finetuned_recal_bacc_vs_unpruned'], signed=True)} |"
+        )
+    closing = [
+        line for line in section(report, "The whole network to a FLOPs budget", REPORT) if "smallest budget" in line
+    ]
+    lines += [
+        "",
+        *closing[-1:],
+        f"All {n} seeds' rows, every strategy and criterion: [metrics/report.md](metrics/report.md).",
+    ]
+    return "\n".join(lines)
+
+
 def efficiency_facts(files: Files) -> tuple[dict, str]:
     eff = files.json(EFFICIENCY)
     chosen = [key[len("criterion_") :] for key, value in eff.items() if key.startswith("criterion_") and value == 1]
@@ -549,6 +602,7 @@ def fuzz(files: Files) -> str:
 BLOCKS: dict[str, Callable[[Files], str]] = {
     "headline": headline,
     "export": export,
+    "network": network,
     "deploy": deploy,
     "study-unpruned": study_unpruned,
     "study-means": study_means,
