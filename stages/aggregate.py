@@ -14,7 +14,7 @@ from prunelab.paths import REPORT, STUDY, STUDY_METRICS
 from prunelab.runtime import log, stage_main, write_json, write_table, write_text
 from prunelab.scoring.scores import SCORES
 from prunelab.study.aggregate import band_table, finetune_metrics, finetune_table, study_metrics
-from prunelab.study.network import budget_metrics, sensitivity_band, sensitivity_metrics, within_budget
+from prunelab.study.network import budget_metrics, choose_budget, sensitivity_band, sensitivity_metrics
 from prunelab.study.replicates import (
     load_budgets,
     load_finetunes,
@@ -44,7 +44,7 @@ def main() -> None:
         metrics["criteria"][name].update(entries)
     metrics["sensitivity"] = sensitivity_metrics(sensitivity, margins)
     metrics["budget"] = budget_metrics(budgets, margins)
-    within = within_budget(metrics["budget"], list(params.budget.flops))
+    within = choose_budget(metrics["budget"], list(params.budget.flops))
     for score in SCORES:
         write_table(STUDY / f"{score}.csv", band_table(sweeps, score), "%.4f")
     write_table(STUDY / "train_curve.csv", curves, "%.4f")

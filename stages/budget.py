@@ -16,7 +16,7 @@ import pandas as pd
 from prunelab.data.prepared import load_info, load_split
 from prunelab.models.cost import parameter_count
 from prunelab.models.nets import load_model
-from prunelab.network.budget import allocate, flops_model, sensitivity_plans
+from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
 from prunelab.network.sensitivity import load_rankings
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import budget_path, layer_rankings_path, model_path, prepared_dir
@@ -51,10 +51,8 @@ def main() -> None:
         """The model with `removed` taken out: its costs and scores, as pruned and fine-tuned."""
         kept = {name: p - len(removed.get(name, [])) for name, p in channels.items()}
         tuned, _ = finetune_pruned(
-            model, removed, train, test, n_classes=n_classes, epochs=budget.finetune_epochs,
-            lr=params.finetune.lr, batch_size=params.train.batch_size, class_weight=params.train.class_weight,
-            device=device, seed=seed, label=label,
-        )  # fmt: skip
+            model, removed, train, test, n_classes=n_classes, device=device, seed=seed, label=label, **recipe(params)
+        )
         pruned = remove_channels(model.cpu(), removed).to(device)
         row: dict[str, object] = {
             "channels": "/".join(str(kept[name]) for name in channels),

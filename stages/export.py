@@ -1,9 +1,13 @@
 """Stage export: the pruned model to take home, and what it saves.
 
-Picks the K and criterion to ship from the study (export.k / export.criterion, or auto: the
-largest K whose mean recalibrated balanced accuracy over the seeds stays within 1 point of
-the unpruned model's), builds the first seed's physically smaller model with its re-fitted
-decision folded into the last bias, and writes data/export/model.pt2 (torch.export, with
+By default (export.budget: auto) ships the whole network pruned to the smallest FLOPs budget
+whose mean fine-tuned recalibrated balanced accuracy stays within 1 point of the unpruned model
+fine-tuned alike (metrics.json's `budget`; export.strategy / export.criterion may fix those), the
+first seed's model rebuilt and fine-tuned by the budget study's recipe. With export.budget: none,
+ships the single-layer study's model instead (export.k / export.criterion, or auto: the largest
+K whose mean recalibrated balanced accuracy over the seeds stays within 1 point of the unpruned
+model's). Either way the first seed's physically smaller model gets its re-fitted
+decision folded into the last bias, and the stage writes data/export/model.pt2 (torch.export, with
 BatchNorm folded into the convs, channels-last maps),
 data/export/model.pt (state_dict + rebuild facts) and metrics/efficiency.json (parameters,
 FLOPs, file sizes, CPU latency at batch 1 and 256, scores; unpruned against exported).
@@ -16,9 +20,11 @@ import platform
 
 import torch
 
-from prunelab.checks.implied import implied
+from prunelab.checks.documents import check_study_metrics
+from prunelab.checks.implied import Implied, implied
 from prunelab.checks.tables import check_band
 from prunelab.data.prepared import load_info, load_split
+from prunelab.data.spec import InputSpec
 from prunelab.deploy.efficiency import compare_models
 from prunelab.deploy.export import (
     choose_export,
@@ -28,11 +34,69 @@ from prunelab.deploy.export import (
     shipped_model,
 )
 from prunelab.deploy.formats import deployed
-from prunelab.models.nets import load_model
-from prunelab.params import load_params
-from prunelab.paths import EFFICIENCY, EXPORTED_PROGRAM, EXPORTED_STATE, STUDY, model_path, prepared_dir, ranking_path
+from prunelab.errors import UserError
+from prunelab.models.nets import PrunableNet, load_model
+from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
+from prunelab.network.sensitivity import load_rankings
+from prunelab.params import Params, load_params
+from prunelab.paths import (
+    EFFICIENCY,
+    EXPORTED_PROGRAM,
+    EXPORTED_STATE,
+    STUDY,
+    STUDY_METRICS,
+    layer_rankings_path,
+    model_path,
+    prepared_dir,
+    ranking_path,
+)
+from prunelab.pruning.finetune import finetune_pruned
 from prunelab.pruning.ranking import ranked_order
-from prunelab.runtime import log, read_table, seed_everything, stage_main, write_json
+from prunelab.runtime import log, read_json, read_table, seed_everything, stage_main, write_json
+from prunelab.study.network import Choice, budget_key, choose_budget
+from prunelab.study.replicates import load_sensitivity
+
+
+def _layer_choice(params: Params, model: PrunableNet, expected: Implied) -> tuple[dict[str, list[int]], dict]:
+    """export.budget: none: the single-layer study's criterion and K (`choose_export`)."""
+    band = read_table(
+        STUDY / "recal_bacc.csv", "study band table", "aggregate", lambda p, t: check_band(p, t, expected)
+    )
+    criterion, k = choose_export(band, params.export.criterion, params.export.k)
+    layer = model.layer(params.prune.layer)
+    removed = ranked_order(ranking_path(expected.seeds[0]), criterion, layer.channels, expected)[:k]
+    chosen = band[(band["criterion"] == criterion) & (band["k"].isin([0, k]))].set_index("k")["mean"]
+    facts = {
+        "k": k,
+        "channels": layer.channels,
+        f"criterion_{criterion}": 1,
+        "study_recal_bacc_at_k": float(chosen[k]),
+        "study_recal_bacc_unpruned": float(chosen[0]),
+        "score_loss_points": float(chosen[0] - chosen[k]),
+    }
+    return {layer.name: [int(c) for c in removed]}, facts
+
+
+def _network_choice(
+    params: Params, model: PrunableNet, spec: InputSpec, expected: Implied
+) -> tuple[Choice, dict[str, list[int]], dict]:
+    """export.budget: auto or a share: the configuration the budget study picks (`choose_budget`),
+    the channels it removes from the first seed's model, and metrics.json's `budget`."""
+    export, seed = params.export, expected.seeds[0]
+    metrics = read_json(STUDY_METRICS, "study metrics", "aggregate")
+    check_study_metrics(STUDY_METRICS, metrics, expected)
+    budgets = metrics["budget"]
+    choice = choose_budget(budgets, list(params.budget.flops), export.budget, export.strategy, export.criterion)
+    if choice is None:
+        raise UserError(
+            f"params.yaml: export.strategy={export.strategy!r} with export.criterion={export.criterion!r} has no "
+            "budget results; allowed: auto, or a strategy and criterion of the budget study"
+        )
+    channels = {layer.name: layer.channels for layer in model.layers}
+    rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
+    plans = sensitivity_plans(rankings, load_sensitivity([seed], params), choice.criterion)
+    removed = allocate(choice.strategy, plans, flops_model(model, spec), choice.budget)
+    return choice, removed, budgets
 
 
 def main() -> None:
@@ -40,59 +104,71 @@ def main() -> None:
     seed, export, recal = params.seeds[0], params.export, params.recalibrate
     seed_everything(seed)
     expected = implied(params)
-    band = read_table(
-        STUDY / "recal_bacc.csv", "study band table", "aggregate", lambda p, t: check_band(p, t, expected)
-    )
-    criterion, k = choose_export(band, export.criterion, export.k)
     info = load_info(prepared_dir(seed))
     model = load_model(model_path(seed), params.model.arch, info.input)
-    layer = model.layer(params.prune.layer)
-    removed = ranked_order(ranking_path(seed), criterion, layer.channels, expected)[:k]
     images, labels = load_split(recal.split, prepared_dir(seed), info)
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
     test = load_split("test", prepared_dir(seed), info)
     n_classes = info.input.n_classes
-    shipped = shipped_model(model, {layer.name: removed.tolist()}, calibration, n_classes)
+    if export.budget == "none":
+        removed, facts = _layer_choice(params, model, expected)
+        shipped = shipped_model(model, removed, calibration, n_classes)
+        what = f"{next(k for k in facts if k.startswith('criterion_')).removeprefix('criterion_')} K={facts['k']}"
+    else:
+        choice, removed, budgets = _network_choice(params, model, info.input, expected)
+        # Fine-tuned by the budget study's recipe, as the study scored this configuration (same seed, same data).
+        tuned, _ = finetune_pruned(
+            model, removed, load_split("train", prepared_dir(seed), info), test, n_classes=n_classes,
+            device=torch.device("cpu"), seed=seed, label="finetune shipped", **recipe(params),
+        )  # fmt: skip
+        shipped = fold_recalibrated_decision(tuned.cpu().eval(), *calibration, n_classes).eval()
+        study = budgets[choice.strategy][choice.criterion][budget_key(choice.budget)]
+        facts = {
+            "budget": choice.budget,
+            f"strategy_{choice.strategy}": 1,
+            f"criterion_{choice.criterion}": 1,
+            **{f"channels_{layer.name}": layer.channels - len(removed[layer.name]) for layer in model.layers},
+            "within_points": int(choice.within),
+            "study_finetuned_recal_bacc": study["finetuned_recal_bacc"]["mean"],
+            "study_finetuned_recal_bacc_unpruned": budgets["unpruned"]["finetuned_recal_bacc"]["mean"],
+            "score_loss_points": choice.loss,
+        }
+        what = f"{choice.strategy} {choice.criterion} at {choice.budget:g} of the FLOPs"
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
-    unpruned = fold_recalibrated_decision(copy.deepcopy(model), *calibration, n_classes)
+    unpruned = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes)
     example = test[0][:2]
     # The program ships in the deployed format (BatchNorm folded, channels-last maps); model.pt keeps the
     # trained layout, which the project's classes rebuild.
     shipped_bytes = save_program(deployed(shipped), example, EXPORTED_PROGRAM)
-    facts = {
+    rebuild = {
         "arch": params.model.arch,
         "input": {"channels": info.input.channels, "size": info.input.size, "n_classes": n_classes},
-        "removed": {layer.name: [int(c) for c in removed]},
-        "criterion": criterion,
-        "k": k,
+        "removed": removed,
         "seed": seed,
         "mean": list(info.mean),
         "std": list(info.std),
+        **{key: value for key, value in facts.items() if not key.startswith(("study_", "score_", "within_"))},
     }
-    save_rebuildable(shipped, EXPORTED_STATE, facts)
+    save_rebuildable(shipped, EXPORTED_STATE, rebuild)
 
     models = {"unpruned": unpruned, "exported": shipped}
     measured = compare_models(models, test, info.input, example, known_bytes={"exported": shipped_bytes})
     ratio = measured["ratio"]
-    chosen = band[(band["criterion"] == criterion) & (band["k"].isin([0, k]))].set_index("k")["mean"]
-    # DVC metrics hold numbers only: the criterion and the CPU are named in a key set to 1.
+    # DVC metrics hold numbers only: the criterion, strategy and CPU are named in a key set to 1.
     write_json(
         EFFICIENCY,
         {
-            "k": k,
-            "channels": layer.channels,
             "seed": seed,
-            f"criterion_{criterion}": 1,
-            "study_recal_bacc_at_k": float(chosen[k]),
-            "study_recal_bacc_unpruned": float(chosen[0]),
+            **facts,
             **measured,
             "threads": torch.get_num_threads(),
             f"cpu_{platform.machine()}": 1,
         },
     )
     log(
-        f"exported {criterion} K={k} of seed {seed}: {ratio['params']:.2f}× fewer parameters, "
-        f"{ratio['flops']:.2f}× fewer FLOPs, {ratio['speedup_batch256']:.2f}× faster at batch 256"
+        f"exported {what} of seed {seed}: {ratio['params']:.2f}× fewer parameters, "
+        f"{ratio['flops']:.2f}× fewer FLOPs, {ratio['speedup_batch256']:.2f}× faster at batch 256; "
+        f"the study's loss {facts['score_loss_points']:.2f} points"
     )
 
 

@@ -68,7 +68,7 @@ def main() -> None:
         STUDY / "recal_bacc.csv", "study band table", "aggregate", lambda p, t: check_band(p, t, expected)
     )
     efficiency = read_json(EFFICIENCY, "efficiency measurements", "export")
-    check_efficiency(EFFICIENCY, efficiency, expected, band=recal_band)
+    check_efficiency(EFFICIENCY, efficiency, expected, band=recal_band, metrics=metrics)
     seed = seeds[0]
     stats, split = load_stats(stats_path(seed), metrics["channels"])
     order = ranked_order(ranking_path(seed), headline, metrics["channels"], expected)
@@ -88,7 +88,10 @@ def main() -> None:
     plot_sensitivity(sensitivity, len(seeds), PLOTS / "sensitivity.png", dpi=style.dpi)
     plot_budget(speedups(budgets), len(seeds), PLOTS / "budget.png", dpi=style.dpi)
     plot_finetune(tuned, len(seeds), PLOTS / "finetune.png", dpi=style.dpi)
-    plot_efficiency(recal_band, efficiency, "recalibrated balanced accuracy", PLOTS / "efficiency.png", dpi=style.dpi)
+    plot_efficiency(
+        recal_band, efficiency, "recalibrated balanced accuracy", PLOTS / "efficiency.png", dpi=style.dpi,
+        budgets=budgets,
+    )  # fmt: skip
     p, m, n = stats.feature_maps.shape
     plot_feature_maps(
         stats.feature_maps,

@@ -21,7 +21,7 @@ from tests.helpers import copy_repo, dvc, experiments, run, running_stages, set_
 pytestmark = pytest.mark.integration
 
 SEEDS = [0, 1]  # tiny_repo's
-PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
+PER_SEED = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "sensitivity", "budget"]
 STUDY = ["aggregate", "export", "plot", "headline"]  # what reads every replicate (export: the first seed's model)
 
 
@@ -49,7 +49,8 @@ def test_second_repro_runs_nothing(repo: Path) -> None:
         ({"prune.k_step": 2}, [*per_seed("sweep_prune"), *STUDY]),
         ({"train.epochs": 2}, [*per_seed(*PER_SEED[1:]), *STUDY]),
         # The ranking does not change with the decision's calibration data: fine-tuning stays cached.
-        ({"recalibrate.max_samples": 50}, [*per_seed("sweep_prune"), *STUDY]),
+        # (The whole-network stages score with the re-fitted decision too.)
+        ({"recalibrate.max_samples": 50}, [*per_seed("sweep_prune", "sensitivity", "budget"), *STUDY]),
         # Fine-tuning changes no sweep: the exported model stays cached.
         ({"finetune.epochs": 0.5}, [*per_seed("finetune"), "aggregate", "plot", "headline"]),
         ({"export.k": 3}, ["export", "plot", "headline"]),
@@ -81,7 +82,7 @@ def test_an_interrupted_study_resumes_where_it_stopped(repo: Path) -> None:
     proc.communicate(timeout=120)
     result = dvc(repo, "repro")
     ran = running_stages(result.stdout)
-    rest = per_seed("collect_activations", "sweep_prune", "finetune", seeds=[2, 3])
+    rest = per_seed("collect_activations", "sweep_prune", "finetune", "sensitivity", "budget", seeds=[2, 3])
     assert ran == ["train@3", *rest, *STUDY]
     assert "up to date" in dvc(repo, "status").stdout
 

@@ -81,6 +81,8 @@ FILE_TARGETS = [
     FileTarget("aggregate", "metrics/seeds/{seed}/summary.json", json_damage, 6),
     FileTarget("aggregate", "metrics/seeds/{seed}/train_curve.csv", csv_damage, 2),
     FileTarget("aggregate", "metrics/seeds/{seed}/finetune.csv", csv_damage, 2.5),
+    FileTarget("aggregate", "metrics/seeds/{seed}/sensitivity.csv", csv_damage, 1.5),
+    FileTarget("aggregate", "metrics/seeds/{seed}/budget.csv", csv_damage, 1.5),
     FileTarget("headline", "metrics/metrics.json", json_damage, 5),
     FileTarget("headline", "metrics/efficiency.json", json_damage, 3),
     FileTarget("plot", "metrics/seeds/0/ranking.csv", csv_damage, 1.2),

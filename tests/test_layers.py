@@ -133,7 +133,8 @@ def test_conv_consumer_prefix_subtraction_equals_the_masked_next_conv(mode: str)
         parts = ConsumerParts.of(model, mode, torch.float64, CPU, tuple(z.shape[2:]), "conv2")
         full, delta = parts.contributions(z)
         conv3 = model.block.conv
-        torch.testing.assert_close(full, conv3(z).flatten(1), rtol=1e-12, atol=1e-12)
+        # H is flattened channels-last (h', w', C'): the layout the rest of the network runs in.
+        torch.testing.assert_close(full, conv3(z).permute(0, 2, 3, 1).flatten(1), rtol=1e-12, atol=1e-12)
         constant = replacement_values(model, mode, tuple(z.shape[2:]), "conv2")
         order = orders(64, 1, seed=6)[0]
         running = full.clone()
@@ -142,7 +143,7 @@ def test_conv_consumer_prefix_subtraction_equals_the_masked_next_conv(mode: str)
             if k % 9:
                 continue
             keep = channel_mask(64, order[:k].tolist()).double().view(1, -1, 1, 1)
-            expected = conv3(z * keep + constant.unsqueeze(0) * (1 - keep)).flatten(1)
+            expected = conv3(z * keep + constant.unsqueeze(0) * (1 - keep)).permute(0, 2, 3, 1).flatten(1)
             torch.testing.assert_close(running, expected, rtol=1e-9, atol=1e-9)
         # What follows the consumer, run on its pre-activation, gives the model's logits.
         torch.testing.assert_close(parts.finish(full), model(images), rtol=1e-9, atol=1e-9)

@@ -41,7 +41,7 @@ from prunelab.pruning.sweep import block_outputs
 from prunelab.scoring.evaluate import SplitOutputs, every_score
 from prunelab.scoring.scores import SCORES
 from prunelab.scoring.scores import score_logits as reference_scores
-from prunelab.study.network import budget_metrics, sensitivity_metrics, within_budget
+from prunelab.study.network import budget_metrics, choose_budget, sensitivity_metrics
 from tests.helpers import tiny_model
 from tests.test_fast_paths import centred, data
 from tests.test_params import raw_params
@@ -248,8 +248,15 @@ def test_budget_metrics_compare_with_the_unpruned_model_fine_tuned_alike() -> No
     assert entry["finetuned_recal_bacc_vs_random"]["mean"] == pytest.approx(2.5)
     assert "finetuned_recal_bacc_vs_random" not in metrics["uniform"]["random"]["flops_50"]
     # The smallest budget within 1 point: 0.5 (0.25 loses 2 points).
-    assert within_budget(metrics, [0.5, 0.25]) == (0.5, "uniform", "l1_norm")
-    assert within_budget(metrics, [0.25]) is None
+    chosen = choose_budget(metrics, [0.5, 0.25])
+    assert (chosen.budget, chosen.strategy, chosen.criterion, chosen.within) == (0.5, "uniform", "l1_norm", True)
+    assert chosen.loss == pytest.approx(0.5)
+    # None within: the largest budget's best, marked as not within.
+    late = choose_budget(metrics, [0.25])
+    assert (late.budget, late.criterion, late.within) == (0.25, "l1_norm", False)
+    # Fixed choices are honoured; random only when asked for.
+    assert choose_budget(metrics, [0.5, 0.25], budget=0.25, criterion="random").loss == pytest.approx(4.0)
+    assert choose_budget(metrics, [0.5, 0.25], strategy="global") is None
 
 
 @pytest.mark.parametrize(
@@ -282,3 +289,9 @@ def test_params_sort_budgets_and_shares() -> None:
     raw["sensitivity"]["fractions"] = [0.5, 0.25]
     params = validate(raw)
     assert params.budget.flops == (0.75, 0.5, 0.25) and params.sensitivity.fractions == (0.25, 0.5)
+
+
+def test_strategy_names_for_params_are_the_registrys() -> None:
+    from prunelab.network import STRATEGY_NAMES
+
+    assert tuple(STRATEGIES) == STRATEGY_NAMES

@@ -307,6 +307,37 @@ def efficiency_facts(files: Files) -> tuple[dict, str]:
     return eff, chosen[0]
 
 
+def shipped_words(eff: dict, criterion: str) -> str:
+    """What was shipped: the whole network at a FLOPs budget (its channels per layer), or one layer at K."""
+    if "budget" not in eff:
+        return f"`{criterion}` at K = {at(eff, 'k', EFFICIENCY)} of {at(eff, 'channels', EFFICIENCY)} channels"
+    strategy = next((k.removeprefix("strategy_") for k in eff if k.startswith("strategy_")), None)
+    if strategy is None:
+        raise RenderError(f"{EFFICIENCY}: no strategy_<name> key")
+    kept = ", ".join(f"{k.removeprefix('channels_')} {eff[k]}" for k in eff if k.startswith("channels_"))
+    return (
+        f"the whole network at **{at(eff, 'budget', EFFICIENCY):g} of the FLOPs**, allocated by `{strategy}` and "
+        f"ranked by `{criterion}` (channels kept: {kept}), fine-tuned by the budget study's recipe"
+    )
+
+
+def loss_words(eff: dict) -> str:
+    """The study's mean loss for the shipped configuration, and against what."""
+    loss = num(at(eff, "score_loss_points", EFFICIENCY), 2)
+    if "budget" in eff:
+        return (
+            f"the study's mean fine-tuned recalibrated balanced accuracy for it is "
+            f"{num(at(eff, 'study_finetuned_recal_bacc', EFFICIENCY), 2)} against "
+            f"{num(at(eff, 'study_finetuned_recal_bacc_unpruned', EFFICIENCY), 2)} for the unpruned model fine-tuned "
+            f"alike (`score_loss_points` {loss})"
+        )
+    return (
+        "the study's mean recalibrated balanced accuracy at K is "
+        f"{num(at(eff, 'study_recal_bacc_at_k', EFFICIENCY), 2)} against "
+        f"{num(at(eff, 'study_recal_bacc_unpruned', EFFICIENCY), 2)} unpruned (`score_loss_points` {loss})"
+    )
+
+
 def export(files: Files) -> str:
     """README: what the exported model is and what it buys."""
     eff, criterion = efficiency_facts(files)
@@ -315,10 +346,10 @@ def export(files: Files) -> str:
         return num(at(eff, f"ratio.{key}", EFFICIENCY), 2)
 
     return (
-        f"The exported model is seed {at(eff, 'seed', EFFICIENCY)}'s, `{criterion}` at "
-        f"K = {at(eff, 'k', EFFICIENCY)} of {at(eff, 'channels', EFFICIENCY)} channels: "
+        f"The exported model is seed {at(eff, 'seed', EFFICIENCY)}'s, {shipped_words(eff, criterion)}; "
+        f"{loss_words(eff)}. It has "
         f"{ratio('params')}× fewer parameters, {ratio('flops')}× fewer FLOPs per sample, "
-        f"a {ratio('program_bytes')}× smaller `.pt2` file, and {ratio('speedup_batch256')}× faster at batch 256 "
+        f"a {ratio('program_bytes')}× smaller `.pt2` file, and runs {ratio('speedup_batch256')}× faster at batch 256 "
         f"({ratio('speedup_batch1')}× at batch 1) than the unpruned model in the same format (BatchNorm folded "
         f"into the convs, channels-last: the format shipped, which alone makes the unpruned model "
         f"{format_gain(eff)}× faster than as trained) on the CPU that ran the `export` stage "
@@ -368,10 +399,7 @@ def deploy(files: Files) -> str:
         ("latency, batch 256, as trained (ms)", "latency_ms_batch256_eager", 2, "speedup_batch256_eager"),
     ]
     lines = [
-        f"Chosen: `{criterion}` at **K = {at(eff, 'k', EFFICIENCY)} of {at(eff, 'channels', EFFICIENCY)}**, "
-        f"where the study's mean recalibrated balanced accuracy over {n} seeds is "
-        f"{num(at(eff, 'study_recal_bacc_at_k', EFFICIENCY), 2)} against "
-        f"{num(at(eff, 'study_recal_bacc_unpruned', EFFICIENCY), 2)} unpruned. The model shipped is seed "
+        f"Chosen: {shipped_words(eff, criterion)}, where, over {n} seeds, {loss_words(eff)}. The model shipped is seed "
         f"{at(eff, 'seed', EFFICIENCY)}'s; on that seed's test split it scores "
         f"{side('exported', 'test_bacc', 2)} % balanced accuracy (ROC AUC {side('exported', 'test_roc_auc', 2)}), "
         f"the unpruned model with the same re-fitted decision {side('unpruned', 'test_bacc', 2)} "

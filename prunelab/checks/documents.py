@@ -429,19 +429,22 @@ def check_efficiency(
     band: pd.DataFrame | None = None,
     metrics: dict | None = None,
 ) -> None:
-    """metrics/efficiency.json: its own ratios, the criterion and K params allow, and (given
-    them) the study band's scores (`band`: recal_bacc.csv) and the study's baseline (`metrics`)."""
+    """metrics/efficiency.json: its own ratios, and what it ships as params allow: the whole network
+    (a budget, strategy and criterion; given `metrics`, the study's scores for them) or the
+    single-layer model (criterion and K; given them, the study band's scores, `band`:
+    recal_bacc.csv, and the study's baseline, `metrics`)."""
     doc = _Reader(path, "export")
     eff = doc.mapping(efficiency, "")
-    channels = int(doc.number(eff, "channels", integer=True, low=1))
-    k = int(doc.number(eff, "k", integer=True, low=0, high=channels - 1))
     seed = doc.number(eff, "seed", integer=True, low=0)
     chosen = [key.removeprefix("criterion_") for key in eff if key.startswith("criterion_")]
     if len(chosen) != 1 or eff[f"criterion_{chosen[0]}"] != 1:
         raise doc.refuse("it does not name one criterion (one criterion_<name> key set to 1)")
     criterion = chosen[0]
-    at_k = doc.number(eff, "study_recal_bacc_at_k", low=0.0, high=100.0)
-    unpruned = doc.number(eff, "study_recal_bacc_unpruned", low=0.0, high=100.0)
+    loss = doc.number(eff, "score_loss_points", low=-100.0, high=100.0)
+    if "budget" in eff:
+        _check_network_export(doc, eff, criterion, loss, implied, metrics)
+    else:
+        _check_layer_export(doc, eff, criterion, loss, implied, band, metrics)
     doc.number(eff, "threads", integer=True, low=1)
     sides = {}
     for side in ("unpruned", "exported"):
@@ -463,11 +466,31 @@ def check_efficiency(
     vs_flops = doc.number(ratio, "speedup_batch256_vs_flops", "ratio.", low=0.0, low_open=True)
     if not math.isclose(vs_flops, ratio["speedup_batch256"] / ratio["flops"], rel_tol=1e-12):
         raise doc.refuse("ratio.speedup_batch256_vs_flops is not speedup_batch256 / flops")
+    if implied is not None and seed != implied.seeds[0]:
+        raise doc.refuse(f"seed={seed}, but the model shipped is seeds[0]={implied.seeds[0]}'s")
+
+
+def _check_layer_export(
+    doc: _Reader,
+    eff: dict,
+    criterion: str,
+    loss: float,
+    implied: Implied | None,
+    band: pd.DataFrame | None,
+    metrics: dict | None,
+) -> None:
+    """The single-layer study's export (export.budget: none): K of P, the study's scores at K."""
+    channels = int(doc.number(eff, "channels", integer=True, low=1))
+    k = int(doc.number(eff, "k", integer=True, low=0, high=channels - 1))
+    at_k = doc.number(eff, "study_recal_bacc_at_k", low=0.0, high=100.0)
+    unpruned = doc.number(eff, "study_recal_bacc_unpruned", low=0.0, high=100.0)
+    if not _close(loss, unpruned - at_k, 1e-9):
+        raise doc.refuse(f"score_loss_points={loss} is not study_recal_bacc_unpruned - study_recal_bacc_at_k")
     if implied is not None:
+        if implied.export_budget != "none":
+            raise doc.refuse(f"it ships the single-layer model, but export.budget={implied.export_budget!r}")
         if channels != implied.channels:
             raise doc.refuse(f"channels={channels}, but model.arch has P={implied.channels}")
-        if seed != implied.seeds[0]:
-            raise doc.refuse(f"seed={seed}, but the model shipped is seeds[0]={implied.seeds[0]}'s")
         if criterion not in implied.ranked or implied.export_criterion not in ("auto", criterion):
             raise doc.refuse(f"criterion {shown(criterion)} is not one export.criterion and prune.criteria allow")
         if implied.export_k not in ("auto", k) or k not in implied.ks:
@@ -482,6 +505,47 @@ def check_efficiency(
         # The band prints 4 decimals (5e-5) of means over 6-decimal sweep values (5e-7).
         if not _close(unpruned, baseline, 6e-5):
             raise doc.refuse(f"study_recal_bacc_unpruned={unpruned} is not the study's baseline {baseline:.4f}")
+
+
+def _check_network_export(
+    doc: _Reader, eff: dict, criterion: str, loss: float, implied: Implied | None, metrics: dict | None
+) -> None:
+    """The whole-network export: a budget and strategy of the study, each layer's kept channels,
+    the study's fine-tuned scores whose difference is the loss."""
+    budget = doc.number(eff, "budget", low=0.0, high=1.0, low_open=True)
+    strategies = [key.removeprefix("strategy_") for key in eff if key.startswith("strategy_")]
+    if len(strategies) != 1 or eff[f"strategy_{strategies[0]}"] != 1:
+        raise doc.refuse("it does not name one strategy (one strategy_<name> key set to 1)")
+    doc.number(eff, "within_points", integer=True, low=0, high=1)
+    shipped = doc.number(eff, "study_finetuned_recal_bacc", low=0.0, high=100.0)
+    unpruned = doc.number(eff, "study_finetuned_recal_bacc_unpruned", low=0.0, high=100.0)
+    if not _close(loss, unpruned - shipped, 1e-9):
+        raise doc.refuse("score_loss_points is not study_finetuned_recal_bacc_unpruned - study_finetuned_recal_bacc")
+    kept = {key.removeprefix("channels_"): eff[key] for key in eff if key.startswith("channels_")}
+    for layer in kept:
+        doc.number(eff, f"channels_{layer}", integer=True, low=1)
+    if implied is not None:
+        if implied.export_budget == "none":
+            raise doc.refuse("it ships the whole-network model, but export.budget is none")
+        if set(kept) != set(implied.layers):
+            raise doc.refuse(f"its channels_<layer> keys are not model.arch's layers ({', '.join(implied.layers)})")
+        if round(budget, 6) not in implied.budgets or implied.export_budget not in ("auto", budget):
+            raise doc.refuse(f"budget={budget} is not one export.budget and budget.flops allow")
+        if strategies[0] not in implied.strategies or implied.export_strategy not in ("auto", strategies[0]):
+            raise doc.refuse(f"strategy {shown(strategies[0])} is not one export.strategy and budget.strategies allow")
+        if criterion not in implied.budget_criteria or implied.export_criterion not in ("auto", criterion):
+            raise doc.refuse(f"criterion {shown(criterion)} is not one export.criterion and budget.criteria allow")
+    if metrics is not None:
+        from prunelab.study.network import budget_key
+
+        study = metrics["budget"]
+        entry = study.get(strategies[0], {}).get(criterion, {}).get(budget_key(budget))
+        if entry is None or not _close(shipped, entry["finetuned_recal_bacc"]["mean"], 1e-9):
+            raise doc.refuse(
+                "study_finetuned_recal_bacc is not metrics.json's mean for its budget, strategy, criterion"
+            )
+        if not _close(unpruned, study["unpruned"]["finetuned_recal_bacc"]["mean"], 1e-9):
+            raise doc.refuse("study_finetuned_recal_bacc_unpruned is not metrics.json's unpruned fine-tuned mean")
 
 
 # --------------------------------------------------------------------------- info.json

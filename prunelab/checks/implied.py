@@ -36,6 +36,8 @@ class Implied:
     margins: tuple[tuple[str, float], ...]
     export_criterion: str
     export_k: str | int
+    export_budget: str | float = "none"  # auto | none | a share of budget.flops
+    export_strategy: str = "auto"
     layer: str = "last"  # the study's layer, by name (conv1, …)
     layer_is_last: bool = True  # whether it is the lab's layer, the last conv
     layers: tuple[str, ...] = ()  # every conv layer of model.arch, in forward order
@@ -108,6 +110,8 @@ def implied(params: Params) -> Implied:
         margins=tuple(params.study.margins.model_dump().items()),
         export_criterion=params.export.criterion,
         export_k=params.export.k,
+        export_budget=params.export.budget,
+        export_strategy=params.export.strategy,
         layer=arch.layer_name(prune.layer),
         layer_is_last=arch.layer_name(prune.layer) == arch.last_layer,
         layers=tuple(name for name, _ in arch.layers),

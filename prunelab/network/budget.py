@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from prunelab.data.spec import InputSpec
     from prunelab.models.nets import PrunableNet
+    from prunelab.params import Params
 
 
 @dataclass(frozen=True)
@@ -239,3 +240,15 @@ def sensitivity_plans(
             losses=tuple(base - float(v) for v in removed[SENSITIVITY_SCORE]),
         )
     return plans
+
+
+def recipe(params: Params) -> dict[str, object]:
+    """The fine-tuning recipe of the budget study, for `finetune_pruned`: the budget stage and the
+    export (which rebuilds the shipped configuration) fine-tune alike, so the shipped model is
+    the one the study scored."""
+    return {
+        "epochs": params.budget.finetune_epochs,
+        "lr": params.finetune.lr,
+        "batch_size": params.train.batch_size,
+        "class_weight": params.train.class_weight,
+    }

@@ -262,8 +262,23 @@ class BudgetParams(Section):
 
 
 class ExportParams(Section):
-    criterion: Literal["auto"] | CriterionName = Field(description="auto or a criterion of prune.criteria")
-    k: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(description="auto or an integer K from 0 to P-1")
+    """What the export stage ships: the whole network pruned to a FLOPs budget (`budget`: auto, the
+    smallest within 1 point, or one of budget.flops), or (`budget: none`) the single-layer study's
+    model at K."""
+
+    budget: Literal["auto", "none"] | Share = Field(
+        description="auto (the smallest FLOPs budget within 1 point), none (ship the single-layer study's "
+        "model at export.k) or a share of budget.flops"
+    )
+    strategy: Literal["auto"] | Literal[tuple(STRATEGY_NAMES)] = Field(
+        description=f"auto or a strategy of budget.strategies ({one_of(STRATEGY_NAMES)})"
+    )
+    criterion: Literal["auto"] | CriterionName = Field(
+        description="auto or a criterion of budget.criteria (of prune.criteria with budget: none)"
+    )
+    k: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(
+        description="auto or an integer K from 0 to P-1 (budget: none only)"
+    )
 
 
 class PlotParams(Section):
@@ -385,10 +400,26 @@ class Params(Section):
                 f"export.k={export.k} is invalid; allowed: auto or an integer K from 0 to {p - 1} "
                 f"({pruned} has P={p} channels)"
             )
-        if export.criterion != "auto" and export.criterion not in prune.criteria:
+        if export.budget == "none" and export.criterion != "auto" and export.criterion not in prune.criteria:
             return (
                 f"export.criterion={export.criterion!r} is not in the study; allowed: auto or one of "
                 f"prune.criteria ({', '.join(prune.criteria)})"
+            )
+        budget = self.budget
+        if export.budget != "none" and export.criterion != "auto" and export.criterion not in budget.criteria:
+            return (
+                f"export.criterion={export.criterion!r} is not in the budget study; allowed: auto or one of "
+                f"budget.criteria ({', '.join(budget.criteria)}), or export.budget: none"
+            )
+        if export.budget not in ("auto", "none") and export.budget not in budget.flops:
+            return (
+                f"export.budget={export.budget!r} is not in the budget study; allowed: auto, none or one of "
+                f"budget.flops ({', '.join(f'{b:g}' for b in budget.flops)})"
+            )
+        if export.strategy != "auto" and export.strategy not in budget.strategies:
+            return (
+                f"export.strategy={export.strategy!r} is not in the budget study; allowed: auto or one of "
+                f"budget.strategies ({', '.join(budget.strategies)})"
             )
         if data.test_fraction + data.val_fraction >= 1:
             return "data.test_fraction + data.val_fraction must leave training data; allowed: a sum < 1"

@@ -267,10 +267,18 @@ def plot_vs_random(
         _save(fig, path, dpi)
 
 
-def plot_efficiency(band: pd.DataFrame, efficiency: dict, score: str, path: Path, *, dpi: int) -> None:
-    """The study's mean `score` against the share of FLOPs per sample the pruned model keeps,
-    one line per criterion, and the exported model marked."""
+def plot_efficiency(
+    band: pd.DataFrame, efficiency: dict, score: str, path: Path, *, dpi: int, budgets: pd.DataFrame | None = None
+) -> None:
+    """The study's mean `score` against the share of FLOPs per sample the pruned model keeps, and
+    the exported model marked with its measured speed-up: for a whole-network export, the budget
+    study's fine-tuned recalibrated balanced accuracy per strategy and criterion (`budgets`: every
+    seed's budget rows); for a single-layer export, the single-layer study's curves (`band`)."""
     import seaborn as sns
+
+    if "budget" in efficiency and budgets is not None:
+        _plot_network_efficiency(budgets, efficiency, path, dpi=dpi)
+        return
 
     band = band[~band["criterion"].str.endswith("_zero_weights")]
     names = list(dict.fromkeys(band["criterion"]))
@@ -363,4 +371,36 @@ def plot_budget(points: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, lat
         axes[1].legend(fontsize=7, loc="lower left", ncol=2)
         fig.suptitle(f"Every conv layer pruned to a FLOPs budget, then fine-tuned; {_title_seeds(n_seeds)}"
                      + (f"\n{latency}" if latency else ""), fontsize=9)  # fmt: skip
+        _save(fig, path, dpi)
+
+
+def _plot_network_efficiency(budgets: pd.DataFrame, efficiency: dict, path: Path, *, dpi: int) -> None:
+    pruned = budgets[budgets["strategy"] != "unpruned"]
+    means = pruned.groupby(["strategy", "criterion", "budget"], sort=False)[["flops_kept", "finetuned_recal_bacc"]]
+    means = means.mean().reset_index()
+    unpruned = budgets[budgets["strategy"] == "unpruned"]["finetuned_recal_bacc"].mean()
+    strategy = next(key.removeprefix("strategy_") for key in efficiency if key.startswith("strategy_"))
+    criterion = next(key.removeprefix("criterion_") for key in efficiency if key.startswith("criterion_"))
+    ratio = efficiency["ratio"]
+    strategies = list(dict.fromkeys(means["strategy"]))
+    colours = dict(zip(strategies, criterion_colours(len(strategies)), strict=True))
+    with plt.style.context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 4.6))
+        for (name, crit), rows in means.groupby(["strategy", "criterion"], sort=False):
+            style = ":" if crit == "random" else "-"
+            ax.plot(
+                rows["flops_kept"], rows["finetuned_recal_bacc"], marker="o", markersize=4, linewidth=1.1,
+                color=colours[name], linestyle=style, label=f"{name}, {crit}",
+            )  # fmt: skip
+        ax.axhline(
+            unpruned, color="black", linestyle="--", linewidth=1, label=f"unpruned, fine-tuned alike {unpruned:.1f}%"
+        )
+        ax.scatter([1 / ratio["flops"]], [efficiency["study_finetuned_recal_bacc"]], s=160, marker="*", color="black",
+                   zorder=5, label=f"exported: {strategy}, {criterion} at {efficiency['budget']:g} of the FLOPs; "
+                   f"measured {ratio['speedup_batch256']:.2f}× faster at batch 256")  # fmt: skip
+        ax.invert_xaxis()  # left to right: more pruning
+        ax.set_xlabel("share of FLOPs per sample kept (every conv layer pruned)")
+        ax.set_ylabel("fine-tuned recalibrated balanced accuracy (%, mean over seeds)")
+        ax.set_title("What the whole-network budget costs, and the model shipped")
+        ax.legend(fontsize=7, loc="lower left", ncol=2)
         _save(fig, path, dpi)

@@ -7,6 +7,8 @@ fine-tuned by a recipe with the unpruned model fine-tuned by the same recipe.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from prunelab.study.intervals import bounded_interval, interval_entry, score_entry
@@ -98,23 +100,49 @@ def budget_metrics(table: pd.DataFrame, margins: dict[str, float]) -> dict:
     return out
 
 
-def within_budget(metrics: dict, budgets: list[float], points: float = 1.0) -> tuple[float, str, str] | None:
-    """The smallest FLOPs budget, with its strategy and criterion, whose mean fine-tuned
-    recalibrated balanced accuracy stays within `points` of the unpruned model fine-tuned alike
-    (the best such configuration at that budget), or None."""
-    for share in sorted(budgets):
+@dataclass(frozen=True)
+class Choice:
+    """A whole-network configuration to ship, and what the study says it costs."""
+
+    budget: float
+    strategy: str
+    criterion: str
+    loss: float  # mean over seeds of the unpruned model's fine-tuned recal. bacc minus this one's (points)
+    within: bool  # whether the loss is at most the allowed points
+
+
+def choose_budget(
+    metrics: dict,
+    budgets: list[float],
+    budget: float | str = "auto",
+    strategy: str = "auto",
+    criterion: str = "auto",
+    points: float = 1.0,
+) -> Choice | None:
+    """The configuration to ship from `budget_metrics`: at a given budget, the strategy and
+    criterion (each `auto` or fixed) with the best mean fine-tuned recalibrated balanced accuracy
+    against the unpruned model fine-tuned alike; with `budget` auto, the smallest budget where that
+    best stays within `points`, else the largest budget's best (`within` False). `auto` criteria
+    leave random out. None when nothing matches."""
+    shares = sorted(budgets) if budget == "auto" else [float(budget)]
+    best_of: list[Choice] = []
+    for share in shares:
         found = [
-            (entry[budget_key(share)]["finetuned_recal_bacc_vs_unpruned"]["mean"], strategy, criterion)
-            for strategy, criteria in metrics.items()
-            if strategy != "unpruned"
-            for criterion, entry in criteria.items()
-            if criterion != "random" and budget_key(share) in entry
+            Choice(share, name, crit, -entry[budget_key(share)]["finetuned_recal_bacc_vs_unpruned"]["mean"], False)
+            for name, criteria in metrics.items()
+            if name != "unpruned" and strategy in ("auto", name)
+            for crit, entry in criteria.items()
+            if (criterion == crit or (criterion == "auto" and crit != "random")) and budget_key(share) in entry
         ]
-        fits = [f for f in found if f[0] >= -points]
-        if fits:
-            _, strategy, criterion = max(fits)
-            return share, strategy, criterion
-    return None
+        if found:
+            top = min(found, key=lambda c: c.loss)
+            best_of.append(Choice(top.budget, top.strategy, top.criterion, top.loss, top.loss <= points))
+    if not best_of:
+        return None
+    fitting = [c for c in best_of if c.within]
+    if budget != "auto" or not fitting:
+        return max(best_of, key=lambda c: c.budget) if budget == "auto" else best_of[0]
+    return fitting[0]
 
 
 def speedups(table: pd.DataFrame) -> pd.DataFrame:

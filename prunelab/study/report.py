@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prunelab.scoring.scores import SCORES
 from prunelab.study.aggregate import PAIRED, SCORE_OF
+from prunelab.study.network import Choice
 from prunelab.study.verdicts import sentence
 
 
@@ -50,7 +51,7 @@ def report_markdown(
     setting: dict[str, str],
     ranges: dict[str, tuple],
     shares: list[float] | None = None,
-    within: tuple[float, str, str] | None = None,
+    within: Choice | None = None,
 ) -> str:
     """metrics/report.md: the setting, the unpruned model, the criteria against random on every
     score, one sentence per criterion, which criterion ranks first on each score, and fine-tuning."""
@@ -196,7 +197,7 @@ def sensitivity_section(sensitivity: dict, n_seeds: int, shares: list[float]) ->
     return lines
 
 
-def budget_section(budget: dict, n_seeds: int, within: tuple[float, str, str] | None) -> list[str]:
+def budget_section(budget: dict, n_seeds: int, within: Choice | None) -> list[str]:
     """The budget table: per FLOPs budget, strategy and criterion, the shares kept and the
     fine-tuned recalibrated balanced accuracy against the unpruned model fine-tuned alike."""
     from prunelab.study.network import budget_key
