@@ -29,6 +29,8 @@ Every pair of methods runs in this one process, on the same model and the same d
   another conv (the layer's outputs computed once, then every K of one order), against pruning
   that layer and evaluating per K. What follows the next conv still runs per K, so the gain is
   bounded by what the network up to that conv costs.
+* `network_stages_seconds_per_seed` (`--only network`): one seed's work of the sensitivity and
+  budget stages with params.yaml's settings, in seconds (not a ratio; lower is better).
 * The process first switches on the speed tricks the stages run with (`prunelab._speed.enable`:
   fused Adam, the allocator setting), so that baselines and our sides run under the same
   malloc behaviour whichever of them happens to run first.
@@ -50,6 +52,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -90,6 +93,8 @@ GOALS = {  # name: (goal, True when higher is better)
     "layer_sweep_vs_seed_loop_pairs_conv1": (10.0, True),
     "layer_sweep_vs_seed_loop_pairs_conv2": (10.0, True),
     "layer_sweep_vs_seed_loop_simplecnn_conv1": (10.0, True),
+    # The sensitivity and budget stages' work per seed, in seconds (issue: at most 60 on 2 cores).
+    "network_stages_seconds_per_seed": (60.0, False),
     "train_epoch_vs_seed_loader": (2.5, True),
     "collector_memory_growth": (1.2, False),
 }
@@ -338,6 +343,67 @@ def layer_benchmarks(device: torch.device, repeats: int) -> tuple[list[Row], dic
     return rows, ratios
 
 
+# --------------------------------------------------------------------------- the whole network
+def network_benchmark(device: torch.device) -> tuple[list[Row], dict[str, float]]:
+    """One seed's work of the sensitivity and budget stages, with params.yaml's sensitivity and
+    budget sections, on the default pairs sizes (600 test, 2,000 calibration, 5,400 train pairs):
+    every layer's statistics, rankings and sensitivity sweep, then every budget × strategy ×
+    criterion allocated, removed, fine-tuned and scored, and the unpruned model fine-tuned alike.
+    What the stages do besides (start-up, reading and writing files) is not in it."""
+    from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
+    from prunelab.network.sensitivity import layer_sensitivity, rank_layer
+    from prunelab.params import load_params
+    from prunelab.pruning.finetune import finetune_pruned
+    from prunelab.pruning.surgery import remove_channels
+    from prunelab.scoring.evaluate import every_score
+
+    params = load_params(ROOT / "params.yaml")
+    sens, budget = params.sensitivity, params.budget
+    model = random_model("pair_cnn", PAIRS, seed=7).to(device)
+    splits = {}
+    for name, n, seed in (("test", 600, 8), ("calibration", CALIBRATION_IMAGES, 9), ("train", 5_400, 10)):
+        pixels, labels = random_pixels(n, PAIRS, seed)
+        splits[name] = normalised(pixels), torch.from_numpy(labels)
+
+    def sensitivity() -> tuple[dict, pd.DataFrame]:
+        rankings, tables = {}, []
+        for layer in model.layers:
+            stats = collect_stats(model, *splits["test"], BLOCK_BATCH, device, layer=layer.name)
+            ranked = rank_layer(model, stats, sens.criteria, headline=params.prune.criteria[0], seed=0,
+                                random_orders=sens.random_orders, layer=layer.name)  # fmt: skip
+            outputs = {name: SplitOutputs(block_outputs(model, splits[name][0], BLOCK_BATCH, device, layer.name),
+                                          splits[name][1].to(device)) for name in ("test", "calibration")}  # fmt: skip
+            tables.append(layer_sensitivity(model, layer.name, ranked, outputs["test"], outputs["calibration"],
+                                            sens.fractions, PAIRS.n_classes))  # fmt: skip
+            rankings[layer.name] = ranked
+        return rankings, pd.concat(tables, ignore_index=True)
+
+    def budgets(rankings: dict, curves: pd.DataFrame) -> int:
+        flops, done = flops_model(model, PAIRS), 0
+        jobs = [({}, None)] + [(b, s, c) for b in budget.flops for s in budget.strategies for c in budget.criteria]
+        for job in jobs:
+            removed = (
+                {} if job[0] == {} else allocate(job[1], sensitivity_plans(rankings, curves, job[2]), flops, job[0])
+            )
+            tuned, _ = finetune_pruned(model, removed, splits["train"], splits["test"], n_classes=2, device=device,
+                                       seed=0, **recipe(params))  # fmt: skip
+            every_score(remove_channels(model.cpu(), removed).to(device), splits["test"], splits["calibration"], 2)
+            every_score(tuned, splits["test"], splits["calibration"], 2)
+            done += 1
+        return done
+
+    t_sens, (rankings, curves) = timed_once(sensitivity, device)
+    t_budget, models = timed_once(lambda: budgets(rankings, curves), device)
+    orders = sum(len(r.orders) for r in next(iter(rankings.values())).values())
+    rows = [
+        Row("network: sensitivity, one seed", t_sens,
+            f"{len(model.layers)} layers × {orders} orders × {len(sens.fractions)} shares, statistics included"),
+        Row("network: budgets, one seed", t_budget,
+            f"{models} models fine-tuned {budget.finetune_epochs:g} epoch and scored, the unpruned one included"),
+    ]  # fmt: skip
+    return rows, {"network_stages_seconds_per_seed": float(t_sens + t_budget)}
+
+
 # --------------------------------------------------------------------------- training
 class HandoutCIFAR(torch.utils.data.Dataset):
     """What torchvision.datasets.CIFAR10 does per sample: uint8 HWC array → PIL → transform."""
@@ -495,7 +561,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=10_000, help="CIFAR-sized images in the training epoch")
     parser.add_argument("--train-repeats", type=int, default=3, help="epochs per side (best is reported)")
     parser.add_argument(
-        "--only", choices=["sweeps", "scoring", "layers", "train", "memory"], help="run one part (the ratios it gives)"
+        "--only",
+        choices=["sweeps", "scoring", "layers", "network", "train", "memory"],
+        help="run one part (the ratios it gives)",
     )
     parser.add_argument("--save", metavar="PATH", help="also write the report to PATH (e.g. metrics/benchmark.log)")
     parser.add_argument("--collector-child", type=int, default=0, help=argparse.SUPPRESS)
@@ -516,6 +584,7 @@ def main() -> None:
         "sweeps": lambda: sweep_benchmarks(device, args.repeats),
         "scoring": lambda: scoring_benchmark(device, args.repeats),
         "layers": lambda: layer_benchmarks(device, args.repeats),
+        "network": lambda: network_benchmark(device),
         "train": lambda: train_benchmark(device, args.train_images, args.train_repeats),
         "memory": lambda: collector_memory(device),
     }

@@ -7,6 +7,7 @@ Subpackages by concern, in the order of the method:
 * `prunelab.models`: architectures (registry), the `PrunableNet` interface, training, cost (params, FLOPs);
 * `prunelab.pruning`: activation statistics, criteria (registry), surgery (removal, masking), the fast sweep,
   fine-tuning after pruning;
+* `prunelab.network`: the whole network: per-layer sensitivity, FLOPs budgets and their allocation strategies;
 * `prunelab.scoring`: the five scores (acc, bacc, roc_auc, recal_acc, recal_bacc), per-K curves;
 * `prunelab.study`: intervals over seeds, aggregation, the report, figures;
 * `prunelab.deploy`: the exported model and what it buys;
@@ -50,6 +51,12 @@ _EXPORTS = {
     "remove_channels": "prunelab.pruning.surgery",
     "block_outputs": "prunelab.pruning.sweep",
     "sweep_confusions": "prunelab.pruning.sweep",
+    # the whole network
+    "rank_layer": "prunelab.network.sensitivity",
+    "layer_sensitivity": "prunelab.network.sensitivity",
+    "flops_model": "prunelab.network.budget",
+    "allocate": "prunelab.network.budget",
+    "STRATEGIES": "prunelab.network.budget",
     # scoring
     "SCORES": "prunelab.scoring.scores",
     "accuracy": "prunelab.scoring.scores",
@@ -58,6 +65,7 @@ _EXPORTS = {
     "roc_auc": "prunelab.scoring.scores",
     "fit_decision": "prunelab.scoring.scores",
     "evaluate_orders": "prunelab.scoring.evaluate",
+    "every_score": "prunelab.scoring.evaluate",
     # study
     "t_interval": "prunelab.study.intervals",
     # deploy

@@ -52,7 +52,7 @@ from prunelab.paths import (
 )
 from prunelab.pruning.finetune import finetune_pruned
 from prunelab.pruning.ranking import ranked_order
-from prunelab.runtime import log, read_json, read_table, seed_everything, stage_main, write_json
+from prunelab.runtime import log, read_json, read_table, resolve_device, seed_everything, stage_main, write_json
 from prunelab.study.network import Choice, budget_key, choose_budget
 from prunelab.study.replicates import load_sensitivity
 
@@ -119,7 +119,7 @@ def main() -> None:
         # Fine-tuned by the budget study's recipe, as the study scored this configuration (same seed, same data).
         tuned, _ = finetune_pruned(
             model, removed, load_split("train", prepared_dir(seed), info), test, n_classes=n_classes,
-            device=torch.device("cpu"), seed=seed, label="finetune shipped", **recipe(params),
+            device=resolve_device(params.train.device), seed=seed, label="finetune shipped", **recipe(params),
         )  # fmt: skip
         shipped = fold_recalibrated_decision(tuned.cpu().eval(), *calibration, n_classes).eval()
         study = budgets[choice.strategy][choice.criterion][budget_key(choice.budget)]

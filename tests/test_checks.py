@@ -264,13 +264,45 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
     ratio = {"params": 2.0, "flops": 1.25, "program_bytes": 1.0, "speedup_batch1": 1.0, "speedup_batch256": 1.25,
              "speedup_batch256_eager": 1.6}  # fmt: skip
     eff = {"k": 4, "channels": P, "seed": 0, "criterion_random": 1, "study_recal_bacc_at_k": 70.0,
-           "study_recal_bacc_unpruned": 72.0, "unpruned": side, "exported": small,
+           "study_recal_bacc_unpruned": 72.0, "score_loss_points": 2.0, "unpruned": side, "exported": small,
            "ratio": {**ratio, "speedup_batch256_vs_flops": 1.0}, "threads": 2, "cpu_x86_64": 1}  # fmt: skip
     check_efficiency(Path("e.json"), eff, facts())
+    with pytest.raises(UserError) as err:
+        check_efficiency(Path("e.json"), {**eff, "score_loss_points": 1.0}, facts())
+    one_line(err, "score_loss_points=1.0 is not study_recal_bacc_unpruned - study_recal_bacc_at_k", "rerun export")
     eff["ratio"]["params"] = 2.5
     with pytest.raises(UserError) as err:
         check_efficiency(Path("e.json"), eff, facts())
     one_line(err, "e.json: ratio.params=2.5 is not its own measurements' ratio 2.0", "rerun export")
+    # The whole network at a FLOPs budget: a budget, strategy and criterion the params allow, every layer's
+    # kept channels, and the study's scores whose difference is the loss.
+    eff["ratio"]["params"] = 2.0
+    layer_keys = ("k", "channels", "study_recal_bacc_at_k", "study_recal_bacc_unpruned")
+    network = {key: value for key, value in eff.items() if key not in layer_keys} | {
+        "budget": 0.5, "strategy_global": 1, "channels_conv1": 20, "channels_conv2": 40, "channels_conv3": 80,
+        "within_points": 1, "study_finetuned_recal_bacc": 75.0, "study_finetuned_recal_bacc_unpruned": 74.0,
+        "score_loss_points": -1.0,
+    }  # fmt: skip
+    allowed = facts(export_budget="auto", layers=("conv1", "conv2", "conv3"), budgets=(0.5,),
+                    strategies=("uniform", "global"), budget_criteria=("l1_norm", "random"))  # fmt: skip
+    check_efficiency(Path("e.json"), network, allowed)
+    for change, problem in (
+        ({"budget": 0.25}, "budget=0.25 is not one export.budget and budget.flops allow"),
+        ({"strategy_global": 1, "strategy_uniform": 1}, "it does not name one strategy"),
+        ({"score_loss_points": 1.0}, "score_loss_points is not study_finetuned_recal_bacc_unpruned"),
+    ):
+        with pytest.raises(UserError) as err:
+            check_efficiency(Path("e.json"), {**network, **change}, allowed)
+        one_line(err, problem, "rerun export")
+    sensitivity = {key: value for key, value in network.items() if key != "strategy_global"} | {
+        "strategy_sensitivity": 1
+    }
+    with pytest.raises(UserError) as err:
+        check_efficiency(Path("e.json"), sensitivity, allowed)
+    one_line(err, "strategy 'sensitivity' is not one export.strategy and budget.strategies allow", "rerun export")
+    with pytest.raises(UserError) as err:
+        check_efficiency(Path("e.json"), network, facts(export_budget="none"))
+    one_line(err, "it ships the whole-network model, but export.budget is none", "rerun export")
 
 
 # --------------------------------------------------------------------------- the module's contract

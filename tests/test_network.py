@@ -295,3 +295,19 @@ def test_strategy_names_for_params_are_the_registrys() -> None:
     from prunelab.network import STRATEGY_NAMES
 
     assert tuple(STRATEGIES) == STRATEGY_NAMES
+
+
+def test_the_report_names_the_budget_the_export_takes() -> None:
+    from prunelab.study.report import budget_section
+
+    metrics = {"unpruned": {s: {"mean": 75.0} for s in ("finetuned_recal_bacc", "finetuned_roc_auc")}}
+    entry = {
+        "flops_kept": {"mean": 0.49}, "params_kept": {"mean": 0.6}, "recal_bacc": {"mean": 70.0},
+        "finetuned_recal_bacc": {"mean": 74.5}, "finetuned_recal_bacc_vs_unpruned": {"mean": -0.5},
+    }  # fmt: skip
+    metrics["uniform"] = {"l1_norm": {"flops_50": entry}}
+    text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5])))
+    assert "| 0.5 | uniform | l1_norm | 0.490 | 0.600 | 70.0 | 74.5 | -0.5 | — |" in text
+    assert "**0.5 of the FLOPs**, by `uniform` with `l1_norm` (-0.5 points, mean of 3 seeds)" in text
+    text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5], points=0.25)))
+    assert "the largest budget's best configuration loses 0.5 points" in text

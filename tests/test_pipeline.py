@@ -145,15 +145,18 @@ def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path
 
 
 def test_an_experiment_on_another_layer_reuses_the_models_and_ships_that_layer(tiny_repo: Path, tmp_path: Path) -> None:
-    """prune.layer=conv2: statistics, sweep, fine-tuning and export follow the layer (P=64);
-    data and models are reused."""
+    """prune.layer=conv2: statistics, sweep, fine-tuning and (export.budget: none, the
+    single-layer model) export follow the layer (P=64); data and models are reused."""
     import torch
 
     from prunelab.deploy.export import load_rebuildable
 
     repo = tmp_path / "repo"
     shutil.copytree(tiny_repo, repo, symlinks=True)
-    result = dvc(repo, "exp", "run", "-S", "prune.layer=conv2", "-S", "prune.criteria=[l1_norm,taylor,random]")
+    result = dvc(
+        repo, "exp", "run", "-S", "prune.layer=conv2", "-S", "prune.criteria=[l1_norm,taylor,random]",
+        "-S", "export.budget=none",
+    )  # fmt: skip
     ran = running_stages(result.stdout)
     assert not [s for s in ran if s.startswith(("train", "prepare"))] and "collect_activations@0" in ran
     long = pd.read_csv(repo / "metrics/seeds/0/sweep.csv")
@@ -177,34 +180,65 @@ def test_an_experiment_on_another_layer_reuses_the_models_and_ships_that_layer(t
         assert torch.allclose(program(images), rebuilt(images), atol=1e-5)
 
 
-def test_the_exported_model_matches_its_rebuilt_twin_and_is_smaller(tiny_repo: Path) -> None:
+def test_the_exported_whole_network_model_is_the_one_the_budget_study_scored(tiny_repo: Path) -> None:
+    """The default export: seed 0's whole network at the budget study's choice, rebuilt and
+    fine-tuned by the study's recipe. Its channels and test scores are the study's row for that
+    configuration; its parameters and FLOPs are exact arithmetic; the program is its rebuilt twin."""
     import torch
 
     from prunelab.data.prepared import load_info, load_split
     from prunelab.deploy.export import load_rebuildable
-    from prunelab.models.cost import channel_cost, parameter_count
+    from prunelab.models.cost import parameter_count
     from prunelab.models.nets import load_model
+    from prunelab.network.budget import flops_model
+    from prunelab.pruning.surgery import remove_channels
 
     efficiency = json.loads((tiny_repo / "metrics/efficiency.json").read_text())
+    strategy = next(k.removeprefix("strategy_") for k in efficiency if k.startswith("strategy_"))
+    criterion = next(k.removeprefix("criterion_") for k in efficiency if k.startswith("criterion_"))
     rebuilt = load_rebuildable(tiny_repo / "data/export/model.pt")
-    assert rebuilt.block.conv.out_channels == 128 - efficiency["k"]
+    kept = {layer.name: layer.channels for layer in rebuilt.layers}
+    assert kept == {name: efficiency[f"channels_{name}"] for name in ("conv1", "conv2", "conv3")}
+    rows = pd.read_csv(tiny_repo / "metrics/seeds/0/budget.csv")
+    row = rows[(rows["budget"] == efficiency["budget"]) & (rows["strategy"] == strategy)
+               & (rows["criterion"] == criterion)].iloc[0]  # fmt: skip
+    assert row["channels"] == "/".join(str(kept[name]) for name in ("conv1", "conv2", "conv3"))
+    assert efficiency["exported"]["test_roc_auc"] == pytest.approx(row["finetuned_roc_auc"], abs=1e-5)
+    # The shipped decision is the study's re-fitted one, folded into the last bias.
+    assert efficiency["exported"]["test_bacc"] == pytest.approx(row["finetuned_recal_bacc"], abs=1e-5)
     folder = tiny_repo / "data/seeds/0/prepared"
-    images, _ = load_split("test", folder, load_info(folder))
+    info = load_info(folder)
+    images, _ = load_split("test", folder, info)
     program = torch.export.load(str(tiny_repo / "data/export/model.pt2")).module()
     with torch.no_grad():
         assert torch.allclose(program(images), rebuilt(images), atol=1e-5)
-    # Exactly what removing k channels takes away (per channel: filter, bias, BN γ/β, fc1 columns).
-    unpruned = load_model(tiny_repo / "data/seeds/0/model.pt", "pair_cnn", load_info(folder).input)
-    per_channel = channel_cost(unpruned, load_info(folder).input).params
+    unpruned = load_model(tiny_repo / "data/seeds/0/model.pt", "pair_cnn", info.input)
+    removed = torch.load(tiny_repo / "data/export/model.pt", weights_only=True)["removed"]
     assert efficiency["unpruned"]["params"] == parameter_count(unpruned)
-    assert efficiency["exported"]["params"] == parameter_count(unpruned) - efficiency["k"] * per_channel
-    ratio = efficiency["ratio"]
-    assert ratio["flops"] == pytest.approx(
-        efficiency["unpruned"]["flops_per_sample"] / efficiency["exported"]["flops_per_sample"]
+    assert (
+        efficiency["exported"]["params"]
+        == parameter_count(remove_channels(unpruned, removed))
+        == parameter_count(rebuilt)
     )
+    flops = flops_model(unpruned, info.input)
+    assert efficiency["exported"]["flops_per_sample"] == round(flops.kept(kept) * flops.total)
+    assert efficiency["exported"]["flops_per_sample"] / flops.total <= efficiency["budget"]
+    ratio = efficiency["ratio"]
     shown = json.loads(dvc(tiny_repo, "metrics", "show", "--json", "metrics/efficiency.json").stdout)
-    speedup = shown[""]["data"]["metrics/efficiency.json"]["data"]["ratio"]["speedup_batch256"]
-    assert speedup == pytest.approx(ratio["speedup_batch256"]) and speedup > 0
+    data = shown[""]["data"]["metrics/efficiency.json"]["data"]
+    assert (
+        data["ratio"]["speedup_batch256"] == pytest.approx(ratio["speedup_batch256"]) and ratio["speedup_batch256"] > 0
+    )
+    assert data["score_loss_points"] == pytest.approx(row_loss(tiny_repo, efficiency))
+
+
+def row_loss(repo: Path, efficiency: dict) -> float:
+    """The study's mean loss for the shipped configuration, from metrics.json."""
+    budget = json.loads((repo / "metrics/metrics.json").read_text())["budget"]
+    strategy = next(k.removeprefix("strategy_") for k in efficiency if k.startswith("strategy_"))
+    criterion = next(k.removeprefix("criterion_") for k in efficiency if k.startswith("criterion_"))
+    entry = budget[strategy][criterion][f"flops_{efficiency['budget'] * 100:g}"]
+    return -entry["finetuned_recal_bacc_vs_unpruned"]["mean"]
 
 
 def test_the_take_home_snippet_in_docs_classifies_pairs(tiny_repo: Path) -> None:
@@ -226,7 +260,7 @@ def test_exp_show_compares_the_headline_and_the_full_study_is_one_command_away(t
     shutil.copytree(tiny_repo, repo, symlinks=True)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny run"], repo)
-    dvc(repo, "exp", "run", "-n", "k5", "-S", "export.k=5")
+    dvc(repo, "exp", "run", "-n", "k5", "-S", "export.budget=none", "-S", "export.k=5")
     found = experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))
     shown = found["k5"]["metrics"]
     assert set(shown) == {"metrics/headline.json"}, set(shown)

@@ -120,7 +120,7 @@ def test_the_headline_holds_about_twenty_scalars_with_short_keys() -> None:
     for entry in metrics["criteria"].values():
         entry["recal_bacc_over_k_vs_random"] = {"mean": 1.5, "ci_low": 0.5, "ci_high": 2.5}
     efficiency = {"k": 7, "ratio": {"speedup_batch256": 1.5, "flops": 2.0}, "study_recal_bacc_unpruned": 80.0,
-                  "study_recal_bacc_at_k": 79.25}  # fmt: skip
+                  "study_recal_bacc_at_k": 79.25, "score_loss_points": 0.75}  # fmt: skip
     headline = headline_metrics(metrics, efficiency)
     assert headline["unpruned"] == {
         "bacc": metrics["baseline_balanced_accuracy"]["mean"],
@@ -130,6 +130,10 @@ def test_the_headline_holds_about_twenty_scalars_with_short_keys() -> None:
     }  # fmt: skip
     assert headline["vs_random"] == {name: 1.5 for name in metrics["criteria"]}
     assert headline["shipped"] == {"k": 7, "speedup": 1.5, "flops_ratio": 2.0, "loss": 0.75}
+    # A whole-network export is named by its FLOPs budget instead of K.
+    network = {"budget": 0.5, "ratio": {"speedup_batch256": 2.1, "flops": 2.4}, "score_loss_points": -0.5}
+    assert headline_metrics(metrics, network)["shipped"] == {"budget": 0.5, "speedup": 2.1, "flops_ratio": 2.4,
+                                                             "loss": -0.5}  # fmt: skip
 
     def flat(node: dict, prefix: str = "") -> dict:
         out = {}

@@ -244,16 +244,17 @@ def budget_section(budget: dict, n_seeds: int, within: Choice | None) -> list[st
                     f"| {_fmt(e['finetuned_recal_bacc_vs_unpruned'], True)} | {versus} |"
                 )
     lines.append("")
-    if within is None:
+    if within is None or not within.within:
         lines.append(
-            "No budget keeps the mean fine-tuned recalibrated balanced accuracy within 1 point of the unpruned model's."
+            "No budget keeps the mean fine-tuned recalibrated balanced accuracy within 1 point of the unpruned "
+            "model's (fine-tuned alike)"
+            + (f": the largest budget's best configuration loses {within.loss:.1f} points." if within else ".")
         )
     else:
-        share, strategy, criterion = within
         lines.append(
             f"The smallest budget whose mean fine-tuned recalibrated balanced accuracy stays within 1 point of the "
-            f"unpruned model's (fine-tuned alike): **{share:g} of the FLOPs**, by `{strategy}` with `{criterion}` "
-            f"({n_seeds} seeds)."
+            f"unpruned model's (fine-tuned alike): **{within.budget:g} of the FLOPs**, by `{within.strategy}` with "
+            f"`{within.criterion}` ({-within.loss:+.1f} points, mean of {n_seeds} seeds)."
         )
     lines.append("")
     return lines
