@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import pandas as pd
 
+from prunelab.checks.implied import implied
 from prunelab.data.prepared import load_info, load_split
 from prunelab.models.cost import parameter_count
 from prunelab.models.nets import load_model
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
-from prunelab.network.sensitivity import load_rankings
+from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import load_params, replicate_seed
-from prunelab.paths import budget_path, layer_rankings_path, model_path, prepared_dir
+from prunelab.paths import budget_path, layer_rankings_path, model_path, prepared_dir, sensitivity_path
 from prunelab.pruning.finetune import finetune_pruned
 from prunelab.pruning.surgery import remove_channels
 from prunelab.runtime import log, progress, resolve_device, seed_everything, stage_main, write_table
 from prunelab.scoring.evaluate import every_score
-from prunelab.study.replicates import load_sensitivity
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     device = resolve_device(params.train.device)
     channels = {layer.name: layer.channels for layer in model.layers}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
-    curves = load_sensitivity([seed], params)
+    curves = load_curves(sensitivity_path(seed), implied(params))
     flops = flops_model(model, info.input)
     total_params = parameter_count(model)
     train, test = load_split("train", folder, info), load_split("test", folder, info)

@@ -37,7 +37,8 @@ from prunelab.deploy.formats import deployed
 from prunelab.errors import UserError
 from prunelab.models.nets import PrunableNet, load_model
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
-from prunelab.network.sensitivity import load_rankings
+from prunelab.network.choice import Choice, budget_key, choose_budget
+from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import Params, load_params
 from prunelab.paths import (
     EFFICIENCY,
@@ -49,12 +50,11 @@ from prunelab.paths import (
     model_path,
     prepared_dir,
     ranking_path,
+    sensitivity_path,
 )
 from prunelab.pruning.finetune import finetune_pruned
 from prunelab.pruning.ranking import ranked_order
 from prunelab.runtime import log, read_json, read_table, resolve_device, seed_everything, stage_main, write_json
-from prunelab.study.network import Choice, budget_key, choose_budget
-from prunelab.study.replicates import load_sensitivity
 
 
 def _layer_choice(params: Params, model: PrunableNet, expected: Implied) -> tuple[dict[str, list[int]], dict]:
@@ -94,7 +94,7 @@ def _network_choice(
         )
     channels = {layer.name: layer.channels for layer in model.layers}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
-    plans = sensitivity_plans(rankings, load_sensitivity([seed], params), choice.criterion)
+    plans = sensitivity_plans(rankings, load_curves(sensitivity_path(seed), expected), choice.criterion)
     removed = allocate(choice.strategy, plans, flops_model(model, spec), choice.budget)
     return choice, removed, budgets
 

@@ -26,6 +26,7 @@ from prunelab.network.budget import (
     normalised_scores,
     sensitivity_plans,
 )
+from prunelab.network.choice import choose_budget
 from prunelab.network.sensitivity import (
     LayerRanking,
     fraction_ks,
@@ -41,7 +42,7 @@ from prunelab.pruning.sweep import block_outputs
 from prunelab.scoring.evaluate import SplitOutputs, every_score
 from prunelab.scoring.scores import SCORES
 from prunelab.scoring.scores import score_logits as reference_scores
-from prunelab.study.network import budget_metrics, choose_budget, sensitivity_metrics
+from prunelab.study.network import budget_metrics, sensitivity_metrics
 from tests.helpers import tiny_model
 from tests.test_fast_paths import centred, data
 from tests.test_params import raw_params

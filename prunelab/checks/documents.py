@@ -361,7 +361,8 @@ def _check_sensitivity(doc: _Reader, value: Any, n_seeds: int, implied: Implied 
 def _check_budget(doc: _Reader, value: Any, n_seeds: int, implied: Implied | None) -> None:
     """metrics.json's `budget`: the unpruned model fine-tuned, and per strategy, criterion and
     FLOPs budget the shares kept, the scores and the paired comparisons."""
-    from prunelab.study.network import BUDGET_SCORES, budget_key
+    from prunelab.network.choice import budget_key
+    from prunelab.study.network import BUDGET_SCORES
 
     strategies = doc.mapping(value, "budget")
     if implied is not None:
@@ -536,7 +537,7 @@ def _check_network_export(
         if criterion not in implied.budget_criteria or implied.export_criterion not in ("auto", criterion):
             raise doc.refuse(f"criterion {shown(criterion)} is not one export.criterion and budget.criteria allow")
     if metrics is not None:
-        from prunelab.study.network import budget_key
+        from prunelab.network.choice import budget_key
 
         study = metrics["budget"]
         entry = study.get(strategies[0], {}).get(criterion, {}).get(budget_key(budget))

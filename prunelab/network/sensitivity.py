@@ -19,6 +19,7 @@ import pandas as pd
 from prunelab.scoring.scores import SCORES
 
 if TYPE_CHECKING:
+    from prunelab.checks.implied import Implied
     from prunelab.models.nets import PrunableNet
     from prunelab.pruning.activations import ActivationStats
     from prunelab.scoring.evaluate import SplitOutputs
@@ -133,3 +134,12 @@ def load_rankings(
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise UserError(f"{path}: unreadable layer rankings ({type(err).__name__}); rerun sensitivity") from None
     return out
+
+
+def load_curves(path: Path | str, implied: Implied | None = None) -> pd.DataFrame:
+    """One seed's sensitivity.csv, checked against its format and (given `implied`) the rows
+    params.yaml implies (`prunelab.checks.tables.check_sensitivity`) before it is parsed."""
+    from prunelab.checks.tables import check_sensitivity
+    from prunelab.runtime import read_table
+
+    return read_table(path, "sensitivity table", "sensitivity", lambda p, t: check_sensitivity(p, t, implied))

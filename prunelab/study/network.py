@@ -7,10 +7,9 @@ fine-tuned by a recipe with the unpruned model fine-tuned by the same recipe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 
+from prunelab.network.choice import budget_key
 from prunelab.study.intervals import bounded_interval, interval_entry, score_entry
 from prunelab.study.verdicts import comparison
 
@@ -18,11 +17,6 @@ from prunelab.study.verdicts import comparison
 SENSITIVITY_SCORES = ("roc_auc", "recal_bacc", "bacc")
 # The budget study's decision score (the export's rule) and its threshold-free companion.
 BUDGET_SCORES = ("finetuned_recal_bacc", "finetuned_roc_auc", "recal_bacc", "roc_auc")
-
-
-def budget_key(share: float) -> str:
-    """A FLOPs budget as a metrics.json key: 0.5 → flops_50, 0.125 → flops_12.5."""
-    return f"flops_{share * 100:g}"
 
 
 def _per_seed(rows: pd.DataFrame, score: str) -> pd.Series:
@@ -98,51 +92,6 @@ def budget_metrics(table: pd.DataFrame, margins: dict[str, float]) -> dict:
             entry[f"{score}_vs_random"] = comparison(diffs.dropna().to_numpy(), margins["recal_bacc"])
         out.setdefault(strategy, {}).setdefault(criterion, {})[budget_key(share)] = entry
     return out
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A whole-network configuration to ship, and what the study says it costs."""
-
-    budget: float
-    strategy: str
-    criterion: str
-    loss: float  # mean over seeds of the unpruned model's fine-tuned recal. bacc minus this one's (points)
-    within: bool  # whether the loss is at most the allowed points
-
-
-def choose_budget(
-    metrics: dict,
-    budgets: list[float],
-    budget: float | str = "auto",
-    strategy: str = "auto",
-    criterion: str = "auto",
-    points: float = 1.0,
-) -> Choice | None:
-    """The configuration to ship from `budget_metrics`: at a given budget, the strategy and
-    criterion (each `auto` or fixed) with the best mean fine-tuned recalibrated balanced accuracy
-    against the unpruned model fine-tuned alike; with `budget` auto, the smallest budget where that
-    best stays within `points`, else the largest budget's best (`within` False). `auto` criteria
-    leave random out. None when nothing matches."""
-    shares = sorted(budgets) if budget == "auto" else [float(budget)]
-    best_of: list[Choice] = []
-    for share in shares:
-        found = [
-            Choice(share, name, crit, -entry[budget_key(share)]["finetuned_recal_bacc_vs_unpruned"]["mean"], False)
-            for name, criteria in metrics.items()
-            if name != "unpruned" and strategy in ("auto", name)
-            for crit, entry in criteria.items()
-            if (criterion == crit or (criterion == "auto" and crit != "random")) and budget_key(share) in entry
-        ]
-        if found:
-            top = min(found, key=lambda c: c.loss)
-            best_of.append(Choice(top.budget, top.strategy, top.criterion, top.loss, top.loss <= points))
-    if not best_of:
-        return None
-    fitting = [c for c in best_of if c.within]
-    if budget != "auto" or not fitting:
-        return max(best_of, key=lambda c: c.budget) if budget == "auto" else best_of[0]
-    return fitting[0]
 
 
 def speedups(table: pd.DataFrame) -> pd.DataFrame:

@@ -3,9 +3,9 @@ paired intervals support, and nothing more."""
 
 from __future__ import annotations
 
+from prunelab.network.choice import Choice
 from prunelab.scoring.scores import SCORES
 from prunelab.study.aggregate import PAIRED, SCORE_OF
-from prunelab.study.network import Choice
 from prunelab.study.verdicts import sentence
 
 
@@ -200,7 +200,7 @@ def sensitivity_section(sensitivity: dict, n_seeds: int, shares: list[float]) ->
 def budget_section(budget: dict, n_seeds: int, within: Choice | None) -> list[str]:
     """The budget table: per FLOPs budget, strategy and criterion, the shares kept and the
     fine-tuned recalibrated balanced accuracy against the unpruned model fine-tuned alike."""
-    from prunelab.study.network import budget_key
+    from prunelab.network.choice import budget_key
 
     base = budget["unpruned"]
     lines = [
