@@ -312,3 +312,48 @@ def test_the_report_names_the_budget_the_export_takes() -> None:
     assert "**0.5 of the FLOPs**, by `uniform` with `l1_norm` (-0.5 points, mean of 3 seeds)" in text
     text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5], points=0.25)))
     assert "the largest budget's best configuration loses 0.5 points" in text
+
+
+def test_damaged_sensitivity_and_budget_tables_are_refused_in_one_line(tmp_path) -> None:
+    from prunelab.checks.tables import check_budget, check_sensitivity
+
+    header = "layer,criterion,fraction,k,acc,bacc,roc_auc,recal_acc,recal_bacc\n"
+    unpruned = "90.000000,70.000000,88.000000,89.000000,72.000000\n"
+    good = (
+        header
+        + f"conv1,l1_norm,0.000000,0,{unpruned}"
+        + "conv1,l1_norm,0.500000,16,80.000000,60.000000,80.000000,81.000000,65.000000\n"
+        + f"conv1,random,0.000000,0,{unpruned}"
+        + "conv1,random,0.500000,16,70.000000,55.000000,75.000000,71.000000,60.000000\n"
+    )
+    check_sensitivity("s.csv", good)
+    for text, problem in (
+        (good.replace("conv1,random,0.000000,0,90.000000", "conv1,random,0.000000,0,91.000000"),
+         "the criteria score conv1's unpruned model differently (acc)"),
+        (good.replace("0.500000,16,80", "0.500000,0,80"), "K is 0 exactly where the share removed is 0"),
+        (good.replace("conv1,l1_norm,0.500000", "conv1,l1_norm,0.000000"), "appears twice"),
+    ):  # fmt: skip
+        with pytest.raises(UserError) as err:
+            check_sensitivity("s.csv", text)
+        assert problem in str(err.value) and "\n" not in str(err.value) and "rerun sensitivity" in str(err.value)
+
+    scores = ",".join(["80.000000"] * 10)
+    header = (
+        "budget,strategy,criterion,channels,flops_kept,params_kept,acc,bacc,roc_auc,recal_acc,recal_bacc,"
+        "finetuned_acc,finetuned_bacc,finetuned_roc_auc,finetuned_recal_acc,finetuned_recal_bacc\n"
+    )
+    good = (
+        header
+        + f"1.000000,unpruned,none,32/64/128,1.000000,1.000000,{scores}\n"
+        + f"0.500000,uniform,l1_norm,22/44/88,0.492807,0.637230,{scores}\n"
+    )
+    check_budget("b.csv", good)
+    for text, problem in (
+        (good.replace("0.492807", "0.512345"), "line 3: flops_kept is over its budget"),
+        (good.replace("1.000000,unpruned,none,32/64/128,1.000000", "1.000000,unpruned,none,32/64/128,0.900000"),
+         "the unpruned model keeps less than all its FLOPs"),
+        (good.replace("22/44/88", "22-44-88"), "channels='22-44-88' is not integers joined by /"),
+    ):  # fmt: skip
+        with pytest.raises(UserError) as err:
+            check_budget("b.csv", text)
+        assert problem in str(err.value) and "\n" not in str(err.value) and "rerun budget" in str(err.value)
