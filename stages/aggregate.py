@@ -9,12 +9,13 @@ and share: mean and interval of each score) and budget.csv (every seed's budget 
 
 from __future__ import annotations
 
+from prunelab.network.choice import choose_budget
 from prunelab.params import load_params
 from prunelab.paths import REPORT, STUDY, STUDY_METRICS
 from prunelab.runtime import log, stage_main, write_json, write_table, write_text
 from prunelab.scoring.scores import SCORES
 from prunelab.study.aggregate import band_table, finetune_metrics, finetune_table, study_metrics
-from prunelab.study.network import budget_metrics, choose_budget, sensitivity_band, sensitivity_metrics
+from prunelab.study.network import budget_metrics, sensitivity_band, sensitivity_metrics
 from prunelab.study.replicates import (
     load_budgets,
     load_finetunes,
