@@ -267,26 +267,36 @@ def network(files: Files) -> str:
         "**Every conv layer at once, to a FLOPs budget, then fine-tuned** (the unpruned model fine-tuned by the "
         f"same recipe: recalibrated balanced accuracy {interval(at(budget, 'unpruned.finetuned_recal_bacc', METRICS))}"
         "); "
-        "the configuration with the best mean at each budget:",
+        "at each budget, the strategy and criterion with the best mean (random aside), and random under the "
+        "same strategy:",
         "",
-        "| FLOPs budget | strategy | criterion | FLOPs kept | params kept | fine-tuned recal. bacc minus unpruned |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| FLOPs budget | strategy | criterion | FLOPs kept | params kept | fine-tuned recal. bacc minus unpruned "
+        "| random, same strategy | criterion minus random |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     best: dict[str, tuple[float, str, str, dict]] = {}
     for strategy, criteria in budget.items():
         if strategy == "unpruned":
             continue
         for criterion, entries in criteria.items():
+            if criterion == "random":
+                continue
             for key, entry in entries.items():
                 gain = entry["finetuned_recal_bacc_vs_unpruned"]["mean"]
                 if key not in best or gain > best[key][0]:
                     best[key] = (gain, strategy, criterion, entry)
     for key in sorted(best, key=lambda k: -float(k.removeprefix("flops_"))):
         _, strategy, criterion, entry = best[key]
+        random = budget[strategy].get("random", {}).get(key)
+        versus = entry.get("finetuned_recal_bacc_vs_random")
         lines.append(
             f"| {float(key.removeprefix('flops_')) / 100:g} | {strategy} | {criterion} | "
             f"{entry['flops_kept']['mean']:.3f} | {entry['params_kept']['mean']:.3f} | "
-            f"{interval(entry['finetuned_recal_bacc_vs_unpruned'], signed=True)} |"
+            f"{interval(entry['finetuned_recal_bacc_vs_unpruned'], signed=True)} | "
+            + (interval(random["finetuned_recal_bacc_vs_unpruned"], signed=True) if random else "—")
+            + " | "
+            + (f"{interval(versus, signed=True)}, {verdict(versus)}" if versus else "—")
+            + " |"
         )
     closing = [
         line for line in section(report, "The whole network to a FLOPs budget", REPORT) if "smallest budget" in line
