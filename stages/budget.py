@@ -15,6 +15,7 @@ import pandas as pd
 
 from prunelab.checks.implied import implied
 from prunelab.data.prepared import load_info, load_split
+from prunelab.errors import UserError
 from prunelab.models.cost import parameter_count
 from prunelab.models.nets import load_model
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
@@ -63,11 +64,24 @@ def main() -> None:
         row |= {f"finetuned_{k}": v for k, v in every_score(tuned, test, calibration, n_classes).items()}
         return row
 
+    # Every allocation first (cheap), so that a budget a strategy cannot reach is refused before any training.
+    jobs = []
+    for share in budget.flops:
+        for strategy in budget.strategies:
+            for criterion in budget.criteria:
+                removed = allocate(strategy, sensitivity_plans(rankings, curves, criterion), flops, share)
+                reached = flops.kept({name: p - len(removed[name]) for name, p in channels.items()})
+                if reached > share + 1e-9:
+                    sensitivity = strategy == "sensitivity"
+                    raise UserError(
+                        f"params.yaml: budget.flops has {share:g}, which the {strategy} strategy cannot reach"
+                        + " (it removes at most the largest share of sensitivity.fractions)" * sensitivity
+                        + f": at most it keeps {reached:.3f} of the FLOPs; allowed: a larger budget"
+                        + ", or larger shares in sensitivity.fractions" * sensitivity
+                    )
+                jobs.append((share, strategy, criterion, removed))
     rows = [{"budget": 1.0, "strategy": "unpruned", "criterion": "none"} | scored({}, f"budget seed {seed} unpruned")]
-    jobs = [(b, s, c) for b in budget.flops for s in budget.strategies for c in budget.criteria]
-    for share, strategy, criterion in progress(jobs, desc=f"budget seed {seed}"):
-        plans = sensitivity_plans(rankings, curves, criterion)
-        removed = allocate(strategy, plans, flops, share)
+    for share, strategy, criterion, removed in progress(jobs, desc=f"budget seed {seed}"):
         rows.append(
             {"budget": share, "strategy": strategy, "criterion": criterion}
             | scored(removed, f"finetune {strategy} {criterion}")

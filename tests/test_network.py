@@ -357,3 +357,20 @@ def test_damaged_sensitivity_and_budget_tables_are_refused_in_one_line(tmp_path)
         with pytest.raises(UserError) as err:
             check_budget("b.csv", text)
         assert problem in str(err.value) and "\n" not in str(err.value) and "rerun budget" in str(err.value)
+
+
+@pytest.mark.integration
+def test_a_budget_the_sensitivity_strategy_cannot_reach_is_one_line(tiny_repo, tmp_path) -> None:
+    """Valid params on their own, but the tiny study measures shares up to a half, past which the
+    sensitivity strategy does not go: the stage says so in one line, before any fine-tuning, and writes nothing."""
+    from tests.helpers import copy_repo, set_params, stage
+
+    repo = copy_repo(tiny_repo, tmp_path / "repo")
+    before = (repo / "metrics/seeds/0/budget.csv").read_bytes()
+    set_params(repo / "params.yaml", {"budget.flops": [0.1]})
+    result = stage(repo, "budget", seed=0)
+    message = result.stderr.strip()
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert message.splitlines()[-1].startswith("params.yaml: budget.flops has 0.1, which the sensitivity strategy")
+    assert "larger shares in sensitivity.fractions" in message
+    assert (repo / "metrics/seeds/0/budget.csv").read_bytes() == before
