@@ -64,8 +64,8 @@ class ConsumerParts:
     A conv consumer's H numbers are flattened channels-last (h', w', C'), and everything after
     it runs on channels-last maps: oneDNN's convolutions and pooling are faster on them (what
     follows conv2's consumer in the pairs model, 2,000 samples: about half the time, measured
-    alone), and the walk's pre-activations then are such maps with no copy. Sums over H (the sweep's subtraction, the reconstruction Gram) do
-    not depend on the order of the H numbers."""
+    alone), and the walk's pre-activations then are such maps with no copy. Sums over H (the
+    sweep's subtraction, the reconstruction Gram) do not depend on the order of the H numbers."""
 
     weight: torch.Tensor  # fc1: P×S×H, grouped by input channel; conv: (P·C')×1×kh×kw, grouped conv kernels
     bias: torch.Tensor  # H
