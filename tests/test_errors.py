@@ -318,8 +318,31 @@ CASES = [
     Case(
         "export-criterion-not-in-study",
         "export",
-        put(**{"prune.criteria": ["mean_activation", "random"], "export.criterion": "l1_norm"}),
+        put(
+            **{"prune.criteria": ["mean_activation", "random"], "export.criterion": "l1_norm", "export.budget": "none"}
+        ),
         ("export.criterion='l1_norm' is not in the study", "mean_activation, random"),
+    ),
+    Case(
+        "export-criterion-not-in-budget-study",
+        "export",
+        put(**{"export.criterion": "taylor"}),
+        ("export.criterion='taylor' is not in the budget study", "budget.criteria (l1_norm, random)"),
+    ),
+    Case(
+        "export-budget-not-studied",
+        "export",
+        put(**{"export.budget": 0.3}),
+        (
+            "export.budget=0.3 is not in the budget study",
+            "allowed: auto, none or one of budget.flops (0.5)",
+        ),
+    ),
+    Case(
+        "export-strategy-not-studied",
+        "export",
+        put(**{"budget.strategies": ["uniform"], "export.strategy": "global"}),
+        ("export.strategy='global' is not in the budget study", "budget.strategies (uniform)"),
     ),
     # plot
     Case("dpi-too-low", "plot", put(**{"plot.dpi": 5}), ("plot.dpi=5", "from 30 to 600")),

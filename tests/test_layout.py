@@ -136,6 +136,8 @@ def test_registries_and_params_schema_agree() -> None:
     def with_value(dotted: str, value: object) -> dict:
         section, key = dotted.split(".")
         edited = {**base, section: {**base[section], key: value}}
+        if dotted == "export.criterion":  # any criterion of the single-layer study: the export of that study
+            edited["export"] = {**edited["export"], "budget": "none"}
         if dotted == "model.arch" and value in prunelab.ARCHS and not prunelab.ARCHS[value].batchnorm:
             edited["prune"] = {**base["prune"], "criteria": [c for c in base["prune"]["criteria"] if c != "bn_gamma"]}
         return edited
@@ -312,18 +314,36 @@ def test_the_readme_export_block_renders_from_efficiency_json() -> None:
         "channels": 128,
         "seed": 0,
         "criterion_taylor": 1,
+        "study_recal_bacc_at_k": 77.0,
+        "study_recal_bacc_unpruned": 78.5,
+        "score_loss_points": 1.5,
         "threads": 2,
         "ratio": {"params": 4.0, "flops": 1.5, "program_bytes": 1.25, "speedup_batch1": 1.004, "speedup_batch256": 1.2},
         "unpruned": {"latency_ms_batch256": 20.0, "latency_ms_batch256_eager": 70.0},
     }
+    tail = (
+        "It has 4.00× fewer parameters, 1.50× fewer FLOPs per sample, a 1.25× smaller `.pt2` file, and runs 1.20× "
+        "faster at batch 256 (1.00× at batch 1) than the unpruned model in the same format (BatchNorm folded into "
+        "the convs, channels-last: the format shipped, which alone makes the unpruned model 3.50× faster than as "
+        "trained) on the CPU that ran the `export` stage (2 threads; latencies are the one output that changes "
+        "from run to run)."
+    )
     expected = (
-        "The exported model is seed 0's, `taylor` at K = 100 of 128 channels: 4.00× fewer parameters, 1.50× fewer "
-        "FLOPs per sample, a 1.25× smaller `.pt2` file, and 1.20× faster at batch 256 (1.00× at batch 1) than the "
-        "unpruned model in the same format (BatchNorm folded into the convs, channels-last: the format shipped, "
-        "which alone makes the unpruned model 3.50× faster than as trained) on the CPU that ran the `export` stage "
-        "(2 threads; latencies are the one output that changes from run to run)."
+        "The exported model is seed 0's, `taylor` at K = 100 of 128 channels; the study's mean recalibrated "
+        "balanced accuracy at K is 77.00 against 78.50 unpruned (`score_loss_points` 1.50). " + tail
     )
     assert tool.render("export", tool.Files.from_mapping({"metrics/efficiency.json": efficiency})) == expected
+    # The whole network at a FLOPs budget (the default export).
+    network = {key: value for key, value in efficiency.items() if key not in ("k", "channels")} | {
+        "budget": 0.25, "strategy_uniform": 1, "channels_conv1": 15, "channels_conv2": 30,
+        "study_finetuned_recal_bacc": 79.5, "study_finetuned_recal_bacc_unpruned": 80.0, "score_loss_points": 0.5,
+    }  # fmt: skip
+    assert tool.render("export", tool.Files.from_mapping({"metrics/efficiency.json": network})) == (
+        "The exported model is seed 0's, the whole network at **0.25 of the FLOPs**, allocated by `uniform` and "
+        "ranked by `taylor` (channels kept: conv1 15, conv2 30), fine-tuned by the budget study's recipe; the "
+        "study's mean fine-tuned recalibrated balanced accuracy for it is 79.50 against 80.00 for the unpruned "
+        "model fine-tuned alike (`score_loss_points` 0.50). " + tail
+    )
     del efficiency["ratio"]["flops"]
     with pytest.raises(tool.RenderError, match=r"metrics/efficiency.json: no key ratio.flops"):
         tool.render("export", tool.Files.from_mapping({"metrics/efficiency.json": efficiency}))

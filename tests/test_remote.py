@@ -131,7 +131,7 @@ def test_remote_aggregator_metrics_equal_one_machines_byte_for_byte(spread: dict
     assert {"metrics/seeds/1/finetune.csv", "metrics/metrics.json", "metrics/plots/efficiency.png"} <= set(files)
     differ = [f for f in files if f not in TIMED and (agg / f).read_bytes() != (tiny_repo / f).read_bytes()]
     assert differ == []
-    for name in sorted(TIMED):
+    for name in sorted(n for n in TIMED if n.endswith(".json")):
         ours, one_machine = (json.loads((repo / name).read_text()) for repo in (agg, tiny_repo))
         assert untimed(ours) != ours, f"{name} holds no latency: compare it byte for byte"
         assert untimed(ours) == untimed(one_machine), name
