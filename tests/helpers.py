@@ -35,7 +35,7 @@ TINY_OVERRIDES: dict[str, Any] = {
     "data.n_pairs": 300,
     "train.epochs": 1,
     "prune.random_orders": 3,
-    "sensitivity.fractions": [0.25, 0.5],
+    "sensitivity.fractions": [0.5],
     "sensitivity.random_orders": 1,
     "budget.flops": [0.5],
     "budget.finetune_epochs": 0.1,

@@ -320,9 +320,11 @@ def test_the_implied_facts_follow_params() -> None:
     assert got.finetuned[0] == ("mean_activation", "half", 64) and len(got.finetuned) == 6
     assert len(got.sweep_rows()) == 128 * 11 and got.train_rows() == [(1,)]
     # The whole network: every layer × sensitivity criterion × share (0 first), and the unpruned row first.
-    assert got.layers == ("conv1", "conv2", "conv3") and got.fractions == (0.25, 0.5)
-    assert got.sensitivity_rows()[:3] == [("conv1", "mean_activation", f) for f in (0.0, 0.25, 0.5)]
-    assert len(got.sensitivity_rows()) == 3 * len(got.sensitivity_criteria) * 3
+    assert got.layers == ("conv1", "conv2", "conv3") and got.fractions == (0.5,)
+    assert got.sensitivity_rows()[:3] == [("conv1", "mean_activation", f) for f in (0.0, 0.5)] + [
+        ("conv1", "l1_norm", 0.0)
+    ]
+    assert len(got.sensitivity_rows()) == 3 * len(got.sensitivity_criteria) * 2
     assert got.budget_rows()[:2] == [(1.0, "unpruned", "none"), (0.5, "uniform", "l1_norm")]
     assert len(got.budget_rows()) == 1 + len(got.strategies) * len(got.budget_criteria)
 
