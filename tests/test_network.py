@@ -371,6 +371,7 @@ def test_a_budget_the_sensitivity_strategy_cannot_reach_is_one_line(tiny_repo, t
     result = stage(repo, "budget", seed=0)
     message = result.stderr.strip()
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
-    assert message.splitlines()[-1].startswith("params.yaml: budget.flops has 0.1, which the sensitivity strategy")
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith("error: params.yaml: budget.flops has 0.1, which the sensitivity strategy cannot reach")
     assert "larger shares in sensitivity.fractions" in message
     assert (repo / "metrics/seeds/0/budget.csv").read_bytes() == before
