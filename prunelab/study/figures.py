@@ -336,11 +336,11 @@ def plot_sensitivity(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int,
 SCORE_LABELS = {"roc_auc": "ROC AUC", "recal_bacc": "recalibrated balanced accuracy", "bacc": "balanced accuracy"}
 
 
-def plot_budget(points: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, latency: str = "") -> None:
+def plot_budget(points: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int) -> None:
     """Whole-network pruning: the fine-tuned recalibrated balanced accuracy minus the unpruned
     model's (fine-tuned alike) against FLOPs speed-up (left) and parameter compression (right),
     mean over seeds with 95 % intervals, colour by strategy and marker by criterion. `points` is
-    `prunelab.study.network.speedups`; `latency` is a note on measured speed for the figure."""
+    `prunelab.study.network.speedups`. (The shipped model's measured speed-up is on efficiency.png.)"""
     strategies = list(dict.fromkeys(points["strategy"]))
     criteria = list(dict.fromkeys(points["criterion"]))
     colours = dict(zip(strategies, criterion_colours(len(strategies)), strict=True))
@@ -369,8 +369,7 @@ def plot_budget(points: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, lat
             ax.set_xscale("log", base=2)
         axes[0].set_ylabel("fine-tuned recal. bacc minus unpruned (points)")
         axes[1].legend(fontsize=7, loc="lower left", ncol=2)
-        fig.suptitle(f"Every conv layer pruned to a FLOPs budget, then fine-tuned; {_title_seeds(n_seeds)}"
-                     + (f"\n{latency}" if latency else ""), fontsize=9)  # fmt: skip
+        fig.suptitle(f"Every conv layer pruned to a FLOPs budget, then fine-tuned; {_title_seeds(n_seeds)}", fontsize=9)
         _save(fig, path, dpi)
 
 
