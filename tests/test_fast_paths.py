@@ -14,8 +14,10 @@ from prunelab.pruning.consumers import ConsumerParts, replacement_values
 from prunelab.pruning.surgery import channel_mask, remove_channels, zero_conv_weights
 from prunelab.pruning.sweep import (
     block_outputs,
+    default_sizes,
     seed_loop_confusions,
     sweep_confusions,
+    sweep_logits,
 )
 from prunelab.scoring.scores import accuracy
 from tests.helpers import tiny_model
@@ -124,6 +126,25 @@ def test_ks_subsets_give_the_same_rows_as_all_ks(mode: str) -> None:
     for ks in ([0, 5, 17, 127], [64], [3, 1, 3, 0], [100, 2]):  # sorted, one, unsorted with a repeat
         subset = sweep_confusions(model, outputs, labels, removal, ks, 2, mode)
         np.testing.assert_array_equal(subset, everything[:, ks])
+
+
+@pytest.mark.parametrize(("arch", "layer"), [("pair_cnn", None), ("simple_cnn", None), ("simple_cnn", "conv1")])
+def test_logits_of_ks_subsets_and_any_sizes_are_the_rows_of_all_ks(arch: str, layer: str | None) -> None:
+    """The logits are written per K row: consecutive rows in one copy, others (unsorted, repeated) one
+    by one; either way, and with the CPU's or a GPU's default sizes, each row holds its K's logits."""
+    model = tiny_model(arch)
+    images, _ = data(arch, 23, seed=10, dtype=torch.float32)
+    outputs = block_outputs(model, images, batch_size=23, device=CPU, layer=layer)
+    chosen = model.layer(layer)
+    removal = orders(chosen.channels, 3, seed=11)
+    everything = sweep_logits(model, outputs, removal, range(chosen.channels), layer=layer)
+    chunk, stash = default_sizes(layer is not None, torch.device("cuda"))
+    for ks in ([0, 5, 15], [6], [3, 1, 3, 0], [12, 2]):
+        subset = sweep_logits(model, outputs, removal, ks, layer=layer)
+        np.testing.assert_array_equal(subset, everything[:, ks])
+        large = sweep_logits(model, outputs, removal, ks, chunk_elements=chunk, stash_elements=stash, layer=layer)
+        np.testing.assert_array_equal(large, everything[:, ks])
+    assert default_sizes(layer is not None, torch.device("cuda"))[0] > default_sizes(layer is not None, CPU)[0]
 
 
 def test_chunking_and_order_blocks_do_not_change_results() -> None:

@@ -354,8 +354,12 @@ def test_the_readme_check_names_a_stale_block(tmp_path) -> None:
     files = tool.Files.from_mapping({"metrics/gpu_check.log": GPU_LOG})
     fresh = tool.render("gpu-check", files)
     assert fresh == (
-        "H200, torch 2.0: 2 replicates took 40.0 – 44.9 s each (train 8.7 – 9.5 s, sweep_prune 13.0 – 16.1 s). "
-        "Rerun of seed 0: model.pt identical."
+        "H200, torch 2.0; a fresh interpreter costs 7.3 s per stage before any work (2.9 s for prepare_data, "
+        "which imports no torch).\n"
+        "- **pairs**, 2 seeds: 40.0 – 44.9 s per seed, of which 10.0 – 11.2 s beyond start-up "
+        "(train 8.7 – 9.5 s, sweep_prune 13.0 – 16.1 s).\n"
+        "- **cifar10 single-layer**, 1 seed: 70.6 s per seed, of which 38.7 s beyond start-up (train 27.1 s).\n"
+        "- Rerun of pairs seed 0: model.pt identical."
     )
     (tmp_path / "docs").mkdir()
     block = "<!-- generated: gpu-check -->\n{}\n<!-- /generated -->\n"
@@ -368,9 +372,12 @@ def test_the_readme_check_names_a_stale_block(tmp_path) -> None:
 
 
 GPU_LOG = """device: H200, torch 2.0
-seed 0: replicate 40.0 s (train 9.5 s, sweep_prune 13.0 s)
-seed 1: replicate 44.9 s (train 8.7 s, sweep_prune 16.1 s)
-rerun of seed 0: model.pt identical
+start-up floor: 7.3 s per stage (a fresh interpreter, device touched), 2.9 s for prepare_data (no torch)
+pairs seed 0: 40.0 s, stage work 10.0 s beyond start-up (train 9.5, sweep_prune 13.0)
+pairs rerun seed 0: 39.0 s, stage work 9.0 s beyond start-up (train 9.5, sweep_prune 12.0)
+rerun of pairs seed 0: model.pt identical
+cifar10 single-layer seed 0: 70.6 s, stage work 38.7 s beyond start-up (train 27.1)
+pairs seed 1: 44.9 s, stage work 11.2 s beyond start-up (train 8.7, sweep_prune 16.1)
 """
 
 

@@ -559,33 +559,54 @@ def kernel_check(files: Files) -> str:
     return "\n".join(lines)
 
 
-REPLICATE = re.compile(r"^seed (\d+): replicate ([\d.]+) s \((.*)\)$")
+REPLICATE = re.compile(r"^(.+?) seed (\d+): ([\d.]+) s, stage work (-?[\d.]+) s beyond start-up \((.*)\)$")
+FLOOR = re.compile(r"^start-up floor: ([\d.]+) s per stage .*, ([\d.]+) s for prepare_data")
 
 
 def gpu_check(files: Files) -> str:
-    """docs/performance.md: the GPU log's device, replicate times and rerun comparison."""
+    """docs/performance.md and the README: the GPU log's device, start-up floor, each part's replicate
+    times (whole and beyond start-up, per stage) and the rerun comparison (`tools/gpu_check.py`)."""
     log = files.text(GPU_LOG).splitlines()
-    device = [line for line in log if line.startswith("device: ")]
+    device = [line.removeprefix("device: ") for line in log if line.startswith("device: ")]
+    floor = [match for match in map(FLOOR.match, log) if match]
     rerun = [line for line in log if line.startswith("rerun of ")]
-    times: dict[str, list[float]] = {}
-    for line in log:
-        match = REPLICATE.match(line)
-        if match:
-            times.setdefault("replicate", []).append(float(match.group(2)))
-            for part in match.group(3).split(", "):
-                stage, seconds, _ = part.split(" ")
-                times.setdefault(stage, []).append(float(seconds))
-    if not device or not rerun or not times:
-        raise RenderError(f"{GPU_LOG}: needs a 'device:' line, 'seed N: replicate' lines and a 'rerun of' line")
+    parts: dict[str, dict[str, list[float]]] = {}  # label → {"whole" | "work" | stage: seconds per seed}
+    for match in filter(None, map(REPLICATE.match, log)):
+        label, _, whole, work, detail = match.groups()
+        if label.endswith(" rerun"):
+            continue
+        times = parts.setdefault(label, {})
+        times.setdefault("whole", []).append(float(whole))
+        times.setdefault("work", []).append(float(work))
+        for part in detail.split(", "):
+            stage, seconds = part.split(" ")
+            times.setdefault(stage, []).append(float(seconds))
+    if not device or not floor or not rerun or not parts:
+        raise RenderError(
+            f"{GPU_LOG}: needs a 'device:' line, a 'start-up floor:' line, 'LABEL seed N: …' lines"
+            " and a 'rerun of' line"
+        )
 
     def spread(values: list[float]) -> str:
-        return f"{num(min(values))} – {num(max(values))} s"
+        low, high = num(min(values)), num(max(values))
+        return f"{low} s" if low == high else f"{low} – {high} s"
 
-    stages = ", ".join(f"{stage} {spread(values)}" for stage, values in times.items() if stage != "replicate")
-    return (
-        f"{device[0].removeprefix('device: ')}: {len(times['replicate'])} replicates took "
-        f"{spread(times['replicate'])} each ({stages}). {rerun[0][0].upper()}{rerun[0][1:]}."
-    )
+    lines = [
+        f"{device[0]}; a fresh interpreter costs {num(float(floor[0].group(1)))} s per stage before any work "
+        f"({num(float(floor[0].group(2)))} s for prepare_data, which imports no torch)."
+    ]
+    for label, times in parts.items():
+        seeds = len(times["whole"])
+        stages = ", ".join(f"{stage} {spread(v)}" for stage, v in times.items() if stage not in ("whole", "work"))
+        lines.append(
+            f"- **{label}**, {seeds} seed{'s' * (seeds > 1)}: {spread(times['whole'])} per seed, of which "
+            f"{spread(times['work'])} beyond start-up ({stages})."
+        )
+    synthetic = [line for line in log if line.startswith("cifar10: synthetic")]
+    if synthetic:
+        lines.append(f"- CIFAR-10 images: {synthetic[0].removeprefix('cifar10: ')}.")
+    lines.append(f"- {rerun[0][0].upper()}{rerun[0][1:]}.")
+    return "\n".join(lines)
 
 
 GOAL_LINE = re.compile(r"^(\S+)\s+(\d+\.\d+)\s+([≥≤] \S+) (met|NOT MET)$")

@@ -61,6 +61,22 @@ def block_outputs(
 Emit = Callable[[int, list[int], int, torch.Tensor], None]
 
 
+def default_sizes(conv_consumer: bool, device: torch.device) -> tuple[int, int]:
+    """(chunk_elements, stash_elements) when the caller names none. On the CPU, small enough that a
+    chunk's contributions stay in cache; a conv consumer's pre-activation is large (C'·h'·w' per
+    sample) and everything after it runs per K, so bigger chunks keep those calls few. On a GPU
+    every call costs a launch whatever its size, so chunks are 16 times larger (a few hundred MB in
+    float64). Sizes change speed only, never results on one device."""
+    chunk, stash = (1 << 24, 1 << 22) if conv_consumer else (1 << 21, 1 << 19)
+    return (chunk << 4, stash << 4) if device.type == "cuda" else (chunk, stash)
+
+
+def rows_index(rows: list[int]) -> slice | list[int]:
+    """`rows` as a slice when they are consecutive (ks listed in ascending order, each once: the usual
+    case), so that writing them is one copy rather than an indexed scatter; else the list itself."""
+    return slice(rows[0], rows[0] + len(rows)) if rows == list(range(rows[0], rows[0] + len(rows))) else rows
+
+
 @torch.no_grad()
 def _sweep(
     model: PrunableNet,
@@ -84,9 +100,7 @@ def _sweep(
         dtype = torch.float64 if isinstance(consumer, nn.Linear) else outputs.dtype
     head = ConsumerParts.of(model, mode, dtype, device, tuple(outputs.shape[2:]), layer)
     p, hidden = outputs.shape[1], head.hidden
-    # A conv consumer's pre-activation is large (C'·h'·w' per sample) and everything after it runs
-    # per K: bigger chunks keep those calls few. Sizes change speed only, never results.
-    default_chunk, default_stash = (1 << 21, 1 << 19) if head.conv is None else (1 << 24, 1 << 22)
+    default_chunk, default_stash = default_sizes(head.conv is not None, device)
     chunk_elements = chunk_elements or default_chunk
     stash_elements = stash_elements or default_stash
     ks_list = [int(k) for k in ks]
@@ -153,7 +167,7 @@ def sweep_confusions(
 
     def keep(start: int, rows: list[int], first: int, logits: torch.Tensor) -> None:
         predicted = logits.argmax(-1)  # rows × orders × n
-        found[rows, first : first + predicted.shape[1], start : start + predicted.shape[2]] = predicted
+        found[rows_index(rows), first : first + predicted.shape[1], start : start + predicted.shape[2]] = predicted
 
     _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements, layer)
     return confusion(labels.to(device), found.transpose(0, 1).contiguous(), n_classes).cpu().numpy()
@@ -186,9 +200,7 @@ def sweep_logits(
             shape = (len(orders), len(ks_list), len(outputs), logits.shape[-1])
             result = torch.empty(shape, dtype=out_dtype, device=outputs.device if on_device else "cpu")
         block = logits.transpose(0, 1).to(result.device, out_dtype)  # orders × rows × n × C
-        index = torch.as_tensor(rows, device=result.device)
-        for i in range(block.shape[0]):
-            result[first + i, index, start : start + block.shape[2]] = block[i]
+        result[first : first + block.shape[0], rows_index(rows), start : start + block.shape[2]] = block
 
     _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements, layer)
     assert result is not None
@@ -236,7 +248,7 @@ def _walk(
         logits = head.finish(stash[:size] if len(wanted) == size else stash[wanted])
         picks = [i for i, j in enumerate(wanted) for _ in rows_at[k0 + j]]
         rows = [row for j in wanted for row in rows_at[k0 + j]]
-        emit(start, rows, first, logits[picks])
+        emit(start, rows, first, logits if picks == list(range(len(logits))) else logits[picks])
 
 
 def seed_loop_confusions(
