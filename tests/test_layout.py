@@ -359,8 +359,12 @@ def test_the_readme_check_names_a_stale_block(tmp_path) -> None:
         "- **pairs**, 2 seeds: 40.0 – 44.9 s per seed, of which 10.0 – 11.2 s beyond start-up "
         "(train 8.7 – 9.5 s, sweep_prune 13.0 – 16.1 s).\n"
         "- **cifar10 single-layer**, 1 seed: 70.6 s per seed, of which 38.7 s beyond start-up (train 27.1 s).\n"
-        "- Rerun of pairs seed 0: model.pt identical."
+        "- Rerun of pairs seed 0: model.pt identical.\n"
+        "- Goal, a pairs replicate's stage work ≤ 15 s beyond start-up: 11.2 s at most, met.\n"
+        "- Goal, the five-seed CIFAR-10 study ≤ 180 s: 353.0 s (five times the mean per seed of 1 measured), NOT MET."
     )
+    cpu = tool.Files.from_mapping({"metrics/cpu_check.log": GPU_LOG.replace("(train 27.1)", "(sweep_prune 31.5)")})
+    assert tool.render("cpu-check", cpu).endswith("- Goal, CIFAR-10 sweep_prune ≤ 30 s per seed: 31.5 s, NOT MET.")
     (tmp_path / "docs").mkdir()
     block = "<!-- generated: gpu-check -->\n{}\n<!-- /generated -->\n"
     (tmp_path / "README.md").write_text("# x\n\n" + block.format(fresh))

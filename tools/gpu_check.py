@@ -140,6 +140,16 @@ def synthetic_cifar() -> None:
     os.environ["PRUNE_LAB_CHECKSUMS"] = str(write_checksums(sums, sorted(folder.iterdir())))
 
 
+def cpu_name() -> str:
+    """The processor's model name and core count, as /proc/cpuinfo gives them (Linux); else "CPU"."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "CPU"
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return f"{names[0]} ({len(names)} cores)" if names else "CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -159,7 +169,9 @@ def main() -> None:
 
     import torch
 
-    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name(0) if args.device == "cuda" else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    )
     say(f"device: {where}, torch {torch.__version__}")
     params_file = ROOT / "params.yaml"
     original = params_file.read_text()
@@ -199,7 +211,7 @@ def main() -> None:
             if not in_budget(f"cifar10 seed {seed}"):
                 break
             totals.append(replicate("cifar10 single-layer", seed, SINGLE_LAYER, floors))
-        say(f"cifar10 single-layer study, {len(totals)} seeds: {sum(totals):.1f} s")
+        say(f"cifar10 single-layer study, {len(totals)} seed{'s' * (len(totals) != 1)}: {sum(totals):.1f} s")
         if in_budget("cifar10 whole-network stages"):
             replicate("cifar10 whole-network", args.cifar_seeds[0], NETWORK, floors)
 

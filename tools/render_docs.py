@@ -34,6 +34,7 @@ EFFICIENCY = "metrics/efficiency.json"
 REPORT = "metrics/report.md"
 KERNEL_CHECK = "metrics/kernel_check.md"
 GPU_LOG = "metrics/gpu_check.log"
+CPU_LOG = "metrics/cpu_check.log"
 BENCHMARK_LOG = "metrics/benchmark.log"
 FUZZ = "metrics/fuzz.json"
 
@@ -563,14 +564,59 @@ REPLICATE = re.compile(r"^(.+?) seed (\d+): ([\d.]+) s, stage work (-?[\d.]+) s 
 FLOOR = re.compile(r"^start-up floor: ([\d.]+) s per stage .*, ([\d.]+) s for prepare_data")
 
 
-def gpu_check(files: Files) -> str:
-    """docs/performance.md and the README: the GPU log's device, start-up floor, each part's replicate
-    times (whole and beyond start-up, per stage) and the rerun comparison (`tools/gpu_check.py`)."""
-    log = files.text(GPU_LOG).splitlines()
+Parts = dict[str, dict[str, list[float]]]  # label → {"whole" | "work" | stage: seconds, one per seed}
+
+
+def _seconds(value: float) -> str:
+    return f"{num(value)} s"
+
+
+def _spread(values: list[float]) -> str:
+    low, high = num(min(values)), num(max(values))
+    return f"{low} s" if low == high else f"{low} – {high} s"
+
+
+def _verdict(value: float, goal: float) -> str:
+    return "met" if value <= goal else "NOT MET"
+
+
+def _gpu_goals(parts: Parts) -> list[str]:
+    """Issue 18's GPU goals: a pairs replicate's stage work beyond start-up, and the five-seed CIFAR-10
+    study (at the measured rate per seed when fewer seeds were run)."""
+    lines = []
+    if "pairs" in parts:
+        worst = max(parts["pairs"]["work"])
+        lines.append(
+            f"- Goal, a pairs replicate's stage work ≤ 15 s beyond start-up: {_seconds(worst)} at most, "
+            f"{_verdict(worst, 15)}."
+        )
+    cifar = parts.get("cifar10 single-layer")
+    if cifar:
+        five = 5 * sum(cifar["whole"]) / len(cifar["whole"])
+        n = len(cifar["whole"])
+        measured = "measured" if n == 5 else f"five times the mean per seed of {n} measured"
+        lines.append(
+            f"- Goal, the five-seed CIFAR-10 study ≤ 180 s: {_seconds(five)} ({measured}), {_verdict(five, 180)}."
+        )
+    return lines
+
+
+def _cpu_goals(parts: Parts) -> list[str]:
+    """Issue 18's CPU goal: CIFAR-10's sweep_prune, whole process, every score."""
+    cifar = parts.get("cifar10 single-layer", {}).get("sweep_prune")
+    if not cifar:
+        return []
+    return [f"- Goal, CIFAR-10 sweep_prune ≤ 30 s per seed: {_spread(cifar)}, {_verdict(max(cifar), 30)}."]
+
+
+def replicate_log(files: Files, path: str, goals: Callable[[Parts], list[str]]) -> str:
+    """A `tools/gpu_check.py` log: the device, the start-up floor, each part's replicate times (whole and
+    beyond start-up, per stage), the rerun comparison and the goals that the log answers."""
+    log = files.text(path).splitlines()
     device = [line.removeprefix("device: ") for line in log if line.startswith("device: ")]
     floor = [match for match in map(FLOOR.match, log) if match]
     rerun = [line for line in log if line.startswith("rerun of ")]
-    parts: dict[str, dict[str, list[float]]] = {}  # label → {"whole" | "work" | stage: seconds per seed}
+    parts: Parts = {}
     for match in filter(None, map(REPLICATE.match, log)):
         label, _, whole, work, detail = match.groups()
         if label.endswith(" rerun"):
@@ -583,30 +629,34 @@ def gpu_check(files: Files) -> str:
             times.setdefault(stage, []).append(float(seconds))
     if not device or not floor or not rerun or not parts:
         raise RenderError(
-            f"{GPU_LOG}: needs a 'device:' line, a 'start-up floor:' line, 'LABEL seed N: …' lines"
-            " and a 'rerun of' line"
+            f"{path}: needs a 'device:' line, a 'start-up floor:' line, 'LABEL seed N: …' lines and a 'rerun of' line"
         )
-
-    def spread(values: list[float]) -> str:
-        low, high = num(min(values)), num(max(values))
-        return f"{low} s" if low == high else f"{low} – {high} s"
-
     lines = [
-        f"{device[0]}; a fresh interpreter costs {num(float(floor[0].group(1)))} s per stage before any work "
-        f"({num(float(floor[0].group(2)))} s for prepare_data, which imports no torch)."
+        f"{device[0]}; a fresh interpreter costs {_seconds(float(floor[0].group(1)))} per stage before any work "
+        f"({_seconds(float(floor[0].group(2)))} for prepare_data, which imports no torch)."
     ]
     for label, times in parts.items():
         seeds = len(times["whole"])
-        stages = ", ".join(f"{stage} {spread(v)}" for stage, v in times.items() if stage not in ("whole", "work"))
+        stages = ", ".join(f"{stage} {_spread(v)}" for stage, v in times.items() if stage not in ("whole", "work"))
         lines.append(
-            f"- **{label}**, {seeds} seed{'s' * (seeds > 1)}: {spread(times['whole'])} per seed, of which "
-            f"{spread(times['work'])} beyond start-up ({stages})."
+            f"- **{label}**, {seeds} seed{'s' * (seeds > 1)}: {_spread(times['whole'])} per seed, of which "
+            f"{_spread(times['work'])} beyond start-up ({stages})."
         )
     synthetic = [line for line in log if line.startswith("cifar10: synthetic")]
     if synthetic:
         lines.append(f"- CIFAR-10 images: {synthetic[0].removeprefix('cifar10: ')}.")
     lines.append(f"- {rerun[0][0].upper()}{rerun[0][1:]}.")
-    return "\n".join(lines)
+    return "\n".join(lines + goals(parts))
+
+
+def gpu_check(files: Files) -> str:
+    """docs/performance.md and the README: the last `tools/gpu_check.py` run on a GPU."""
+    return replicate_log(files, GPU_LOG, _gpu_goals)
+
+
+def cpu_check(files: Files) -> str:
+    """docs/performance.md and the README: `tools/gpu_check.py --device cpu`, the same runs on this CPU."""
+    return replicate_log(files, CPU_LOG, _cpu_goals)
 
 
 GOAL_LINE = re.compile(r"^(\S+)\s+(\d+\.\d+)\s+([≥≤] \S+) (met|NOT MET)$")
@@ -670,6 +720,7 @@ BLOCKS: dict[str, Callable[[Files], str]] = {
     "study-finetune": study_finetune,
     "kernel-check": kernel_check,
     "gpu-check": gpu_check,
+    "cpu-check": cpu_check,
     "benchmarks": benchmarks,
     "fuzz": fuzz,
 }
