@@ -592,8 +592,8 @@ def _gpu_goals(parts: Parts) -> list[str]:
         )
     cifar = parts.get("cifar10 single-layer")
     if cifar:
-        five = 5 * sum(cifar["whole"]) / len(cifar["whole"])
         n = len(cifar["whole"])
+        five = 5 * sum(cifar["whole"]) / n
         measured = "measured" if n == 5 else f"five times the mean per seed of {n} measured"
         lines.append(
             f"- Goal, the five-seed CIFAR-10 study ≤ 180 s: {_seconds(five)} ({measured}), {_verdict(five, 180)}."
