@@ -48,9 +48,12 @@ def main() -> None:
     images, labels = load_split(recal.split, folder, info)
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
 
+    def kept_channels(removed: dict[str, list[int]]) -> dict[str, int]:
+        return {name: p - len(removed.get(name, [])) for name, p in channels.items()}
+
     def scored(removed: dict[str, list[int]], label: str) -> dict[str, object]:
         """The model with `removed` taken out: its costs and scores, as pruned and fine-tuned."""
-        kept = {name: p - len(removed.get(name, [])) for name, p in channels.items()}
+        kept = kept_channels(removed)
         tuned, _ = finetune_pruned(
             model, removed, train, test, n_classes=n_classes, device=device, seed=seed, label=label, **recipe(params)
         )
@@ -65,12 +68,13 @@ def main() -> None:
         return row
 
     # Every allocation first (cheap), so that a budget a strategy cannot reach is refused before any training.
+    plans = {criterion: sensitivity_plans(rankings, curves, criterion) for criterion in budget.criteria}
     jobs = []
     for share in budget.flops:
         for strategy in budget.strategies:
             for criterion in budget.criteria:
-                removed = allocate(strategy, sensitivity_plans(rankings, curves, criterion), flops, share)
-                reached = flops.kept({name: p - len(removed[name]) for name, p in channels.items()})
+                removed = allocate(strategy, plans[criterion], flops, share)
+                reached = flops.kept(kept_channels(removed))
                 if reached > share + 1e-9:
                     sensitivity = strategy == "sensitivity"
                     raise UserError(
