@@ -4,9 +4,10 @@ Subpackages by concern, in the order of the method:
 
 * `prunelab.prepare`: data sources (registry) and tasks (pairs / classification): what prepare_data runs;
 * `prunelab.data`: the prepared splits on disk and the input spec, which every later stage reads;
-* `prunelab.models`: architectures (registry), the `PrunableNet` interface, training, cost (params, FLOPs);
-* `prunelab.pruning`: activation statistics, criteria (registry), surgery (removal, masking), the fast sweep,
-  fine-tuning after pruning;
+* `prunelab.models`: architectures (registry), channel groups (the one model interface, from Torch-Pruning's
+  dependency graph), the traced forward pass, training, cost (params, FLOPs);
+* `prunelab.pruning`: group views (where a group's channels are made, read and consumed), activation
+  statistics, criteria (registry), surgery (removal, masking), the sweep, fine-tuning after pruning;
 * `prunelab.network`: the whole network: per-layer sensitivity, FLOPs budgets and their allocation strategies;
 * `prunelab.scoring`: the five scores (acc, bacc, roc_auc, recal_acc, recal_bacc), per-K curves;
 * `prunelab.study`: intervals over seeds, aggregation, the report, figures;
@@ -37,8 +38,11 @@ _EXPORTS = {
     "InputSpec": "prunelab.data.spec",
     # models
     "ARCHS": "prunelab.models.archs",
-    "PrunableNet": "prunelab.models.nets",
     "build_model": "prunelab.models.nets",
+    "ChannelGroup": "prunelab.models.records",
+    "find_groups": "prunelab.models.groups",
+    "group_named": "prunelab.models.groups",
+    "example_input": "prunelab.models.groups",
     "load_model": "prunelab.models.nets",
     "train_model": "prunelab.models.training",
     "predict": "prunelab.models.training",
@@ -48,13 +52,17 @@ _EXPORTS = {
     "CRITERIA": "prunelab.pruning.criteria",
     "RankingContext": "prunelab.pruning.criteria",
     "removal_orders": "prunelab.pruning.criteria",
-    "remove_channels": "prunelab.pruning.surgery",
+    "remove_channels": "prunelab.models.groups",
+    "GroupView": "prunelab.pruning.views",
+    "masked_net": "prunelab.pruning.views",
     "block_outputs": "prunelab.pruning.sweep",
     "sweep_confusions": "prunelab.pruning.sweep",
+    "sweep_logits": "prunelab.pruning.sweep",
     # the whole network
     "rank_layer": "prunelab.network.sensitivity",
     "layer_sensitivity": "prunelab.network.sensitivity",
     "flops_model": "prunelab.network.budget",
+    "cost_models": "prunelab.models.cost",
     "allocate": "prunelab.network.budget",
     "STRATEGIES": "prunelab.network.budget",
     # scoring

@@ -40,6 +40,11 @@ def data_summary_path(seed: int) -> Path:
     return seed_metrics(seed) / "data.json"
 
 
+def groups_path(seed: int) -> Path:
+    """The model's channel groups as traced (name, channels, modules): what torch-free stages read."""
+    return seed_metrics(seed) / "groups.json"
+
+
 def train_curve_path(seed: int) -> Path:
     return seed_metrics(seed) / "train_curve.csv"
 

@@ -9,6 +9,7 @@ and share: mean and interval of each score) and budget.csv (every seed's budget 
 
 from __future__ import annotations
 
+from prunelab.models.records import metric_key
 from prunelab.network.choice import choose_budget
 from prunelab.params import load_params
 from prunelab.paths import REPORT, STUDY, STUDY_METRICS
@@ -67,7 +68,8 @@ def main() -> None:
         for score, key in (("acc", "baseline_accuracy"), ("bacc", "baseline_balanced_accuracy"))
     }
     shares = list(params.sensitivity.fractions)
-    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline, shares, within))
+    names = {metric_key(str(layer)): str(layer) for layer in sensitivity["layer"].unique()}
+    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline, shares, within, names))
     log(f"aggregated {len(seeds)} seed(s) into {STUDY_METRICS} and {REPORT}")
 
 

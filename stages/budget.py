@@ -17,13 +17,13 @@ from prunelab.checks.implied import implied
 from prunelab.data.prepared import load_info, load_split
 from prunelab.errors import UserError
 from prunelab.models.cost import parameter_count
+from prunelab.models.groups import example_input, find_groups, remove_channels
 from prunelab.models.nets import load_model
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
 from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import budget_path, layer_rankings_path, model_path, prepared_dir, sensitivity_path
 from prunelab.pruning.finetune import finetune_pruned
-from prunelab.pruning.surgery import remove_channels
 from prunelab.runtime import log, progress, resolve_device, seed_everything, stage_main, write_table
 from prunelab.scoring.evaluate import every_score
 
@@ -38,10 +38,13 @@ def main() -> None:
     n_classes = info.input.n_classes
     model = load_model(model_path(seed), params.model.arch, info.input)
     device = resolve_device(params.train.device)
-    channels = {layer.name: layer.channels for layer in model.layers}
+    example = example_input(info.input)
+    groups = find_groups(model, example)
+    params.check_groups(groups)
+    channels = {layer.name: layer.channels for layer in groups}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
-    curves = load_curves(sensitivity_path(seed), implied(params))
-    flops = flops_model(model, info.input)
+    curves = load_curves(sensitivity_path(seed), implied(params, groups))
+    flops = flops_model(model, groups, example)
     total_params = parameter_count(model)
     train, test = load_split("train", folder, info), load_split("test", folder, info)
     recal = params.recalibrate
@@ -55,9 +58,10 @@ def main() -> None:
         """The model with `removed` taken out: its costs and scores, as pruned and fine-tuned."""
         kept = kept_channels(removed)
         tuned, _ = finetune_pruned(
-            model, removed, train, test, n_classes=n_classes, device=device, seed=seed, label=label, **recipe(params)
-        )
-        pruned = remove_channels(model.cpu(), removed).to(device)
+            model, groups, removed, train, test, n_classes=n_classes, device=device, seed=seed, label=label,
+            **recipe(params),
+        )  # fmt: skip
+        pruned = remove_channels(model.cpu(), groups, removed, example).to(device)
         row: dict[str, object] = {
             "channels": "/".join(str(kept[name]) for name in channels),
             "flops_kept": flops.kept(kept),

@@ -35,7 +35,9 @@ from prunelab.deploy.export import (
 )
 from prunelab.deploy.formats import deployed
 from prunelab.errors import UserError
-from prunelab.models.nets import PrunableNet, load_model
+from prunelab.models.groups import example_input, find_groups, group_named
+from prunelab.models.nets import load_model
+from prunelab.models.records import ChannelGroup, metric_key
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
 from prunelab.network.choice import Choice, budget_key, choose_budget
 from prunelab.network.sensitivity import load_curves, load_rankings
@@ -57,13 +59,15 @@ from prunelab.pruning.ranking import ranked_order
 from prunelab.runtime import log, read_json, read_table, resolve_device, seed_everything, stage_main, write_json
 
 
-def _layer_choice(params: Params, model: PrunableNet, expected: Implied) -> tuple[dict[str, list[int]], dict]:
+def _layer_choice(
+    params: Params, groups: tuple[ChannelGroup, ...], expected: Implied
+) -> tuple[dict[str, list[int]], dict]:
     """export.budget: none: the single-layer study's criterion and K (`choose_export`)."""
     band = read_table(
         STUDY / "recal_bacc.csv", "study band table", "aggregate", lambda p, t: check_band(p, t, expected)
     )
     criterion, k = choose_export(band, params.export.criterion, params.export.k)
-    layer = model.layer(params.prune.layer)
+    layer = group_named(groups, params.prune.layer)
     removed = ranked_order(ranking_path(expected.seeds[0]), criterion, layer.channels, expected)[:k]
     chosen = band[(band["criterion"] == criterion) & (band["k"].isin([0, k]))].set_index("k")["mean"]
     facts = {
@@ -78,7 +82,7 @@ def _layer_choice(params: Params, model: PrunableNet, expected: Implied) -> tupl
 
 
 def _network_choice(
-    params: Params, model: PrunableNet, spec: InputSpec, expected: Implied
+    params: Params, model: torch.nn.Module, groups: tuple[ChannelGroup, ...], spec: InputSpec, expected: Implied
 ) -> tuple[Choice, dict[str, list[int]], dict]:
     """export.budget: auto or a share: the configuration the budget study picks (`choose_budget`),
     the channels it removes from the first seed's model, and metrics.json's `budget`."""
@@ -92,10 +96,10 @@ def _network_choice(
             f"params.yaml: export.strategy={export.strategy!r} with export.criterion={export.criterion!r} has no "
             "budget results; allowed: auto, or a strategy and criterion of the budget study"
         )
-    channels = {layer.name: layer.channels for layer in model.layers}
+    channels = {layer.name: layer.channels for layer in groups}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
     plans = sensitivity_plans(rankings, load_curves(sensitivity_path(seed), expected), choice.criterion)
-    removed = allocate(choice.strategy, plans, flops_model(model, spec), choice.budget)
+    removed = allocate(choice.strategy, plans, flops_model(model, groups, example_input(spec)), choice.budget)
     return choice, removed, budgets
 
 
@@ -103,22 +107,24 @@ def main() -> None:
     params = load_params()
     seed, export, recal = params.seeds[0], params.export, params.recalibrate
     seed_everything(seed)
-    expected = implied(params)
     info = load_info(prepared_dir(seed))
     model = load_model(model_path(seed), params.model.arch, info.input)
+    groups = find_groups(model, example_input(info.input))
+    params.check_groups(groups)
+    expected = implied(params, groups)
     images, labels = load_split(recal.split, prepared_dir(seed), info)
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
     test = load_split("test", prepared_dir(seed), info)
     n_classes = info.input.n_classes
     if export.budget == "none":
-        removed, facts = _layer_choice(params, model, expected)
+        removed, facts = _layer_choice(params, groups, expected)
         shipped = shipped_model(model, removed, calibration, n_classes)
         what = f"{next(k for k in facts if k.startswith('criterion_')).removeprefix('criterion_')} K={facts['k']}"
     else:
-        choice, removed, budgets = _network_choice(params, model, info.input, expected)
+        choice, removed, budgets = _network_choice(params, model, groups, info.input, expected)
         # Fine-tuned by the budget study's recipe, as the study scored this configuration (same seed, same data).
         tuned, _ = finetune_pruned(
-            model, removed, load_split("train", prepared_dir(seed), info), test, n_classes=n_classes,
+            model, groups, removed, load_split("train", prepared_dir(seed), info), test, n_classes=n_classes,
             device=resolve_device(params.train.device), seed=seed, label="finetune shipped", **recipe(params),
         )  # fmt: skip
         shipped = fold_recalibrated_decision(tuned.cpu().eval(), *calibration, n_classes).eval()
@@ -127,7 +133,7 @@ def main() -> None:
             "budget": choice.budget,
             f"strategy_{choice.strategy}": 1,
             f"criterion_{choice.criterion}": 1,
-            **{f"channels_{layer.name}": layer.channels - len(removed[layer.name]) for layer in model.layers},
+            **{f"channels_{metric_key(g.name)}": g.channels - len(removed[g.name]) for g in groups},
             "within_points": int(choice.within),
             "study_finetuned_recal_bacc": study["finetuned_recal_bacc"]["mean"],
             "study_finetuned_recal_bacc_unpruned": budgets["unpruned"]["finetuned_recal_bacc"]["mean"],

@@ -29,6 +29,7 @@ def main() -> None:
     if finetune.ks and finetune.criteria:
         # Imported here: with fine-tuning off the stage is a no-op and needs no torch.
         from prunelab.data.prepared import load_info, load_split
+        from prunelab.models.groups import example_input, find_groups, group_named
         from prunelab.models.nets import load_model
         from prunelab.pruning.finetune import finetune_pruned
         from prunelab.runtime import resolve_device, seed_everything
@@ -40,8 +41,10 @@ def main() -> None:
         for name in finetune.criteria:
             if name != "headline" and name not in chosen:
                 log(f"note: finetune.criteria names {name}, which prune.criteria does not rank: not fine-tuned")
-        expected = implied(params)
-        layer = model.layer(params.prune.layer)
+        groups = find_groups(model, example_input(info.input))
+        params.check_groups(groups)
+        expected = implied(params, groups)
+        layer = group_named(groups, params.prune.layer)
         orders = {c: ranked_order(ranking_path(seed), c, layer.channels, expected) for c in chosen}
         splits = {name: load_split(name, prepared_dir(seed), info) for name in ("train", "test")}
         device = resolve_device(train.device)
@@ -49,7 +52,8 @@ def main() -> None:
             for spec in finetune.ks:
                 k = named_k(spec, layer.channels)
                 _, scores = finetune_pruned(
-                    model, {layer.name: order[:k]}, splits["train"], splits["test"], n_classes=info.input.n_classes,
+                    model, groups, {layer.name: order[:k]}, splits["train"], splits["test"],
+                    n_classes=info.input.n_classes,
                     epochs=finetune.epochs, lr=finetune.lr, batch_size=train.batch_size,
                     class_weight=train.class_weight, device=device, seed=seed,
                     label=f"finetune seed {seed} {criterion} K={k}",

@@ -14,12 +14,15 @@ from __future__ import annotations
 import pandas as pd
 
 from prunelab.data.prepared import load_info, load_split
+from prunelab.models.graph import trace
+from prunelab.models.groups import example_input, find_groups
 from prunelab.models.nets import load_model
 from prunelab.network.sensitivity import layer_sensitivity, rank_layer, save_rankings
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import layer_rankings_path, model_path, prepared_dir, sensitivity_path
 from prunelab.pruning.collect import collect_stats
 from prunelab.pruning.sweep import block_outputs
+from prunelab.pruning.views import GroupView
 from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_table
 from prunelab.scoring.evaluate import SplitOutputs
 
@@ -39,25 +42,28 @@ def main() -> None:
     recal = params.recalibrate
     cal_images, cal_labels = load_split(recal.split, folder, info)
     cal_images, cal_labels = cal_images[: recal.max_samples], cal_labels[: recal.max_samples]
+    groups = find_groups(model, example_input(info.input))
+    params.check_groups(groups)
+    graph = trace(model)
     tables, rankings = [], {}
-    for layer in model.layers:
+    for layer in groups:
+        view = GroupView.of(model, layer, graph)
         stats = collect_stats(
-            model, ranking_images, ranking_labels, batch, device, label=f"sensitivity seed {seed} {layer.name}",
-            layer=layer.name,
-        )  # fmt: skip
+            view, ranking_images, ranking_labels, batch, device, label=f"sensitivity seed {seed} {layer.name}"
+        )
         ranked = rank_layer(
             model, stats, sens.criteria, headline=params.prune.criteria[0], seed=seed,
-            random_orders=sens.random_orders, layer=layer.name,
+            random_orders=sens.random_orders, group=layer, fast=view.fast,
         )  # fmt: skip
-        test = SplitOutputs(block_outputs(model, test_images, batch, device, layer.name), test_labels.to(device))
-        calibration = SplitOutputs(block_outputs(model, cal_images, batch, device, layer.name), cal_labels.to(device))
-        table = layer_sensitivity(model, layer.name, ranked, test, calibration, sens.fractions, info.input.n_classes)
+        test = SplitOutputs(block_outputs(view, test_images, batch, device), test_labels.to(device))
+        calibration = SplitOutputs(block_outputs(view, cal_images, batch, device), cal_labels.to(device))
+        table = layer_sensitivity(view, ranked, test, calibration, sens.fractions, info.input.n_classes)
         tables.append(table)
         rankings[layer.name] = ranked
         half = table[(table["fraction"] == sens.fractions[len(sens.fractions) // 2])].set_index("criterion")
         log(
-            f"seed {seed}: {layer.name} ({layer.channels} channels) at {half['k'].iloc[0]} removed: ROC AUC "
-            + ", ".join(f"{name} {value:.1f}" for name, value in half["roc_auc"].items())
+            f"seed {seed}: {layer.name} ({layer.channels} channels, {view.path} sweep) at {half['k'].iloc[0]} "
+            "removed: ROC AUC " + ", ".join(f"{name} {value:.1f}" for name, value in half["roc_auc"].items())
         )
     write_table(sensitivity_path(seed), pd.concat(tables, ignore_index=True), "%.6f")
     save_rankings(layer_rankings_path(seed), rankings)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from prunelab.data.prepared import load_info, load_split
-from prunelab.models.cost import channel_cost, kept_fractions
+from prunelab.models.cost import cost_models, kept_fractions
+from prunelab.models.groups import example_input, find_groups, group_named
 from prunelab.models.nets import load_model
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import model_path, prepared_dir, ranking_path, seed_summary_path, stats_path, sweep_path
@@ -21,6 +22,7 @@ from prunelab.pruning.activations import load_stats
 from prunelab.pruning.criteria import RankingContext, removal_orders
 from prunelab.pruning.ranking import ranking_table
 from prunelab.pruning.sweep import block_outputs
+from prunelab.pruning.views import GroupView
 from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_json, write_table
 from prunelab.scoring.curves import Curve, curve_from_scores, long_table, resolve_ks, summary_metrics
 from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders
@@ -35,8 +37,12 @@ def main() -> None:
     folder = prepared_dir(seed)
     info = load_info(folder)
     model = load_model(model_path(seed), params.model.arch, info.input)
-    layer = model.layer(prune.layer)
-    cost = channel_cost(model, info.input, layer.name)  # on the CPU, before the model moves to its device
+    example = example_input(info.input)
+    groups = find_groups(model, example)
+    params.check_groups(groups)
+    layer = group_named(groups, prune.layer)
+    flops, params_cost = cost_models(model, groups, example)  # on the CPU, before the model moves to its device
+    view = GroupView.of(model, layer)
     stats, split = load_stats(stats_path(seed), layer.channels)
     device = resolve_device(params.train.device)
     batch = params.activations.batch_size
@@ -44,7 +50,7 @@ def main() -> None:
     def split_outputs(name: str, limit: int | None = None) -> SplitOutputs:
         """A split's layer outputs, computed once for every order and K."""
         images, labels = load_split(name, folder, info)
-        outputs = block_outputs(model, images[:limit], batch, device, layer.name)
+        outputs = block_outputs(view, images[:limit], batch, device)
         return SplitOutputs(outputs, labels[:limit].to(device))
 
     test = split_outputs("test")
@@ -53,14 +59,14 @@ def main() -> None:
     model = model.to(device)
     ks = resolve_ks(prune.ks, prune.k_step, layer.channels)
     headline = prune.criteria[0]
-    ctx = RankingContext(stats, model, headline, seed, prune.random_orders, layer.name)
+    ctx = RankingContext(stats, model, headline, seed, prune.random_orders, layer, view.fast)
     orders = {name: removal_orders(name, ctx) for name in prune.criteria}
     n_classes = info.input.n_classes
 
     def run(chosen: dict[str, np.ndarray], mode: str) -> dict[str, Curve]:
         """Score every criterion's orders in one call, so block contributions are shared."""
         stacked = np.concatenate(list(chosen.values()))
-        scores = evaluate_orders(model, test, calibration, stacked, ks, n_classes, mode, layer=layer.name)
+        scores = evaluate_orders(view, test, calibration, stacked, ks, n_classes, mode)
         bounds = np.cumsum([0, *(len(o) for o in chosen.values())])
         return {
             name: curve_from_scores({score: values[a:b] for score, values in scores.items()})
@@ -76,7 +82,8 @@ def main() -> None:
     summary["ranking_split_is_test"] = int(split == "test")
     summary["n_calibration"] = len(calibration.labels)
     table = long_table(ks, curves)
-    for column, values in kept_fractions(cost, ks).items():  # the same for every criterion: cost is per channel
+    # The same for every criterion: cost is per channel.
+    for column, values in kept_fractions(flops, params_cost, layer.name, ks).items():
         table[column] = table["k"].map(dict(zip(ks, values, strict=True)))
     write_table(sweep_path(seed), table, "%.6f")
     write_table(ranking_path(seed), ranking_table(orders))

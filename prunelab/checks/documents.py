@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunelab.checks.implied import Implied
 from prunelab.checks.text import refusal, shown
+from prunelab.models.records import metric_key
 from prunelab.prepare.sources import SOURCES
 from prunelab.scoring.curves import EXTRA_SCORES, WITHIN_POINTS, max_k_within, milestone_ks
 from prunelab.scoring.scores import SCORES, over_k
@@ -337,7 +338,7 @@ def _check_sensitivity(doc: _Reader, value: Any, n_seeds: int, implied: Implied 
 
     layers = doc.mapping(value, "sensitivity")
     if implied is not None:
-        _keys(doc, layers, set(implied.layers), "sensitivity")
+        _keys(doc, layers, {metric_key(name) for name in implied.layers}, "sensitivity")
     for layer, entry in layers.items():
         where = f"sensitivity.{layer}"
         entry = doc.mapping(entry, where)
@@ -528,7 +529,7 @@ def _check_network_export(
     if implied is not None:
         if implied.export_budget == "none":
             raise doc.refuse("it ships the whole-network model, but export.budget is none")
-        if set(kept) != set(implied.layers):
+        if set(kept) != {metric_key(name) for name in implied.layers}:
             raise doc.refuse(f"its channels_<layer> keys are not model.arch's layers ({', '.join(implied.layers)})")
         if round(budget, 6) not in implied.budgets or implied.export_budget not in ("auto", budget):
             raise doc.refuse(f"budget={budget} is not one export.budget and budget.flops allow")

@@ -7,10 +7,12 @@ rerun. Built once per stage from the validated params (`implied(params)`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prunelab.models.archs import ARCHS
+from prunelab.models.archs import Arch, arch_of
+from prunelab.models.records import ChannelGroup, groups_from_document
 from prunelab.prepare.sources import SOURCES
 from prunelab.pruning.finetune import finetune_criteria, named_k
 from prunelab.scoring.curves import resolve_ks
@@ -85,9 +87,28 @@ def finetune_point(spec: str | int) -> str:
     return spec if isinstance(spec, str) else f"k{spec}"
 
 
-def implied(params: Params) -> Implied:
+def traced_groups(params: Params) -> tuple[ChannelGroup, ...]:
+    """The channel groups of model.arch as the train stage of the first seed traced them."""
+    from prunelab.errors import UserError
+    from prunelab.paths import groups_path
+    from prunelab.runtime import read_json
+
+    path = groups_path(params.seeds[0])
+    try:
+        return groups_from_document(read_json(path, "channel groups", "train"))
+    except ValueError as err:
+        raise UserError(f"{path}: {err}; rerun the train stage (dvc repro)") from None
+
+
+def implied(params: Params, groups: Sequence[ChannelGroup] | None = None) -> Implied:
+    """What params.yaml implies. For an architecture whose groups are known only after tracing,
+    `groups` are the traced model's (None: read from the first seed's groups.json)."""
     prune, finetune = params.prune, params.finetune
-    arch = ARCHS[params.model.arch]
+    arch = arch_of(params.model.arch)
+    assert arch is not None  # params validation checked model.arch
+    if arch.traced:
+        traced = tuple(groups) if groups is not None else traced_groups(params)
+        arch = Arch("traced", tuple((g.name, g.channels) for g in traced), all(g.norms for g in traced), "traced")
     p = arch.channels_of(prune.layer)
     headline = prune.criteria[0]
     swept = list(prune.criteria)

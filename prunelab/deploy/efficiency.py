@@ -12,12 +12,12 @@ import time
 from collections.abc import Callable, Hashable
 
 import torch
+from torch import fx, nn
 
 from prunelab.data.spec import InputSpec
 from prunelab.deploy.export import export_program
 from prunelab.deploy.formats import deployed
 from prunelab.models.cost import flops_per_sample, parameter_count
-from prunelab.models.nets import PrunableNet
 from prunelab.scoring.evaluate import model_scores
 
 
@@ -53,19 +53,42 @@ def program_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
     return len(buffer.getvalue())
 
 
-def part_ranges(net: PrunableNet) -> dict[str, tuple[int, int]]:
-    """The chain positions [start, stop) of each conv layer (from its conv to the next layer's
-    conv; the first from the input) and of the head (everything after the last layer's
-    output): contiguous parts whose latencies add up to the model's."""
-    layers = net.layers
-    starts = [0, *(layer.conv for layer in layers[1:]), layers[-1].output + 1, len(net.chain())]
-    names = [*(layer.name for layer in layers), "head"]
-    return {name: (start, stop) for name, start, stop in zip(names, starts, starts[1:], strict=False)}
+def model_parts(net: nn.Module, example: torch.Tensor) -> dict[str, tuple[fx.GraphModule, fx.GraphModule]]:
+    """The forward pass cut where it is one tensor, at the input of each channel group's first
+    producer (a block input: everything after it reads it alone) and at the last group's read
+    point: {part name: (input → the part's input, the part)}. Each part is named by the group whose
+    producer starts it (`conv1`, `layer2.0.conv1`), the last one `head`; a group whose producer
+    input is not such a cut (a residual block's second conv, whose skip tensor runs beside it)
+    belongs to the part before it."""
+    from prunelab.models.graph import extras_after, output_node, placeholders, subgraph, trace
+    from prunelab.models.groups import find_groups
+    from prunelab.pruning.views import GroupView
+
+    gm = trace(net)
+    (x,) = placeholders(gm)[:1]
+    groups = find_groups(net, example)
+    starts: list[tuple[str, fx.Node]] = []
+    for group in groups:
+        node = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == group.producer)
+        start = node.args[0]
+        if start is x or not extras_after(gm, start)[1]:
+            if not any(s is start for _, s in starts):
+                starts.append((group.name, start))
+    view = GroupView.of(net, groups[-1], gm)  # the head starts where the last group's channels are read
+    head = next(n for n in gm.graph.nodes if n.name == view.mask_points[-1])
+    if not extras_after(gm, head)[1]:
+        starts.append(("head", head))
+    logits = output_node(gm).args[0]
+    parts = {}
+    for (name, begin), (_, end) in zip(starts, [*starts[1:], ("", logits)], strict=True):
+        before = subgraph(gm, [x], [begin]) if begin is not x else nn.Identity()
+        parts[name] = (before, subgraph(gm, [begin], [end]))
+    return parts
 
 
 @torch.no_grad()
 def compare_models(
-    models: dict[str, PrunableNet],
+    models: dict[str, nn.Module],
     test: tuple[torch.Tensor, torch.Tensor],
     spec: InputSpec,
     example: torch.Tensor,
@@ -106,9 +129,9 @@ def compare_models(
     inputs = images[:256].contiguous(memory_format=torch.channels_last)
     parts: dict[tuple[str, str], Callable[[], object]] = {}
     for name, deployed_net in shipped.items():
-        for part, (start, stop) in part_ranges(deployed_net.net).items():
-            feed = deployed_net.net.run(inputs, 0, start)
-            parts[(name, part)] = lambda net=deployed_net.net, x=feed, a=start, b=stop: net.run(x, a, b)
+        for part, (before, run) in model_parts(deployed_net.net, example[:1].cpu()).items():
+            feed = before(inputs)
+            parts[(name, part)] = lambda run=run, x=feed: run(x)
     for (name, part), seconds in interleaved_medians(parts, 30).items():
         out[name][f"latency_ms_batch256_{part}"] = 1000 * seconds
     first, second = (out[name] for name in models)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
-from prunelab.models.nets import PrunableNet, build_model
-from prunelab.pruning.surgery import Removal, remove_channels
+from prunelab.models.groups import Removal, example_input, find_groups, output_layer, remove_channels
+from prunelab.models.nets import build_model
 from prunelab.runtime import atomic_path, load_torch, save_torch
 from prunelab.scoring.curves import WITHIN_POINTS, max_k_within
 from prunelab.scoring.scores import fit_decision
@@ -48,13 +49,13 @@ def choose_export(band: pd.DataFrame, criterion: str = "auto", k: str | int = "a
 
 @torch.no_grad()
 def fold_recalibrated_decision(
-    model: PrunableNet, images: torch.Tensor, labels: torch.Tensor, n_classes: int
-) -> PrunableNet:
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_classes: int
+) -> nn.Module:
     """Fit the decision on calibration data as the study does (`prunelab.scoring.scores.fit_decision`:
     two classes, the balanced threshold on the logit difference; more, the bias by cross-entropy,
     prior-adjusted) and fold it into the last layer's bias, so that argmax of the shipped model's logits is the
     recalibrated decision. Changes and returns `model`."""
-    last = model.head.rest[-1]
+    last = model.get_submodule(output_layer(model, images[:1]))
     decision = fit_decision(model(images).double().numpy()[None], labels.numpy(), n_classes)
     if decision.threshold is not None:
         last.bias[1] -= float(decision.threshold[0])  # z1 − z0 > t  ⇔  (z1 − t) − z0 > 0
@@ -65,15 +66,16 @@ def fold_recalibrated_decision(
 
 
 def shipped_model(
-    model: PrunableNet, removed: Removal, calibration: tuple[torch.Tensor, torch.Tensor], n_classes: int
-) -> PrunableNet:
-    """The physically smaller model (`removed`: a list for the lab's layer, or channels per
-    layer name), its recalibrated decision folded in, in eval mode."""
-    pruned = remove_channels(model, removed)
+    model: nn.Module, removed: Removal, calibration: tuple[torch.Tensor, torch.Tensor], n_classes: int
+) -> nn.Module:
+    """The physically smaller model (`removed`: channels per group name), its recalibrated
+    decision folded in, in eval mode."""
+    example = calibration[0][:1]
+    pruned = remove_channels(model, find_groups(model, example), removed, example)
     return fold_recalibrated_decision(pruned, calibration[0], calibration[1], n_classes).eval()
 
 
-def export_program(model: PrunableNet, example: torch.Tensor) -> torch.export.ExportedProgram:
+def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
     """`torch.export` of the model in eval mode, the batch dimension dynamic (any batch size)."""
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
@@ -84,7 +86,7 @@ def export_program(model: PrunableNet, example: torch.Tensor) -> torch.export.Ex
     return program
 
 
-def save_program(model: PrunableNet, example: torch.Tensor, path: Path) -> int:
+def save_program(model: nn.Module, example: torch.Tensor, path: Path) -> int:
     """A self-contained program: torch.export.load runs it without this project installed.
     Returns the file's size in bytes."""
     # An open file, not a name: the archive's records are then named the same on every run.
@@ -93,17 +95,20 @@ def save_program(model: PrunableNet, example: torch.Tensor, path: Path) -> int:
     return path.stat().st_size
 
 
-def save_rebuildable(model: PrunableNet, path: Path, facts: dict) -> None:
+def save_rebuildable(model: nn.Module, path: Path, facts: dict) -> None:
     """The state_dict plus what rebuilding needs (arch, input spec, removed channels), and the
     normalisation and provenance in `facts`; loads with weights_only=True."""
     save_torch(path, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, **facts})
 
 
-def load_rebuildable(path: Path | str) -> PrunableNet:
-    """Rebuild a shipped model with the project's classes from `save_rebuildable`'s file."""
+def load_rebuildable(path: Path | str) -> nn.Module:
+    """Rebuild a shipped model from `save_rebuildable`'s file: the architecture built afresh, the
+    removed channels replayed group by group (weights_only=True: no pickled modules)."""
     saved = load_torch(path, "exported model")
     spec = InputSpec(**saved["input"])
-    removed = saved["removed"]  # {layer: channels}; a list (older files): the last conv's
-    model = remove_channels(build_model(saved["arch"], spec), removed if isinstance(removed, dict) else list(removed))
+    removed = saved["removed"]  # {group: channels}
+    unpruned = build_model(saved["arch"], spec)
+    example = example_input(spec)
+    model = remove_channels(unpruned, find_groups(unpruned, example), removed, example)
     model.load_state_dict(saved["state_dict"])
     return model.eval()

@@ -5,24 +5,43 @@ stage, torch-free ones included, so this module imports no torch and no model co
 entry names its builder function in `prunelab.models`, and `prunelab.models.build_model`
 looks it up there. Adding an architecture means writing its builder in `prunelab.models`
 and adding one entry here (tests/test_models.py checks that each entry's facts are true).
+
+Besides the registry's names, `model.arch` may name any classification model of torchvision as
+`torchvision:<name>` (`arch_of`). Which names torchvision has is only known with torchvision
+imported, so params validation accepts any such name and `build_model` refuses an unknown one.
+For those, and for the residual networks, the prunable layers are known only after tracing the
+built model (`Arch.layers is None`): the params checks that need them are left to the stages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+TORCHVISION = "torchvision:"  # model.arch prefix of a torchvision classification model
+
 
 @dataclass(frozen=True)
 class Arch:
-    builder: str  # name of a function InputSpec → PrunableNet in prunelab.models
-    layers: tuple[tuple[str, int], ...]  # (name, output channels) of each prunable conv, in forward order
-    batchnorm: bool  # whether a BatchNorm follows every conv (bn_gamma needs one)
+    builder: str  # name of a function InputSpec → nn.Module in prunelab.models ("torchvision": by its name)
+    # (name, output channels) of each prunable conv, in forward order; None: known after tracing the built model
+    layers: tuple[tuple[str, int], ...] | None
+    batchnorm: bool | None  # whether a BatchNorm follows every conv (bn_gamma needs one); None: after tracing
     description: str
+
+    @property
+    def traced(self) -> bool:
+        """Whether the prunable layers are known only from the built model (not to params validation)."""
+        return self.layers is None
+
+    def _layers(self) -> tuple[tuple[str, int], ...]:
+        if self.layers is None:
+            raise ValueError(f"{self.description}: its prunable layers are known only after tracing the built model")
+        return self.layers
 
     @property
     def last_layer(self) -> str:
         """The lab's layer: the last conv."""
-        return self.layers[-1][0]
+        return self._layers()[-1][0]
 
     def layer_name(self, layer: str) -> str:
         """`prune.layer` as a layer name: `last` is the last conv."""
@@ -30,7 +49,7 @@ class Arch:
 
     def channels_of(self, layer: str = "last") -> int:
         """P of a layer (`last`: the lab's layer), known before building, for params checks."""
-        return dict(self.layers)[self.layer_name(layer)]
+        return dict(self._layers())[self.layer_name(layer)]
 
     @property
     def channels(self) -> int:
@@ -47,4 +66,33 @@ ARCHS: dict[str, Arch] = {
         "simple_cnn", layers=(("conv1", 16), ("conv2", 32)), batchnorm=False,
         description="the handout's SimpleCNN, P=32",
     ),
+    # Residual adds couple channels across blocks: which convs are prunable, and together, is traced.
+    "resnet20": Arch(
+        "resnet20", layers=None, batchnorm=True,
+        description="He et al.'s CIFAR ResNet-20, option B shortcuts",
+    ),
+    "resnet56": Arch(
+        "resnet56", layers=None, batchnorm=True,
+        description="He et al.'s CIFAR ResNet-56, option B shortcuts",
+    ),
 }  # fmt: skip
+
+# model.arch's allowed text: params validation's, and build_model's for a name validation never saw.
+ARCH_CHOICES = f"one of {', '.join(ARCHS)} or {TORCHVISION}<name> (a classification model of torchvision.models)"
+
+
+def torchvision_name(arch: str) -> str | None:
+    """The torchvision model `arch` names (`torchvision:resnet18` → `resnet18`), or None."""
+    name = arch.removeprefix(TORCHVISION)
+    return name if name and name != arch else None
+
+
+def arch_of(arch: str) -> Arch | None:
+    """The facts of `model.arch` known without torch: the registry's entry, a generic entry for
+    `torchvision:<name>` (its layers and BatchNorm known after tracing), or None for an unknown name."""
+    if arch in ARCHS:
+        return ARCHS[arch]
+    name = torchvision_name(arch)
+    if name is None:
+        return None
+    return Arch("torchvision", layers=None, batchnorm=None, description=f"torchvision's {name}, untrained")

@@ -10,12 +10,17 @@ next conv, or the first Linear, whose input columns are grouped by channel).
 
 Ranking, masking, removal, the fast sweep and scoring in `prunelab.pruning` are written once
 against this interface, for any layer and any set of layers. Adding an architecture means
-adding one builder here and naming it in `prunelab.models.archs.ARCHS`.
+adding one builder here (or in a module of its own, named in `BUILDERS`) and naming it in
+`prunelab.models.archs.ARCHS`.
+
+The other architectures (`prunelab.models.resnets`, torchvision's by name in `prunelab.models.zoo`)
+are plain `nn.Module`s: residual adds couple channels across layers, so their prunable layers are
+found by tracing the built model rather than declared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,9 @@ from torch import nn
 
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
-from prunelab.models.archs import ARCHS
+from prunelab.models.archs import ARCH_CHOICES, arch_of, torchvision_name
+from prunelab.models.resnets import resnet20, resnet56
+from prunelab.models.zoo import torchvision_model
 from prunelab.runtime import load_torch
 
 
@@ -119,6 +126,13 @@ class PrunableNet(nn.Module):
         """Output channels of the lab's layer (the last conv)."""
         return self.block.channels
 
+    @property
+    def group_names(self) -> dict[str, str]:
+        """The lab's names for its channel groups (`prunelab.models.groups`): conv1, conv2, … in
+        forward order, by the path of each conv."""
+        chain = self.chain()
+        return {chain[layer.conv][0]: layer.name for layer in self.layers}
+
     def chain(self) -> list[tuple[str, nn.Module]]:
         """(path, module) of every module the forward pass applies, in order: running them one
         after the other is the forward pass (tested). Built anew on each call, so it follows
@@ -209,13 +223,29 @@ def simple_cnn(spec: InputSpec) -> PrunableNet:
     return PrunableNet(stem, block, head)
 
 
-def build_model(arch: str, spec: InputSpec) -> PrunableNet:
-    """A freshly initialised model of architecture `arch` (a key of ARCHS) for data `spec`."""
-    # ARCHS (torch-free, in prunelab.archs) names each builder; the builders live here.
-    return globals()[ARCHS[arch].builder](spec)
+# ARCHS (torch-free, in prunelab.models.archs) names each builder; the builders, by those names.
+BUILDERS: dict[str, Callable[[InputSpec], nn.Module]] = {
+    "pair_cnn": pair_cnn,
+    "simple_cnn": simple_cnn,
+    "resnet20": resnet20,
+    "resnet56": resnet56,
+}
 
 
-def load_model(path: Path | str, arch: str, spec: InputSpec) -> PrunableNet:
+def build_model(arch: str, spec: InputSpec) -> nn.Module:
+    """A freshly initialised model of architecture `arch` for data `spec`: a `PrunableNet` for the
+    lab's CNNs (pair_cnn, simple_cnn), a plain module for the ResNets and `torchvision:<name>`."""
+    entry = arch_of(arch)
+    if entry is None:
+        # Params validation refuses this first; callers that skip it get the same line.
+        raise UserError(f"model.arch={arch!r} is invalid; allowed: {ARCH_CHOICES}")
+    name = torchvision_name(arch)
+    if name is not None:
+        return torchvision_model(name, spec)
+    return BUILDERS[entry.builder](spec)
+
+
+def load_model(path: Path | str, arch: str, spec: InputSpec) -> nn.Module:
     """Build `arch` for `spec` and load a state_dict saved by the train stage (weights_only)."""
     state = load_torch(path, "model checkpoint")
     model = build_model(arch, spec)

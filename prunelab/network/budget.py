@@ -1,4 +1,4 @@
-"""Whole-network pruning to a FLOPs budget: how many channels each conv layer loses, and which.
+"""Whole-network pruning to a FLOPs budget: how many channels each channel group loses, and which.
 
 A budget is the share of the unpruned model's FLOPs per sample the pruned model may keep. A
 strategy turns it into per-layer removals, growing one knob until the model fits:
@@ -26,61 +26,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from prunelab.models.records import CostModel as FlopsModel
+
 if TYPE_CHECKING:
     import pandas as pd
-
-    from prunelab.data.spec import InputSpec
-    from prunelab.models.nets import PrunableNet
-    from prunelab.params import Params
-
-
-@dataclass(frozen=True)
-class FlopsModel:
-    """A model's FLOPs per sample as a function of how many channels each conv layer keeps."""
-
-    layers: tuple[str, ...]
-    channels: tuple[int, ...]
-    terms: tuple[tuple[int, int | None, int | None], ...]  # (FLOPs, input layer index, output layer index)
-
-    @property
-    def total(self) -> int:
-        return sum(flops for flops, _, _ in self.terms)
-
-    def kept(self, counts: Mapping[str, int]) -> float:
-        """The share of FLOPs kept when layer l keeps counts[l] channels (unnamed layers: all)."""
-        share = [counts.get(name, p) / p for name, p in zip(self.layers, self.channels, strict=True)]
-        kept = sum(
-            flops * (1.0 if i is None else share[i]) * (1.0 if o is None else share[o]) for flops, i, o in self.terms
-        )
-        return kept / self.total
-
-
-def flops_model(model: PrunableNet, spec: InputSpec) -> FlopsModel:
-    """The FLOPs of every Conv2d and Linear of `model` for one sample (2 per multiply-add, as
-    `torch.utils.flop_counter` counts), with the layers whose channels are its input and output."""
     import torch
     from torch import nn
 
-    chain = model.chain()
-    layers = model.layers
-    out_of = {layer.conv: i for i, layer in enumerate(layers)}
-    in_of = {layer.consumer: i for i, layer in enumerate(layers)}
-    flops: dict[int, int] = {}
-    x = torch.zeros(1, spec.channels, spec.size, spec.size, dtype=next(model.parameters()).dtype)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for at, (_, module) in enumerate(chain):
-            y = module(x)
-            if isinstance(module, nn.Conv2d):
-                per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-                flops[at] = 2 * y[0].numel() * per_output
-            elif isinstance(module, nn.Linear):
-                flops[at] = 2 * module.in_features * module.out_features
-            x = y
-    model.train(was_training)
-    terms = tuple((f, in_of.get(at), out_of.get(at)) for at, f in flops.items())
-    return FlopsModel(tuple(layer.name for layer in layers), tuple(layer.channels for layer in layers), terms)
+    from prunelab.models.records import ChannelGroup
+    from prunelab.params import Params
+
+
+def flops_model(model: nn.Module, groups: Sequence[ChannelGroup], example: torch.Tensor) -> FlopsModel:
+    """The FLOPs of every Conv2d and Linear of `model` for one sample (2 per multiply-add, as
+    `torch.utils.flop_counter` counts), as a function of the channels each group keeps."""
+    from prunelab.models.cost import cost_models
+
+    return cost_models(model, groups, example)[0]
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,12 @@ import pandas as pd
 from prunelab.scoring.scores import SCORES
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from prunelab.checks.implied import Implied
-    from prunelab.models.nets import PrunableNet
+    from prunelab.models.groups import ChannelGroup
     from prunelab.pruning.activations import ActivationStats
+    from prunelab.pruning.views import GroupView
     from prunelab.scoring.evaluate import SplitOutputs
 
 
@@ -41,25 +44,25 @@ class LayerRanking:
 
 
 def rank_layer(
-    model: PrunableNet,
+    model: nn.Module,
     stats: ActivationStats,
     criteria: Sequence[str],
     *,
     headline: str,
     seed: int,
     random_orders: int,
-    layer: str,
+    group: ChannelGroup,
+    fast: bool = True,
 ) -> dict[str, LayerRanking]:
-    """Every criterion's ranking of `layer` from that layer's statistics (`collect_stats(layer=)`)."""
+    """Every criterion's ranking of `group` from its statistics (`collect_stats`)."""
     from prunelab.pruning.criteria import RankingContext, channel_scores, removal_orders
 
-    ctx = RankingContext(stats, model, headline, seed, random_orders, layer)
+    ctx = RankingContext(stats, model, headline, seed, random_orders, group, fast)
     return {name: LayerRanking(removal_orders(name, ctx), channel_scores(name, ctx)) for name in criteria}
 
 
 def layer_sensitivity(
-    model: PrunableNet,
-    layer: str,
+    view: GroupView,
     rankings: dict[str, LayerRanking],
     test: SplitOutputs,
     calibration: SplitOutputs,
@@ -68,14 +71,14 @@ def layer_sensitivity(
 ) -> pd.DataFrame:
     """One row per criterion and share (0 first: the unpruned model): layer, fraction, k and
     every score of SCORES in percent, random's as the mean over its orders. The splits hold
-    `layer`'s outputs (`block_outputs(layer=)`)."""
+    the group's sweep inputs (`block_outputs`)."""
     from prunelab.scoring.evaluate import evaluate_orders
 
-    channels = model.layer(layer).channels
+    layer, channels = view.group.name, view.group.channels
     ks = [0, *fraction_ks(fractions, channels)]
     unique = sorted(set(ks))
     stacked = np.concatenate([r.orders for r in rankings.values()])
-    scores = evaluate_orders(model, test, calibration, stacked, unique, n_classes, "remove", layer=layer)
+    scores = evaluate_orders(view, test, calibration, stacked, unique, n_classes, "remove")
     column = [unique.index(k) for k in ks]
     bounds = np.cumsum([0, *(len(r.orders) for r in rankings.values())])
     rows = []

@@ -14,13 +14,14 @@ No torch at import (tested): the registries checked against (`ARCHS`, `SOURCES`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from prunelab.models.archs import ARCHS
+from prunelab.models.archs import ARCH_CHOICES, Arch, arch_of
+from prunelab.models.records import ChannelGroup
 from prunelab.network import STRATEGY_NAMES
 from prunelab.params.messages import detail, rule
 from prunelab.prepare.sources import SOURCES
@@ -100,9 +101,17 @@ def _distinct_sorted(values: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(_distinct(values)))
 
 
-# Registry names as Literal types, so a name is checked where it is read.
+def _known_arch(name: str) -> str:
+    """A registry name or `torchvision:<name>`. Whether torchvision has that model is build_model's
+    check: it needs torchvision imported, and validation imports no torch."""
+    if arch_of(name) is None:
+        raise PydanticCustomError("arch_unknown", "unknown architecture")
+    return name
+
+
+# Registry names as Literal types (model.arch: `_known_arch`), so a name is checked where it is read.
 SourceName = Literal[tuple(SOURCES)]
-ArchName = Literal[tuple(ARCHS)]
+ArchName = Annotated[str, AfterValidator(_known_arch)]
 CriterionName = Literal[tuple(CRITERIA)]
 NamedK = Literal[tuple(NAMED_KS)]
 
@@ -129,7 +138,7 @@ class DataParams(Section):
 
 
 class ModelParams(Section):
-    arch: ArchName = choice(ARCHS)
+    arch: ArchName = Field(description=ARCH_CHOICES)
 
 
 class TrainParams(Section):
@@ -344,24 +353,54 @@ class Params(Section):
             raise rule(problem)
         return self
 
-    def _relation_problem(self) -> str | None:
+    def check_groups(self, groups: Sequence[ChannelGroup]) -> None:
+        """The checks that need the model's channel groups (the layer's name, K < P, BatchNorm for
+        bn_gamma), for an architecture known only after tracing: run by every stage that traces the
+        model, before any work. Raises UserError with one line naming the key."""
+        from prunelab.errors import UserError
+
+        traced = Arch(
+            builder="traced",
+            layers=tuple((g.name, g.channels) for g in groups),
+            batchnorm=all(g.norms for g in groups),
+            description=f"model.arch={self.model.arch}",
+        )
+        names = [g.name for g in groups]
+        if self.prune.layer != "last" and self.prune.layer not in names:
+            listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            raise UserError(
+                f"params.yaml: prune.layer={self.prune.layer!r} names no channel group of model.arch="
+                f"{self.model.arch}; allowed: last or one of {listed} (prunelab.find_groups lists them)"
+            )
+        problem = self._relation_problem(traced)
+        if problem:
+            raise UserError(f"params.yaml: {problem}")
+
+    def _relation_problem(self, known: Arch | None = None) -> str | None:
+        """The first cross-key problem, or None. An architecture whose conv layers are known only after
+        tracing (`Arch.layers is None`: the residual and torchvision models) skips the checks that need
+        them (the layer's name, K < P, BatchNorm where unknown): the stages make those on the traced
+        model (`check_groups`, which passes the traced layers as `known`)."""
         arch_name = self.model.arch
-        arch = ARCHS[arch_name]
+        arch = known or arch_of(arch_name)
+        assert arch is not None  # model.arch passed its own check, or no relation is checked
         prune, data, export = self.prune, self.data, self.export
-        names = [name for name, _ in arch.layers]
-        if prune.layer != "last" and prune.layer not in names:
+        names = [] if arch.traced else [name for name, _ in arch.layers]
+        if not arch.traced and prune.layer != "last" and prune.layer not in names:
             return (
                 f"prune.layer={prune.layer!r} is not a conv layer of model.arch={arch_name}; "
                 f"allowed: last or one of {', '.join(names)}"
             )
-        p = arch.channels_of(prune.layer)
-        pruned = f"{arch_name}'s {arch.layer_name(prune.layer)}"  # the layer P counts the channels of
+        # P of the study's layer where known before building (None: the K checks below wait for the trace).
+        p = None if arch.traced else arch.channels_of(prune.layer)
+        # The layer P counts the channels of.
+        pruned = "" if arch.traced else f"{arch_name}'s {arch.layer_name(prune.layer)}"
         for key, criteria in (
             ("prune.criteria", prune.criteria),
             ("sensitivity.criteria", self.sensitivity.criteria),
             ("budget.criteria", self.budget.criteria),
         ):
-            if "bn_gamma" in criteria and not arch.batchnorm:
+            if "bn_gamma" in criteria and arch.batchnorm is False:
                 return (
                     f"{key} has bn_gamma, but model.arch={arch_name} has no BatchNorm after its convs; "
                     "allowed: the other criteria"
@@ -372,12 +411,12 @@ class Params(Section):
                 f"budget.criteria has {missing[0]!r}, which sensitivity.criteria does not rank; "
                 "allowed: criteria of sensitivity.criteria (the sensitivity strategy reads their curves)"
             )
-        if prune.ks != "all" and max(prune.ks) >= p:
+        if p is not None and prune.ks != "all" and max(prune.ks) >= p:
             return (
                 f"prune.ks={list(prune.ks)!r} contains K >= P; allowed: K from 0 to {p - 1} "
                 f"({pruned} has P={p} channels)"
             )
-        if prune.k_step >= p:
+        if p is not None and prune.k_step >= p:
             return f"prune.k_step={prune.k_step} is invalid; allowed: an integer from 1 to {p - 1}"
         if self.activations.split == "val" and data.val_fraction == 0:
             return (
@@ -389,13 +428,13 @@ class Params(Section):
                 "recalibrate.split='val' needs a validation split; "
                 "allowed: set data.val_fraction in (0, 1), or use split train"
             )
-        for k in self.finetune.ks:
+        for k in self.finetune.ks if p is not None else ():
             if named_k(k, p) >= p:
                 return (
                     f"finetune.ks contains K={k}, but {pruned} has P={p} channels; "
                     f"allowed: K from 1 to {p - 1}, or {one_of(NAMED_KS)}"
                 )
-        if export.k != "auto" and export.k >= p:
+        if p is not None and export.k != "auto" and export.k >= p:
             return (
                 f"export.k={export.k} is invalid; allowed: auto or an integer K from 0 to {p - 1} "
                 f"({pruned} has P={p} channels)"

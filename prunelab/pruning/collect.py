@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from prunelab.errors import UserError
-from prunelab.models.nets import ConvLayer, PrunableNet
 from prunelab.pruning.activations import ActivationStats
 from prunelab.pruning.consumers import ConsumerParts
+from prunelab.pruning.views import GroupView, apply
 from prunelab.runtime import progress
 
 # Contributions (P×n×H, float64) are formed for at most this many elements at a time (16 MiB), so
@@ -43,56 +42,49 @@ def contribution_sums(
     return gram, total
 
 
-def _activation_and_pooling(model: PrunableNet, layer: ConvLayer) -> tuple[list[nn.Module], list[nn.Module]]:
-    """The modules between a layer's conv and its output, split into what makes the activation
-    map (BN, ReLU) and the pooling after it. Max pooling commutes with ReLU (see
-    `prunelab.models.nets.PrunedBlock`), so the map is taken before pooling whatever the order."""
-    after = [module for _, module in model.chain()[layer.conv + 1 : layer.output + 1]]
-    kinds = [type(m) for m in after]
-    pooling_after_bn = nn.BatchNorm2d not in kinds or kinds.index(nn.BatchNorm2d) == 0
-    if not pooling_after_bn or not set(kinds) <= {nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d}:
-        raise ValueError(f"{layer.name}: expected conv → [BN] → ReLU / MaxPool, got {[k.__name__ for k in kinds]}")
-    return [m for m in after if not isinstance(m, nn.MaxPool2d)], [m for m in after if isinstance(m, nn.MaxPool2d)]
-
-
-def _apply(modules: list[nn.Module], h: torch.Tensor) -> torch.Tensor:
-    for module in modules:
-        h = module(h)
-    return h
+def _as_tuple(value: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 def collect_stats(
-    model: PrunableNet,
+    view: GroupView,
     images: torch.Tensor,
     labels: torch.Tensor,
     batch_size: int,
     device: torch.device,
     label: str = "collect",
-    layer: str | None = None,
 ) -> ActivationStats:
-    """Every criterion's statistics of `layer`'s channels (None: the lab's layer, the last conv)
-    over (images, labels), in one pass; `label` names the progress bar."""
-    model = model.to(device).eval()
-    chosen = model.layer(layer)
-    activation, pooling = _activation_and_pooling(model, chosen)
-    p = chosen.channels
-    with torch.no_grad():
-        out_side = tuple(model.run(images[:1].to(device), 0, chosen.output + 1).shape[2:])
-    parts = ConsumerParts.of(model, "remove", torch.float64, device, out_side, chosen.name)
+    """Every criterion's statistics of the view's group over (images, labels), in one pass;
+    `label` names the progress bar. The raw conv output is its first producer's; the activation
+    is that producer's map after its BN and activation, before trailing pooling (a max pool
+    before a ReLU commutes with it); the Gram matrix of contributions to the consumer exists for
+    groups on the fast path only (others: zeros, and `reconstruction` refuses them)."""
+    view.gm.to(device).eval()
+    p = view.group.channels
+    parts = None
+    if view.fast:
+        with torch.no_grad():
+            out_side = tuple(_as_tuple(view.before_read(images[:1].to(device)))[0].shape[2:])
+        parts = ConsumerParts.of(view, "remove", torch.float64, device, out_side)
     sums: dict[str, torch.Tensor] = {}
     for start in progress(range(0, len(images), batch_size), desc=label, total=-(-len(images) // batch_size)):
         x = images[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
         with torch.no_grad():
-            conv_out = model.run(x, 0, chosen.conv + 1)
-        act = _apply(activation, conv_out).requires_grad_(True)
-        pooled = _apply(pooling, act)  # the layer's output: pool(relu(·)) ≡ relu(pool(·))
-        logits = model.run(pooled, chosen.output + 1)
+            h, *extras = _as_tuple(view.before_producer(x))
+            conv_out = view.producer(h)
+        act = apply(view.activation, conv_out).requires_grad_(True)
+        pooled = apply(view.pooling, act)  # the read point: pool(relu(·)) ≡ relu(pool(·))
+        logits = view.after_read(pooled, *extras)
         # Sum, not mean: each sample's gradient is that of its own loss, whatever the batch size.
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), act)
         act = act.detach()
         with torch.no_grad():
-            gram, contribution_sum = contribution_sums(pooled.detach(), parts.by_channel, p, parts.hidden)
+            if parts is not None:
+                gram, contribution_sum = contribution_sums(pooled.detach(), parts.by_channel, p, parts.hidden)
+            else:
+                gram = torch.zeros(p, p, dtype=torch.float64, device=device)
+                contribution_sum = torch.zeros(p, 1, dtype=torch.float64, device=device)
         batch = {
             "conv_sum": conv_out.double().sum(dim=(0, 2, 3)),
             "map_sum": act.double().sum(dim=0),

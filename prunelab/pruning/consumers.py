@@ -16,25 +16,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunelab.models.nets import PrunableNet
+from prunelab.pruning.views import GroupView
 
 
 @torch.no_grad()
-def replacement_values(
-    model: PrunableNet, mode: str, out_side: tuple[int, int], layer: str | None = None
-) -> torch.Tensor:
-    """What a pruned channel emits at the layer's output (P×h×w): 0 when removed; with zeroed
-    weights, the modules after the conv applied to a map that equals the conv bias everywhere."""
-    chosen = model.layer(layer)
-    chain = model.chain()
-    conv = chain[chosen.conv][1]
-    p = chosen.channels
+def replacement_values(view: GroupView, mode: str, out_side: tuple[int, int]) -> torch.Tensor:
+    """What a pruned channel emits at the group's read point (P×h×w): 0 when removed; with zeroed
+    weights, the per-channel ops after the conv applied to a map that equals the conv bias everywhere."""
+    conv = view.producer
+    p = view.group.channels
     if mode == "remove" or conv.bias is None:
         return torch.zeros(p, *out_side)
-    after = [copy.deepcopy(module).cpu().eval() for _, module in chain[chosen.conv + 1 : chosen.output + 1]]
-    # The map is constant, so only its size matters: large enough that pooling leaves h×w.
+    after = [copy.deepcopy(module).cpu().eval() for module in [*view.activation, *view.pooling]]
+    # The map is constant, so only its size matters: large enough that pooling leaves h×w (a
+    # max pool commutes with the ReLU it is moved past, and on a constant map anyway).
     scale = math.prod(
-        m.stride if isinstance(m.stride, int) else m.stride[0] for m in after if isinstance(m, nn.MaxPool2d)
+        m.stride if isinstance(m.stride, int) else m.stride[0]
+        for module in after
+        for m in module.modules()
+        if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)
     )
     bias = conv.bias.detach().cpu()  # in the model's dtype: float64 models stay exact
     h = bias.view(1, p, 1, 1).expand(1, p, scale * out_side[0], scale * out_side[1])
@@ -43,8 +43,8 @@ def replacement_values(
     return h[0]
 
 
-def _inference_copy(modules: list[nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Sequential:
-    rest = copy.deepcopy(nn.Sequential(*modules)).to(device, dtype).eval()
+def _inference_copy(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    rest = copy.deepcopy(module).to(device, dtype).eval()
     for module in rest.modules():
         if getattr(module, "inplace", False):
             module.inplace = False  # the sweep reads the pre-activations it passes in again
@@ -53,8 +53,9 @@ def _inference_copy(modules: list[nn.Module], device: torch.device, dtype: torch
 
 @dataclass(frozen=True)
 class ConsumerParts:
-    """The network split for the sweep at one layer: the consumer (the next conv or fc1) by
-    input channel, and everything after the consumer.
+    """The network split for the sweep at one group: the consumer (the next conv or fc1) by
+    input channel, and everything after the consumer (which may also read values computed once
+    without the group, `extras`: a ResNet block's skip tensor).
 
     The consumer is linear in its input, so its pre-activation (flattened to H numbers per
     sample) is its bias plus one contribution per input channel: for fc1, W_c z_c over channel
@@ -69,7 +70,7 @@ class ConsumerParts:
 
     weight: torch.Tensor  # fc1: P×S×H, grouped by input channel; conv: (P·C')×1×kh×kw, grouped conv kernels
     bias: torch.Tensor  # H
-    rest: nn.Module  # everything after the consumer, in the sweep's dtype
+    rest: nn.Module  # everything after the consumer, in the sweep's dtype: (pre-activation, *extras) → logits
     replaced: torch.Tensor | None  # P×1×H: what a pruned channel still adds (zero_weights); None if nothing
     conv: nn.Conv2d | None  # the consumer when it is a conv (its geometry), else None
     map_shape: tuple[int, ...]  # the consumer's output per sample: (H,) for fc1, (C', h', w') for a conv
@@ -77,19 +78,15 @@ class ConsumerParts:
     @staticmethod
     @torch.no_grad()
     def of(
-        model: PrunableNet,
-        mode: str,
-        dtype: torch.dtype,
-        device: torch.device,
-        out_side: tuple[int, int],
-        layer: str | None = None,
+        view: GroupView, mode: str, dtype: torch.dtype, device: torch.device, out_side: tuple[int, int]
     ) -> ConsumerParts:
-        chosen = model.layer(layer)
-        chain = model.chain()
-        p = chosen.channels
-        consumer = chain[chosen.consumer][1]
-        rest = _inference_copy([m for _, m in chain[chosen.consumer + 1 :]], device, dtype)
-        values = replacement_values(model, mode, out_side, layer).to(device, dtype)
+        if not view.fast:
+            raise ValueError(f"{view.group.name} has no single linear consumer: {view.fast_reason}")
+        assert view.consumer is not None and view.after_consumer is not None
+        p = view.group.channels
+        consumer = view.consumer
+        rest = _inference_copy(view.after_consumer, device, dtype)
+        values = replacement_values(view, mode, out_side).to(device, dtype)
         if isinstance(consumer, nn.Linear):
             hidden, per_channel = consumer.out_features, consumer.in_features // p
             weight = consumer.weight.detach().to(device, dtype).view(hidden, p, per_channel).permute(1, 2, 0)
@@ -136,11 +133,19 @@ class ConsumerParts:
             contribution.sub_(self.replaced)  # a zeroed channel still adds its constant's share
         return full, contribution
 
-    def finish(self, pre: torch.Tensor) -> torch.Tensor:
-        """Logits (…×n×C) from the consumer's pre-activations (…×n×H): the rest of the network."""
+    def finish(self, pre: torch.Tensor, extras: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+        """Logits (…×n×C) from the consumer's pre-activations (…×n×H): the rest of the network.
+        `extras` are the values the rest also reads, for the same n samples (n×…): repeated for
+        every leading (K, order) entry."""
+        if extras:
+            copies = pre[..., 0, 0].numel()
+            extras = tuple(e.expand(copies, *e.shape).reshape(-1, *e.shape[1:]) for e in extras)
         if self.conv is None:
-            return self.rest(pre)
+            if not extras:
+                return self.rest(pre)
+            logits = self.rest(pre.reshape(-1, pre.shape[-1]), *extras)
+            return logits.view(*pre.shape[:-1], logits.shape[-1])
         c, h, w = self.map_shape
         maps = pre.reshape(-1, h, w, c).permute(0, 3, 1, 2)  # N×C'×h'×w' laid out channels-last: no copy
-        logits = self.rest(maps)
+        logits = self.rest(maps, *extras)
         return logits.view(*pre.shape[:-1], logits.shape[-1])

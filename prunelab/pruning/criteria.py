@@ -22,7 +22,9 @@ import numpy as np
 from prunelab.errors import UserError
 
 if TYPE_CHECKING:
-    from prunelab.models.nets import PrunableNet
+    from torch import nn
+
+    from prunelab.models.groups import ChannelGroup
     from prunelab.pruning.activations import ActivationStats
 
 RANDOM_STREAM = 104_729  # separates the random-order stream from every other use of the seed
@@ -31,11 +33,12 @@ RANDOM_STREAM = 104_729  # separates the random-order stream from every other us
 @dataclass(frozen=True)
 class RankingContext:
     stats: ActivationStats
-    model: PrunableNet
+    model: nn.Module
     headline: str
     seed: int
     random_orders: int
-    layer: str | None = None  # the conv layer ranked; None: the lab's layer, the last conv
+    group: ChannelGroup  # the channel group ranked
+    fast: bool = True  # whether the group has one linear consumer (what `reconstruction` needs)
 
 
 def order_from_scores(scores: np.ndarray) -> np.ndarray:
@@ -52,17 +55,23 @@ def _scored(score: Callable[[RankingContext], np.ndarray]) -> Callable[[RankingC
     return orders
 
 
-def _weights(ctx: RankingContext) -> np.ndarray:
-    conv = ctx.model.chain()[ctx.model.layer(ctx.layer).conv][1]
-    return conv.weight.detach().cpu().double().numpy()
+def l1_norm_scores(ctx: RankingContext) -> np.ndarray:
+    """The L1 norm of each channel's filter (Li et al. 2017), averaged over the group's producing
+    convs: Torch-Pruning's group_reduction="mean" over the producers' output channels (one
+    producer: its filter's L1 norm, as Li et al.; tested against Torch-Pruning's pruner)."""
+    norms = [
+        np.abs(ctx.model.get_submodule(path).weight.detach().cpu().double().numpy()).sum(axis=(1, 2, 3))
+        for path in ctx.group.producers
+    ]
+    return norms[0] if len(norms) == 1 else np.mean(norms, axis=0)
 
 
 def bn_gamma_scores(ctx: RankingContext) -> np.ndarray:
-    """|γ| of the BatchNorm after the ranked conv (network slimming)."""
-    layer = ctx.model.layer(ctx.layer)
-    if layer.bn is None:  # params validation refuses this combination; this guards direct callers
-        raise UserError(f"bn_gamma needs a BatchNorm after {layer.name}")
-    return ctx.model.chain()[layer.bn][1].weight.detach().cpu().double().abs().numpy()
+    """|γ| of the group's BatchNorms (network slimming), averaged over them (group_reduction="mean")."""
+    if not ctx.group.norms:  # params validation refuses this combination; this guards direct callers
+        raise UserError(f"bn_gamma needs a BatchNorm over {ctx.group.name}'s channels; this group has none")
+    gammas = [ctx.model.get_submodule(path).weight.detach().cpu().double().abs().numpy() for path in ctx.group.norms]
+    return gammas[0] if len(gammas) == 1 else np.mean(gammas, axis=0)
 
 
 def greedy_reconstruction_order(gram: np.ndarray) -> np.ndarray:
@@ -100,6 +109,11 @@ def greedy_reconstruction_order(gram: np.ndarray) -> np.ndarray:
 
 def reconstruction_orders(ctx: RankingContext) -> np.ndarray:
     """Greedy least increase in the consumer's pre-activation error over the ranking split (one order)."""
+    if not ctx.fast:
+        raise UserError(
+            f"reconstruction needs a channel group with one linear consumer; {ctx.group.name} has several "
+            "(choose another prune.layer, or drop reconstruction from the criteria)"
+        )
     return greedy_reconstruction_order(ctx.stats.contribution_gram)[None, :]
 
 
@@ -124,7 +138,7 @@ CRITERIA: dict[str, Callable[[RankingContext], np.ndarray]] = {
     # Average percentage of zeros after ReLU (Hu et al. 2016): highest APoZ is pruned first.
     "apoz": _scored(lambda ctx: -ctx.stats.apoz),
     # L1 norm of each filter (Li et al. 2017).
-    "l1_norm": _scored(lambda ctx: np.abs(_weights(ctx)).sum(axis=(1, 2, 3))),
+    "l1_norm": _scored(l1_norm_scores),
     "bn_gamma": _scored(bn_gamma_scores),
     # First-order Taylor (Molchanov et al. 2017): mean over samples of |mean_m a_m · dL/da_m|.
     "taylor": _scored(lambda ctx: ctx.stats.taylor),

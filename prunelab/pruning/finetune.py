@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
-    from prunelab.models.nets import PrunableNet
-    from prunelab.pruning.surgery import Removal
+    from prunelab.models.groups import ChannelGroup, Removal
 
 # Named fine-tuning points, as shares of P, so one default fits every architecture.
 NAMED_KS = {"quarter": 0.25, "half": 0.5, "three_quarters": 0.75}
@@ -33,7 +33,8 @@ def finetune_criteria(requested: Sequence[str], ranked: Sequence[str]) -> list[s
 
 
 def finetune_pruned(
-    model: PrunableNet,
+    model: nn.Module,
+    groups: Sequence[ChannelGroup],
     removed: Removal,
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
@@ -46,16 +47,16 @@ def finetune_pruned(
     device: torch.device,
     seed: int,
     label: str = "finetune",
-) -> tuple[PrunableNet, dict[str, float]]:
-    """Remove `removed` (a list for the lab's layer, or channels per layer name) for real,
+) -> tuple[nn.Module, dict[str, float]]:
+    """Remove `removed` (channels per group name) for real,
     fine-tune the smaller model on the train split for `epochs` passes (fractions allowed),
     and score it on the test split, which only scores: the weights depend on the train split
     alone (tested). `model` is left unchanged."""
+    from prunelab.models.groups import remove_channels
     from prunelab.models.training import finetune_batches, train_model
-    from prunelab.pruning.surgery import remove_channels
     from prunelab.scoring.evaluate import model_scores
 
-    pruned = remove_channels(model.cpu(), removed)
+    pruned = remove_channels(model.cpu(), groups, removed, train[0][:1].cpu())
     whole, batches = finetune_batches(epochs, len(train[1]), batch_size)
     train_model(
         pruned, train, test, n_classes=n_classes, epochs=whole, batch_size=batch_size, lr=lr,

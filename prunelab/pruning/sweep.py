@@ -11,49 +11,69 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from prunelab.models.nets import PrunableNet
+from prunelab.models.groups import ChannelGroup
 from prunelab.models.training import predict
 from prunelab.pruning.consumers import ConsumerParts
 from prunelab.pruning.surgery import prune
+from prunelab.pruning.views import GroupView, masked_net
 from prunelab.scoring.scores import confusion
 
 CPU_BATCH = 128  # samples per pass on the CPU: larger batches spill the feature maps out of cache
 
 
-@torch.no_grad()
-def block_outputs(
-    model: PrunableNet, images: torch.Tensor, batch_size: int, device: torch.device, layer: str | None = None
-) -> torch.Tensor:
-    """A layer's channel maps for every sample (N×P×h×w: after its BN, ReLU and pooling, what
-    a mask multiplies), computed once for all K. `layer` names it; None is the lab's layer.
+@dataclass(frozen=True)
+class SweepInputs:
+    """What the sweep of one group reads for a split, computed once for every order and K. Fast
+    path: the group's channel maps at its read point (N×P×h×w: after its BN, activation and
+    pooling, what a mask multiplies) and the values the rest of the network also reads (a
+    ResNet block's skip tensor, N×…). Per-K path: the model's inputs themselves."""
 
-    On the CPU this runs a channels-last copy of the chain up to the layer, at most CPU_BATCH
-    samples at a time whatever `batch_size` says: oneDNN's convolutions and, above all, max
-    pooling are several times faster on channels-last maps, and small batches keep those
-    maps in cache (10,000 SimpleCNN images, one thread: 2.9 s → 1.3 s). The result is
-    written into one preallocated, ordinarily laid out tensor; the model is not changed.
+    maps: torch.Tensor
+    extras: tuple[torch.Tensor, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+
+def _as_tuple(value: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+@torch.no_grad()
+def block_outputs(view: GroupView, images: torch.Tensor, batch_size: int, device: torch.device) -> SweepInputs:
+    """A group's sweep inputs for every sample (see `SweepInputs`), computed once for all K.
+
+    On the CPU this runs a channels-last copy of the network up to the read point, at most
+    CPU_BATCH samples at a time whatever `batch_size` says: oneDNN's convolutions and, above all,
+    max pooling are several times faster on channels-last maps, and small batches keep those
+    maps in cache (10,000 SimpleCNN images, one thread: 2.9 s → 1.3 s). The results are written
+    into preallocated, ordinarily laid out tensors; the model is not changed. A group on the
+    per-K path gets its images back (on the device): the per-K path runs the whole model.
     """
-    model = model.to(device).eval()
-    chosen = model.layer(layer)
-    net: nn.Module = nn.Sequential(*(module for _, module in model.chain()[: chosen.output + 1]))
+    if not view.fast:
+        return SweepInputs(images.to(device))
+    assert view.before_read is not None
+    net: nn.Module = view.before_read.to(device).eval()
     step, layout = batch_size, torch.contiguous_format
     if device.type == "cpu" and images.dim() == 4:
         step, layout = min(batch_size, CPU_BATCH), torch.channels_last
         net = copy.deepcopy(net).to(memory_format=layout)
-    out: torch.Tensor | None = None
+    out: list[torch.Tensor] | None = None
     for start in range(0, len(images), step):
-        part = net(images[start : start + step].to(device).contiguous(memory_format=layout))
+        parts = _as_tuple(net(images[start : start + step].to(device).contiguous(memory_format=layout)))
         if out is None:
-            out = torch.empty(len(images), *part.shape[1:], dtype=part.dtype, device=device)
-        out[start : start + len(part)] = part
-    if out is None:  # no images: the shape still follows from the model
-        return net(images.to(device))
-    return out
+            out = [torch.empty(len(images), *p.shape[1:], dtype=p.dtype, device=device) for p in parts]
+        for whole, part in zip(out, parts, strict=True):
+            whole[start : start + len(part)] = part
+    if out is None:  # no images: the shapes still follow from the model
+        out = list(_as_tuple(net(images.to(device))))
+    return SweepInputs(out[0], tuple(out[1:]))
 
 
 # Called with (first sample, rows of ks, first order, head outputs rows×orders×n×C) as the walk
@@ -77,10 +97,24 @@ def rows_index(rows: list[int]) -> slice | list[int]:
     return slice(rows[0], rows[0] + len(rows)) if rows == list(range(rows[0], rows[0] + len(rows))) else rows
 
 
+def _rows_at(ks_list: list[int]) -> dict[int, list[int]]:
+    rows_at: dict[int, list[int]] = {}  # K → the result rows that ask for it
+    for row, k in enumerate(ks_list):
+        rows_at.setdefault(k, []).append(row)
+    return rows_at
+
+
+def _orders_array(orders: np.ndarray, depth: int) -> np.ndarray:
+    orders_array = np.asarray(orders, dtype=np.int64).reshape(len(orders), -1)
+    if depth > orders_array.shape[1]:
+        raise ValueError(f"K={depth} asked for, but the orders list only {orders_array.shape[1]} channels")
+    return orders_array
+
+
 @torch.no_grad()
 def _sweep(
-    model: PrunableNet,
-    outputs: torch.Tensor,
+    view: GroupView,
+    inputs: SweepInputs,
     orders: np.ndarray,
     ks: Sequence[int],
     emit: Emit,
@@ -88,48 +122,112 @@ def _sweep(
     dtype: torch.dtype | None,
     chunk_elements: int | None,
     stash_elements: int | None,
-    layer: str | None,
 ) -> None:
-    """The fast sweep, written once: head outputs (logits) for pruning orders[r][:k] at every
+    """The sweep, written once: head outputs (logits) for pruning orders[r][:k] at every
     requested K, handed to `emit` chunk by chunk (see `sweep_confusions` for the method)."""
+    if not view.fast:
+        _per_k(view, inputs.maps, orders, ks, emit, mode, stash_elements)
+        return
+    outputs = inputs.maps
     device = outputs.device
     if dtype is None:
         # fc1 is cheap and float64 keeps the walk exact; a conv consumer and every later conv run
         # per K, and float64 convs have no fast kernels on the CPU, so they run in the model's dtype.
-        consumer = model.chain()[model.layer(layer).consumer][1]
-        dtype = torch.float64 if isinstance(consumer, nn.Linear) else outputs.dtype
-    head = ConsumerParts.of(model, mode, dtype, device, tuple(outputs.shape[2:]), layer)
+        dtype = torch.float64 if isinstance(view.consumer, nn.Linear) else outputs.dtype
+    head = ConsumerParts.of(view, mode, dtype, device, tuple(outputs.shape[2:]))
+    extras = tuple(e.to(dtype) for e in inputs.extras)
     p, hidden = outputs.shape[1], head.hidden
     default_chunk, default_stash = default_sizes(head.conv is not None, device)
     chunk_elements = chunk_elements or default_chunk
     stash_elements = stash_elements or default_stash
     ks_list = [int(k) for k in ks]
-    rows_at: dict[int, list[int]] = {}  # K → the result rows that ask for it
-    for row, k in enumerate(ks_list):
-        rows_at.setdefault(k, []).append(row)
+    rows_at = _rows_at(ks_list)
     depth = max(ks_list)
-    orders_array = np.asarray(orders, dtype=np.int64).reshape(len(orders), -1)
-    if depth > orders_array.shape[1]:
-        raise ValueError(f"K={depth} asked for, but the orders list only {orders_array.shape[1]} channels")
+    orders_array = _orders_array(orders, depth)
     n_orders = len(orders_array)
     steps = torch.as_tensor(orders_array[:, :depth].T.copy(), device=device)  # steps[k - 1]: removed at K=k
     chunk = max(1, chunk_elements // (p * hidden))
     for start in range(0, len(outputs), chunk):
         full, contribution = head.contributions(outputs[start : start + chunk])
         n = len(full)
+        sample_extras = tuple(e[start : start + n] for e in extras)
         if 0 in rows_at:  # nothing removed: the same for every order
-            logits = head.finish(full)
+            logits = head.finish(full, sample_extras)
             emit(start, rows_at[0], 0, logits.expand(len(rows_at[0]), n_orders, *logits.shape))
         group = max(1, min(n_orders, stash_elements // (n * hidden)))  # orders walked together
         for first in range(0, n_orders, group):
             last = min(n_orders, first + group)
-            _walk(head, contribution, full, steps[:, first:last], rows_at, stash_elements, start, first, emit)
+            _walk(
+                head, contribution, full, steps[:, first:last], rows_at, stash_elements, start, first, emit,
+                sample_extras,
+            )  # fmt: skip
+
+
+PER_K_SAMPLES = 1024  # (K, sample) pairs per masked forward pass of the per-K path
+
+
+@torch.no_grad()
+def _per_k(
+    view: GroupView,
+    images: torch.Tensor,
+    orders: np.ndarray,
+    ks: Sequence[int],
+    emit: Emit,
+    mode: str,
+    batch_elements: int | None,
+) -> None:
+    """The per-K path, for a group the fast sweep does not cover: the whole model, its group's
+    channels masked at every producer's read point (≡ removal, tested), run on many (K, sample)
+    pairs per pass, each pair with its own mask. Weight zeroing (the lab's method) is not a mask:
+    it runs a copy with the producers' filters zeroed per K and order."""
+    if mode != "remove":
+        _zeroed_per_k(view, images, orders, ks, emit)
+        return
+    device = images.device
+    net = masked_net(view.gm, [view.mask_points]).to(device).eval()
+    ks_list = [int(k) for k in ks]
+    rows_at = _rows_at(ks_list)
+    wanted = sorted(rows_at)
+    orders_array = _orders_array(orders, max(ks_list))
+    p = view.group.channels
+    samples = max(1, (batch_elements or PER_K_SAMPLES))
+    chunk = max(1, min(len(images), samples))
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk]
+        n = len(x)
+        per_pass = max(1, samples // n)  # K values per pass
+        for first, order in enumerate(orders_array):
+            for at in range(0, len(wanted), per_pass):
+                block = wanted[at : at + per_pass]
+                masks = torch.ones(len(block), p, dtype=x.dtype, device=device)
+                for i, k in enumerate(block):
+                    masks[i, torch.as_tensor(order[:k], device=device)] = 0.0
+                batch = x.expand(len(block), *x.shape).reshape(-1, *x.shape[1:])
+                logits = net(batch, masks.repeat_interleave(n, dim=0)).view(len(block), 1, n, -1)
+                picks = [i for i, k in enumerate(block) for _ in rows_at[k]]
+                rows = [row for k in block for row in rows_at[k]]
+                emit(start, rows, first, logits if picks == list(range(len(logits))) else logits[picks])
+
+
+@torch.no_grad()
+def _zeroed_per_k(view: GroupView, images: torch.Tensor, orders: np.ndarray, ks: Sequence[int], emit: Emit) -> None:
+    ks_list = [int(k) for k in ks]
+    rows_at = _rows_at(ks_list)
+    orders_array = _orders_array(orders, max(ks_list))
+    for first, order in enumerate(orders_array):
+        for k, rows in rows_at.items():
+            net = copy.deepcopy(view.gm).eval()
+            for producer in view.group.producers:
+                net.get_submodule(producer).weight[torch.as_tensor(order[:k], dtype=torch.long)] = 0.0
+            for start in range(0, len(images), PER_K_SAMPLES):
+                logits = net(images[start : start + PER_K_SAMPLES])
+                emit(start, rows, first, logits.expand(len(rows), 1, *logits.shape))
 
 
 @torch.no_grad()
 def sweep_confusions(
-    model: PrunableNet,
-    outputs: torch.Tensor,
+    view: GroupView,
+    inputs: SweepInputs,
     labels: torch.Tensor,
     orders: np.ndarray,
     ks: Sequence[int],
@@ -138,10 +236,9 @@ def sweep_confusions(
     dtype: torch.dtype | None = None,
     chunk_elements: int | None = None,
     stash_elements: int | None = None,
-    layer: str | None = None,
 ) -> np.ndarray:
-    """Confusion matrices (R×len(ks)×C×C) for pruning orders[r][:k] of `layer` (None: the
-    lab's layer) from that layer's outputs (`block_outputs`).
+    """Confusion matrices (R×len(ks)×C×C) for pruning orders[r][:k] of the view's group, from
+    its sweep inputs (`block_outputs`). A group off the fast path is masked and run per K.
 
     The consumer is linear: fc1(z) = b + Σ_c W_c z_c, and a conv likewise sums one conv per
     input channel. So removing a channel subtracts its contribution (in zero_weights mode it
@@ -159,24 +256,24 @@ def sweep_confusions(
     reads them; at most `stash_elements` pre-activations (orders × K × n × H) are held
     between evaluations of the rest. None picks sizes that suit the consumer.
     """
-    device = outputs.device
+    device = inputs.maps.device
     ks_list = [int(k) for k in ks]
     # Predicted classes of every (K row, order, sample), counted once at the end: one confusion
     # call rather than one per K-block (int64, R·K·n of them: 20 MB for the default study).
-    found = torch.empty(len(ks_list), len(orders), len(outputs), dtype=torch.int64, device=device)
+    found = torch.empty(len(ks_list), len(orders), len(inputs), dtype=torch.int64, device=device)
 
     def keep(start: int, rows: list[int], first: int, logits: torch.Tensor) -> None:
         predicted = logits.argmax(-1)  # rows × orders × n
         found[rows_index(rows), first : first + predicted.shape[1], start : start + predicted.shape[2]] = predicted
 
-    _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements, layer)
+    _sweep(view, inputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements)
     return confusion(labels.to(device), found.transpose(0, 1).contiguous(), n_classes).cpu().numpy()
 
 
 @torch.no_grad()
 def sweep_logits(
-    model: PrunableNet,
-    outputs: torch.Tensor,
+    view: GroupView,
+    inputs: SweepInputs,
     orders: np.ndarray,
     ks: Sequence[int],
     mode: str = "remove",
@@ -184,7 +281,6 @@ def sweep_logits(
     dtype: torch.dtype | None = None,
     chunk_elements: int | None = None,
     stash_elements: int | None = None,
-    layer: str | None = None,
     on_device: bool = False,
 ) -> np.ndarray | torch.Tensor:
     """The pruned models' logits, R×len(ks)×n×C (in `out_dtype`, on the CPU), by the same fast
@@ -197,12 +293,12 @@ def sweep_logits(
     def keep(start: int, rows: list[int], first: int, logits: torch.Tensor) -> None:
         nonlocal result
         if result is None:
-            shape = (len(orders), len(ks_list), len(outputs), logits.shape[-1])
-            result = torch.empty(shape, dtype=out_dtype, device=outputs.device if on_device else "cpu")
+            shape = (len(orders), len(ks_list), len(inputs), logits.shape[-1])
+            result = torch.empty(shape, dtype=out_dtype, device=inputs.maps.device if on_device else "cpu")
         block = logits.transpose(0, 1).to(result.device, out_dtype)  # orders × rows × n × C
         result[first : first + block.shape[0], rows_index(rows), start : start + block.shape[2]] = block
 
-    _sweep(model, outputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements, layer)
+    _sweep(view, inputs, orders, ks_list, keep, mode, dtype, chunk_elements, stash_elements)
     assert result is not None
     return result if on_device else result.numpy()
 
@@ -217,6 +313,7 @@ def _walk(
     start: int,
     first: int,
     emit: Emit,
+    extras: tuple[torch.Tensor, ...] = (),
 ) -> None:
     """Walk a group of G orders up K = 1 … len(steps) on one chunk of n samples, emitting the
     head's output at each requested K.
@@ -245,14 +342,16 @@ def _walk(
         wanted = [j for j in range(size) if k0 + j in rows_at]
         if not wanted:
             continue
-        logits = head.finish(stash[:size] if len(wanted) == size else stash[wanted])
+        logits = head.finish(stash[:size] if len(wanted) == size else stash[wanted], extras)
         picks = [i for i, j in enumerate(wanted) for _ in rows_at[k0 + j]]
         rows = [row for j in wanted for row in rows_at[k0 + j]]
         emit(start, rows, first, logits if picks == list(range(len(logits))) else logits[picks])
 
 
 def seed_loop_confusions(
-    model: PrunableNet,
+    model: nn.Module,
+    groups: Sequence[ChannelGroup],
+    group: str,
     images: torch.Tensor,
     labels: torch.Tensor,
     order: np.ndarray,
@@ -260,12 +359,11 @@ def seed_loop_confusions(
     n_classes: int,
     mode: str = "remove",
     batch_size: int = 1000,
-    layer: str | None = None,
 ) -> np.ndarray:
-    """The lab's loop, as reference and benchmark baseline: prune `layer`, then a full pass, per K."""
-    name = model.layer(layer).name
+    """The lab's loop, as reference and benchmark baseline: prune `group`, then a full pass, per K."""
+    example = images[:1].cpu()
     out = []
     for k in ks:
-        pruned = prune(model, {name: order[:k].tolist()}, mode)
+        pruned = prune(model, groups, {group: order[:k].tolist()}, mode, example)
         out.append(confusion(labels, predict(pruned, images, batch_size), n_classes).numpy())
     return np.stack(out)

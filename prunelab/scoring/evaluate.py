@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from prunelab.models.nets import PrunableNet
-from prunelab.pruning.sweep import sweep_logits
+from prunelab.pruning.sweep import SweepInputs, sweep_logits
+from prunelab.pruning.views import GroupView
 from prunelab.scoring.batched import score_logits
 from prunelab.scoring.scores import (
     SCORES,
@@ -29,14 +30,14 @@ from prunelab.scoring.scores import (
 
 @dataclass(frozen=True)
 class SplitOutputs:
-    """One split as the sweep sees it: the pruned layer's outputs (computed once, N×P×h×w) and the labels."""
+    """One split as the sweep sees it: the group's sweep inputs (computed once: `block_outputs`) and the labels."""
 
-    outputs: torch.Tensor
+    outputs: SweepInputs
     labels: torch.Tensor
 
 
 def evaluate_orders(
-    model: PrunableNet,
+    view: GroupView,
     test: SplitOutputs,
     calibration: SplitOutputs,
     orders: np.ndarray,
@@ -44,10 +45,9 @@ def evaluate_orders(
     n_classes: int,
     mode: str = "remove",
     element_budget: int = 1 << 25,
-    layer: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every score of SCORES for pruning orders[r][:k] of `layer` (None: the lab's layer, the
-    last conv; the splits hold that layer's outputs), as R×len(ks) arrays in percent.
+    """Every score of SCORES for pruning orders[r][:k] of the view's group (the splits hold its
+    sweep inputs), as R×len(ks) arrays in percent.
 
     Orders are swept a group at a time, so the logits held at once stay within about
     `element_budget` numbers whatever R, K and the split sizes.
@@ -59,17 +59,15 @@ def evaluate_orders(
     for first in range(0, len(orders), group):
         chosen = orders[first : first + group]
         # float64 test logits: the default decision then matches a reference forward pass (tested).
-        test_logits = sweep_logits(
-            model, test.outputs, chosen, ks, mode, out_dtype=torch.float64, layer=layer, on_device=True
-        )
-        cal_logits = sweep_logits(model, calibration.outputs, chosen, ks, mode, layer=layer, on_device=True)
+        test_logits = sweep_logits(view, test.outputs, chosen, ks, mode, out_dtype=torch.float64, on_device=True)
+        cal_logits = sweep_logits(view, calibration.outputs, chosen, ks, mode, on_device=True)
         parts.append(score_logits(test_logits, test.labels, cal_logits, calibration.labels, n_classes))
     return {name: np.concatenate([p[name] for p in parts]) for name in SCORES}
 
 
 @torch.no_grad()
 def model_scores(
-    model: PrunableNet, images: torch.Tensor, labels: torch.Tensor, n_classes: int, batch_size: int = 1000
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_classes: int, batch_size: int = 1000
 ) -> dict[str, float]:
     """acc, bacc and roc_auc (percent) of a model on a split, at its own decision."""
     device = next(model.parameters()).device
@@ -88,7 +86,7 @@ def model_scores(
 
 @torch.no_grad()
 def every_score(
-    model: PrunableNet,
+    model: nn.Module,
     test: tuple[torch.Tensor, torch.Tensor],
     calibration: tuple[torch.Tensor, torch.Tensor],
     n_classes: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from prunelab.models.records import metric_key
 from prunelab.network.choice import budget_key
 from prunelab.study.intervals import bounded_interval, interval_entry, score_entry
 from prunelab.study.verdicts import comparison
@@ -49,7 +50,7 @@ def sensitivity_metrics(table: pd.DataFrame, margins: dict[str, float]) -> dict:
                         (mine - random).to_numpy(), margins[score]
                     )
             entry[criterion] = scores
-        out[layer] = entry
+        out[metric_key(str(layer))] = entry  # DVC flattens keys with dots: layer1.0.conv1 → layer1_0_conv1
     return out
 
 

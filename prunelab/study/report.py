@@ -52,6 +52,7 @@ def report_markdown(
     ranges: dict[str, tuple],
     shares: list[float] | None = None,
     within: Choice | None = None,
+    names: dict[str, str] | None = None,
 ) -> str:
     """metrics/report.md: the setting, the unpruned model, the criteria against random on every
     score, one sentence per criterion, which criterion ranks first on each score, and fine-tuning."""
@@ -115,7 +116,7 @@ def report_markdown(
             lines.append(f"- on {title}: {_first_on(metrics, key)}")
     lines += _finetune_section(metrics)
     if "sensitivity" in metrics:
-        lines += ["", *sensitivity_section(metrics["sensitivity"], n, list(shares or []))]
+        lines += ["", *sensitivity_section(metrics["sensitivity"], n, list(shares or []), names)]
     if "budget" in metrics:
         lines += budget_section(metrics["budget"], n, within)
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -160,9 +161,12 @@ def _finetune_section(metrics: dict) -> list[str]:
     return lines
 
 
-def sensitivity_section(sensitivity: dict, n_seeds: int, shares: list[float]) -> list[str]:
-    """One sentence per conv layer: its unpruned ROC AUC, and which criteria keep more of it
-    than random over the shares removed (paired within seeds)."""
+def sensitivity_section(
+    sensitivity: dict, n_seeds: int, shares: list[float], names: dict[str, str] | None = None
+) -> list[str]:
+    """One sentence per channel group: its unpruned ROC AUC, and which criteria keep more of it
+    than random over the shares removed (paired within seeds). `names` maps metrics.json's keys
+    back to the model's group names (`layer1_0_conv1` → `layer1.0.conv1`)."""
     lines = [
         "## Which layer can lose what (sensitivity)",
         "",
@@ -190,8 +194,9 @@ def sensitivity_section(sensitivity: dict, n_seeds: int, shares: list[float]) ->
                     else f"{verdict}: {', '.join(names)}"
                 )
         spread = f"; random keeps {_fmt(random)}" if random else ""
+        name = (names or {}).get(layer, layer)
         lines.append(
-            f"- **{layer}** (unpruned ROC AUC {_fmt(entry['unpruned']['roc_auc'])}{spread}): " + "; ".join(parts) + "."
+            f"- **{name}** (unpruned ROC AUC {_fmt(entry['unpruned']['roc_auc'])}{spread}): " + "; ".join(parts) + "."
         )
     lines.append("")
     return lines

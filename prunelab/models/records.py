@@ -1,0 +1,93 @@
+"""Plain records of a model's structure, with no torch: what params validation, checks, the study
+and the figures pass around. `prunelab.models.groups` finds the groups; `prunelab.models.cost`
+builds the cost models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """One group of coupled channels, by module path."""
+
+    name: str  # readable and stable: the model's name for it, else its first producer's path
+    channels: int
+    producers: tuple[str, ...]  # convs whose output channels these are, in forward order
+    norms: tuple[str, ...]  # BatchNorms over these channels
+    consumers: tuple[str, ...]  # convs (groups=1) and Linears that read them as inputs
+    depthwise: tuple[str, ...] = ()  # depthwise convs whose inputs, outputs and groups shrink with them
+
+    @property
+    def producer(self) -> str:
+        """The first producing conv: where the raw conv output of the statistics is read."""
+        return self.producers[0]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """A model's cost (FLOPs per sample, or parameters) as a function of how many channels each
+    group keeps. Every term is one tensor's work or size, proportional to its kept input channels
+    (the group it reads; None: not pruned) times its kept output channels (the group it writes): a
+    conv's weights and work are bilinear in the two, a bias or BatchNorm linear in its group, a
+    depthwise conv linear in its one group. So pruning two adjacent groups is not additive, and the
+    cost of any kept counts is exact arithmetic (tested against FlopCounterMode and parameter
+    counts of physically smaller models)."""
+
+    layers: tuple[str, ...]  # group names
+    channels: tuple[int, ...]
+    terms: tuple[tuple[int, int | None, int | None], ...]  # (cost, input group index, output group index)
+
+    @property
+    def total(self) -> int:
+        return sum(cost for cost, _, _ in self.terms)
+
+    def kept(self, counts: Mapping[str, int]) -> float:
+        """The share of the cost kept when group g keeps counts[g] channels (unnamed groups: all)."""
+        share = [counts.get(name, p) / p for name, p in zip(self.layers, self.channels, strict=True)]
+        kept = sum(
+            cost * (1.0 if i is None else share[i]) * (1.0 if o is None else share[o]) for cost, i, o in self.terms
+        )
+        return kept / self.total
+
+    def per_channel(self, group: str) -> int:
+        """What one channel of `group` costs when it alone is pruned (exact: an integer)."""
+        g = self.layers.index(group)
+        p = self.channels[g]
+        return sum(cost // p for cost, i, o in self.terms if g in (i, o))
+
+
+def metric_key(name: str) -> str:
+    """A group name as a key of a DVC metrics file, which flattens nested keys with dots:
+    `layer1.0.conv1` → `layer1_0_conv1` (the lab's `conv1` … are unchanged)."""
+    return name.replace(".", "_")
+
+
+def groups_document(groups: tuple[ChannelGroup, ...] | list[ChannelGroup]) -> list[dict]:
+    """The groups as JSON-ready records (`metrics/seeds/<s>/groups.json`, written by the train stage)."""
+    return [
+        {
+            "name": g.name, "channels": g.channels, "producers": list(g.producers), "norms": list(g.norms),
+            "consumers": list(g.consumers), "depthwise": list(g.depthwise),
+        }
+        for g in groups
+    ]  # fmt: skip
+
+
+def groups_from_document(document: object) -> tuple[ChannelGroup, ...]:
+    """`groups_document`'s records back as groups; ValueError on anything else."""
+    if not isinstance(document, list) or not document:
+        raise ValueError("not a non-empty list of channel groups")
+    out = []
+    for entry in document:
+        if not isinstance(entry, dict) or set(entry) != {"name", "channels", "producers", "norms", "consumers",
+                                                          "depthwise"}:  # fmt: skip
+            raise ValueError("a channel group needs exactly name, channels, producers, norms, consumers, depthwise")
+        if not isinstance(entry["name"], str) or not isinstance(entry["channels"], int) or entry["channels"] < 1:
+            raise ValueError("a channel group's name is a string and its channels a positive integer")
+        lists = ("producers", "norms", "consumers", "depthwise")
+        if not all(isinstance(entry[k], list) and all(isinstance(v, str) for v in entry[k]) for k in lists):
+            raise ValueError("a channel group's module lists hold module paths (strings)")
+        out.append(ChannelGroup(entry["name"], entry["channels"], *(tuple(entry[k]) for k in lists)))
+    return tuple(out)
