@@ -368,3 +368,30 @@ def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> tuple[int, str]:
     os.killpg(proc.pid, sig)
     rest, _ = proc.communicate(timeout=120)
     return proc.returncode, rest
+
+
+# --------------------------------------------------------------------------- channel groups of the lab's CNNs
+LAB_SPECS = {"pair_cnn": InputSpec(2, 28, 2), "simple_cnn": InputSpec(3, 32, 10)}  # tiny_model's defaults
+
+
+def lab_example(model: torch.nn.Module, arch: str) -> torch.Tensor:
+    """The one-sample trace input of `tiny_model(arch)` (zeros), in the model's dtype, so that
+    tracing and removal also run on float64 models."""
+    from prunelab.models.groups import example_input
+
+    return example_input(LAB_SPECS[arch]).to(next(model.parameters()).dtype)
+
+
+def lab_groups(model: torch.nn.Module, arch: str) -> tuple:
+    """`find_groups` of a lab CNN built by `tiny_model(arch)`: conv1, conv2, … in forward order."""
+    from prunelab.models.groups import find_groups
+
+    return find_groups(model, lab_example(model, arch))
+
+
+def lab_view(model: torch.nn.Module, arch: str, name: str = "last"):  # -> GroupView
+    """The `GroupView` of one group of a lab CNN (`last`: the lab's layer)."""
+    from prunelab.models.groups import group_named
+    from prunelab.pruning.views import GroupView
+
+    return GroupView.of(model, group_named(lab_groups(model, arch), name))

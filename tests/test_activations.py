@@ -10,11 +10,18 @@ import torch
 import torch.nn.functional as F
 
 from prunelab.errors import UserError
+from prunelab.models.nets import PrunableNet
 from prunelab.pruning.activations import ActivationStats, load_stats, save_stats
 from prunelab.pruning.collect import collect_stats
-from tests.helpers import tiny_model
+from prunelab.pruning.views import GroupView
+from tests.helpers import lab_view, tiny_model
 
 CPU = torch.device("cpu")
+
+
+def conv3(model: PrunableNet) -> GroupView:
+    """The lab's layer: the pairs model's channel group conv3."""
+    return lab_view(model, "pair_cnn", "conv3")
 
 
 def inputs(n: int = 13, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,7 +32,7 @@ def inputs(n: int = 13, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def test_means_feature_maps_and_apoz_match_brute_force() -> None:
     model = tiny_model("pair_cnn")
     x, y = inputs()
-    stats = collect_stats(model, x, y, batch_size=4, device=CPU)
+    stats = collect_stats(conv3(model), x, y, batch_size=4, device=CPU)
     with torch.no_grad():
         conv_out = model.block.conv(model.stem(x)).double()
         act = torch.relu(model.block.bn(conv_out.float())).double()
@@ -53,7 +60,7 @@ def test_taylor_is_mean_over_samples_of_abs_spatial_mean_of_activation_times_gra
         (grad,) = torch.autograd.grad(loss, act)
         expected += (act * grad).detach().double().mean(dim=(2, 3)).abs()[0]
     expected /= len(x)
-    stats = collect_stats(model, x, y, batch_size=2, device=CPU)
+    stats = collect_stats(conv3(model), x, y, batch_size=2, device=CPU)
     np.testing.assert_allclose(stats.taylor, expected.numpy(), rtol=1e-5, atol=1e-9)
     # Not the same as taking |·| after averaging over samples (the wrong convention).
     assert stats.taylor.sum() > 0
@@ -62,29 +69,30 @@ def test_taylor_is_mean_over_samples_of_abs_spatial_mean_of_activation_times_gra
 def test_statistics_do_not_depend_on_batch_size() -> None:
     model = tiny_model("pair_cnn")
     x, y = inputs(n=11)
-    a = collect_stats(model, x, y, batch_size=11, device=CPU)
-    b = collect_stats(model, x, y, batch_size=3, device=CPU)
+    a = collect_stats(conv3(model), x, y, batch_size=11, device=CPU)
+    b = collect_stats(conv3(model), x, y, batch_size=3, device=CPU)
     for field in ("conv_mean", "act_mean", "feature_maps", "apoz", "taylor"):
         np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-5, atol=1e-7)
 
 
 def test_saved_statistics_round_trip(tmp_path) -> None:
-    model = tiny_model("pair_cnn")
+    view = conv3(tiny_model("pair_cnn"))
+    p = view.group.channels
     x, y = inputs(n=4)
-    stats = collect_stats(model, x, y, batch_size=4, device=CPU)
+    stats = collect_stats(view, x, y, batch_size=4, device=CPU)
     save_stats(tmp_path / "a.npz", stats, "val")
-    loaded, split = load_stats(tmp_path / "a.npz", model.channels)
+    loaded, split = load_stats(tmp_path / "a.npz", p)
     assert split == "val" and loaded.n_samples == 4
     for field in fields(ActivationStats):
         np.testing.assert_array_equal(getattr(loaded, field.name), getattr(stats, field.name), err_msg=field.name)
-    assert loaded.contribution_gram.shape == (model.channels, model.channels)
+    assert loaded.contribution_gram.shape == (p, p)
 
 
 def test_a_contribution_gram_of_another_shape_is_refused(tmp_path) -> None:
-    model = tiny_model("pair_cnn")
+    view = conv3(tiny_model("pair_cnn"))
     x, y = inputs(n=4)
-    stats = collect_stats(model, x, y, batch_size=4, device=CPU)
-    p = model.channels
+    stats = collect_stats(view, x, y, batch_size=4, device=CPU)
+    p = view.group.channels
     save_stats(tmp_path / "a.npz", replace(stats, contribution_gram=np.eye(p - 1)), "val")
     with pytest.raises(UserError, match=f"do not match the model's P={p}"):
         load_stats(tmp_path / "a.npz", p)

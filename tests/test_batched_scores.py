@@ -12,7 +12,7 @@ import torch
 from prunelab.pruning.sweep import block_outputs, sweep_logits
 from prunelab.scoring import batched, scores
 from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders
-from tests.helpers import tiny_model
+from tests.helpers import lab_view, tiny_model
 
 CPU = torch.device("cpu")
 # Counts turned into percentages by the same formulas: equal to the last bit.
@@ -161,20 +161,20 @@ def test_newton_bias_equals_the_fixed_point_reference(case: str) -> None:
 def test_evaluate_orders_scores_as_the_reference_path_would(arch: str, n_classes: int, side: int) -> None:
     """evaluate_orders (logits kept as tensors, batched scores, several groups of orders) against the
     reference path: the sweep's logits as NumPy arrays, scored by `scores.score_logits`."""
-    model = tiny_model(arch)
+    view = lab_view(tiny_model(arch), arch)  # the lab's layer
     gen = torch.Generator().manual_seed(50)
     channels = 2 if n_classes == 2 else 3
     x, xc = torch.randn(120, channels, side, side, generator=gen), torch.randn(80, channels, side, side, generator=gen)
     y, yc = torch.randint(0, n_classes, (120,), generator=gen), torch.randint(0, n_classes, (80,), generator=gen)
-    test = SplitOutputs(block_outputs(model, x, 64, CPU), y)
-    calibration = SplitOutputs(block_outputs(model, xc, 64, CPU), yc)
-    orders = np.stack([np.random.default_rng(s).permutation(model.channels) for s in range(3)])
+    test = SplitOutputs(block_outputs(view, x, 64, CPU), y)
+    calibration = SplitOutputs(block_outputs(view, xc, 64, CPU), yc)
+    orders = np.stack([np.random.default_rng(s).permutation(view.group.channels) for s in range(3)])
     ks = [0, 1, 4, 9]  # K stays small: the walk's cost grows with the largest
     one_order = len(ks) * (len(y) + len(yc)) * n_classes
-    got = evaluate_orders(model, test, calibration, orders, ks, n_classes, element_budget=2 * one_order)
+    got = evaluate_orders(view, test, calibration, orders, ks, n_classes, element_budget=2 * one_order)
 
-    test_logits = sweep_logits(model, test.outputs, orders, ks, out_dtype=torch.float64)
-    cal_logits = sweep_logits(model, calibration.outputs, orders, ks)
+    test_logits = sweep_logits(view, test.outputs, orders, ks, out_dtype=torch.float64)
+    cal_logits = sweep_logits(view, calibration.outputs, orders, ks)
     expected = scores.score_logits(test_logits, y.numpy(), cal_logits, yc.numpy(), n_classes)
     assert got["acc"].shape == (len(orders), len(ks))
     assert_same_scores(expected, got, n_classes)

@@ -19,12 +19,14 @@ import torch
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
 from prunelab.models.archs import ARCHS
+from prunelab.models.groups import find_groups, group_named
 from prunelab.models.nets import build_model, load_model
 from prunelab.params import load_params, validate
 from prunelab.prepare.sources import CHECKSUMS_ENV, Pool
 from prunelab.prepare.tasks import dataset_info, make_classification_splits
 from prunelab.pruning.surgery import channel_mask, remove_channels
 from prunelab.pruning.sweep import block_outputs, seed_loop_confusions, sweep_confusions
+from prunelab.pruning.views import GroupView
 from prunelab.study.figures import grid_shape
 from tests.helpers import ROOT, dvc, project_copy, stage, tiny_model, write_checksums, write_cifar10
 
@@ -79,11 +81,18 @@ def test_simple_cnn_removal_equals_masking(k: int) -> None:
     model = tiny_model("simple_cnn", CIFAR, seed=k).double()
     x = torch.randn(8, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
     removed = np.random.default_rng(k).permutation(32)[:k].tolist()
-    smaller = remove_channels(model, removed)
+    groups = find_groups(model, x[:1])
+    smaller = remove_channels(model, groups, {group_named(groups, "last").name: removed}, x[:1])
     assert smaller.block.conv.weight.shape == (32 - k, 16, 3, 3)
     assert smaller.head.fc1.weight.shape == (256, (32 - k) * 64)
+    # Masking: conv2's channel maps multiplied by the mask where fc1 reads them (after its pool and ReLU).
+    mask = channel_mask(32, removed).double().view(1, -1, 1, 1)
+    hook = model.block.register_forward_hook(lambda _m, _i, out: out * mask)
     with torch.no_grad():
-        expected = model(x, channel_mask(32, removed))
+        try:
+            expected = model(x)
+        finally:
+            hook.remove()
         actual = smaller(x)
         unpruned = model(x)
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
@@ -99,10 +108,13 @@ def test_fast_sweep_equals_the_seed_loop_with_10_classes(mode: str) -> None:
     rng = np.random.default_rng(3)
     orders = np.stack([rng.permutation(32) for _ in range(2)])
     ks = [*range(0, 32, 2), 31]  # the handout's step of 2, and the last K
-    fast = sweep_confusions(model, block_outputs(model, images, 50, torch.device("cpu")), labels, orders, ks, 10, mode)
+    groups = find_groups(model, images[:1])
+    last = group_named(groups, "last")  # conv2, the handout's layer
+    view = GroupView.of(model, last)
+    fast = sweep_confusions(view, block_outputs(view, images, 50, torch.device("cpu")), labels, orders, ks, 10, mode)
     assert fast.shape == (2, len(ks), 10, 10)
     for r, order in enumerate(orders):
-        reference = seed_loop_confusions(model, images, labels, order, ks, 10, mode)
+        reference = seed_loop_confusions(model, groups, last.name, images, labels, order, ks, 10, mode)
         np.testing.assert_array_equal(fast[r], reference)
     assert (fast[0, 0].sum(axis=0) > 0).sum() > 1, "the unpruned model should predict several classes"
     assert (fast.sum(axis=(-2, -1)) == 60).all()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 
+from prunelab.models.groups import group_named
+from prunelab.models.records import ChannelGroup
 from prunelab.pruning.activations import ActivationStats
 from prunelab.pruning.criteria import (
     CRITERIA,
@@ -14,7 +18,7 @@ from prunelab.pruning.criteria import (
     order_from_scores,
     removal_orders,
 )
-from tests.helpers import tiny_model
+from tests.helpers import lab_groups, tiny_model
 
 P = 128
 
@@ -39,8 +43,16 @@ def stats_with(**arrays: np.ndarray) -> ActivationStats:
     return ActivationStats(**{**base, **arrays})
 
 
+@functools.cache
+def conv3() -> ChannelGroup:
+    """The lab's layer: the pairs model's channel group conv3 (P = 128)."""
+    group = group_named(lab_groups(tiny_model("pair_cnn"), "pair_cnn"), "conv3")
+    assert group.channels == P
+    return group
+
+
 def context(stats: ActivationStats, headline: str = "mean_activation", seed: int = 0, r: int = 5) -> RankingContext:
-    return RankingContext(stats, tiny_model("pair_cnn"), headline, seed, r)
+    return RankingContext(stats, tiny_model("pair_cnn"), headline, seed, r, conv3())
 
 
 def test_ties_break_by_channel_index() -> None:

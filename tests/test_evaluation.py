@@ -12,6 +12,7 @@ from prunelab.params import Params
 from prunelab.pruning.finetune import finetune_pruned
 from prunelab.pruning.surgery import remove_channels
 from prunelab.pruning.sweep import block_outputs
+from prunelab.pruning.views import GroupView
 from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders
 from prunelab.scoring.scores import (
     balanced_accuracy,
@@ -22,7 +23,7 @@ from prunelab.scoring.scores import (
     score_logits,
     snap_ties,
 )
-from tests.helpers import tiny_model
+from tests.helpers import lab_example, lab_groups, lab_view, tiny_model
 
 CPU = torch.device("cpu")
 
@@ -32,8 +33,8 @@ def data(n: int, seed: int, n_classes: int = 2, spec: tuple[int, int] = (2, 28))
     return torch.randn(n, spec[0], spec[1], spec[1], generator=gen), torch.randint(0, n_classes, (n,), generator=gen)
 
 
-def split(model, images: torch.Tensor, labels: torch.Tensor) -> SplitOutputs:
-    return SplitOutputs(block_outputs(model, images, 64, CPU), labels)
+def split(view: GroupView, images: torch.Tensor, labels: torch.Tensor) -> SplitOutputs:
+    return SplitOutputs(block_outputs(view, images, 64, CPU), labels)
 
 
 @pytest.mark.parametrize(("arch", "n_classes"), [("pair_cnn", 2), ("simple_cnn", 10)])
@@ -41,16 +42,19 @@ def test_sweep_scores_equal_the_pruned_models_scored_directly(arch: str, n_class
     """At every K, ROC AUC and the default decision from the fast sweep are those of the
     physically smaller model's own logits (scikit-learn's roc_auc_score for the AUC)."""
     model = tiny_model(arch).double()
+    groups, example = lab_groups(model, arch), lab_example(model, arch)
+    view = lab_view(model, arch)  # the lab's layer
+    p = view.group.channels
     spec = (2, 28) if arch == "pair_cnn" else (3, 32)
     (x, y), (xc, yc) = data(120, 1, n_classes, spec), data(80, 2, n_classes, spec)
     x, xc = x.double(), xc.double()
-    orders = np.stack([np.random.default_rng(s).permutation(model.channels) for s in range(2)])
-    ks = [0, 3, model.channels // 2, model.channels - 1]
-    scores = evaluate_orders(model, split(model, x, y), split(model, xc, yc), orders, ks, n_classes)
+    orders = np.stack([np.random.default_rng(s).permutation(p) for s in range(2)])
+    ks = [0, 3, p // 2, p - 1]
+    scores = evaluate_orders(view, split(view, x, y), split(view, xc, yc), orders, ks, n_classes)
     for r, order in enumerate(orders):
         for i, k in enumerate(ks):
             with torch.no_grad():
-                logits = remove_channels(model, order[:k].tolist())(x).numpy()
+                logits = remove_channels(model, groups, {view.group.name: order[:k].tolist()}, example)(x).numpy()
             truth = y.numpy()
             if n_classes == 2:
                 expected = 100 * roc_auc_score(truth, logits[:, 1] - logits[:, 0])
@@ -66,17 +70,17 @@ def test_recalibration_never_reads_test_labels() -> None:
     """Changing every test label leaves the re-fitted decision where it was: the recalibrated
     scores are those of the same predictions against the new labels. Changing the calibration
     labels moves it."""
-    model = tiny_model("pair_cnn").double()
+    view = lab_view(tiny_model("pair_cnn").double(), "pair_cnn", "conv3")
     (x, y), (xc, yc) = data(150, 3), data(100, 4)
-    test, calibration = split(model, x.double(), y), split(model, xc.double(), yc)
+    test, calibration = split(view, x.double(), y), split(view, xc.double(), yc)
     orders, ks = np.arange(128)[None], [0, 32, 64, 96]
-    first = evaluate_orders(model, test, calibration, orders, ks, 2)
+    first = evaluate_orders(view, test, calibration, orders, ks, 2)
     flipped = SplitOutputs(test.outputs, 1 - test.labels)
-    second = evaluate_orders(model, flipped, calibration, orders, ks, 2)
+    second = evaluate_orders(view, flipped, calibration, orders, ks, 2)
     # The same predictions, scored against flipped labels: balanced accuracy becomes 100 − b.
     np.testing.assert_allclose(second["recal_bacc"], 100 - first["recal_bacc"])
     np.testing.assert_allclose(second["bacc"], 100 - first["bacc"])
-    moved = evaluate_orders(model, test, SplitOutputs(calibration.outputs, 1 - calibration.labels), orders, ks, 2)
+    moved = evaluate_orders(view, test, SplitOutputs(calibration.outputs, 1 - calibration.labels), orders, ks, 2)
     assert not np.allclose(moved["recal_bacc"], first["recal_bacc"])
 
 
@@ -105,13 +109,14 @@ def test_recalibration_helps_a_model_whose_threshold_drifted() -> None:
 
 def test_finetuning_learns_from_the_train_split_alone() -> None:
     model = tiny_model("pair_cnn")
+    groups = lab_groups(model, "pair_cnn")
     train, test, other_test = data(96, 5), data(40, 6), data(40, 7)
-    removed = np.arange(64)
+    removed = {"conv3": np.arange(64)}
     kwargs = dict(n_classes=2, epochs=0.5, lr=1e-3, batch_size=16, class_weight="none", device=CPU, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    tuned, scores = finetune_pruned(model, removed, train, test, **kwargs)
-    again, _ = finetune_pruned(model, removed, train, other_test, **kwargs)
-    other, _ = finetune_pruned(model, removed, data(96, 8), test, **kwargs)
+    tuned, scores = finetune_pruned(model, groups, removed, train, test, **kwargs)
+    again, _ = finetune_pruned(model, groups, removed, train, other_test, **kwargs)
+    other, _ = finetune_pruned(model, groups, removed, data(96, 8), test, **kwargs)
     assert tuned.block.conv.out_channels == 64
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in tuned.state_dict().items())
     assert not all(torch.equal(v, other.state_dict()[k]) for k, v in tuned.state_dict().items())

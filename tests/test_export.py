@@ -21,12 +21,19 @@ from prunelab.deploy.export import (
     save_rebuildable,
     shipped_model,
 )
-from prunelab.models.cost import channel_cost, flops_per_sample, kept_fractions, layer_flops, parameter_count
+from prunelab.models.cost import cost_models, flops_per_sample, kept_fractions, layer_flops, parameter_count
+from prunelab.models.groups import ChannelGroup, example_input, find_groups, group_named
 from prunelab.pruning.surgery import remove_channels
 from prunelab.scoring.scores import fit_decision, recalibrated_predictions
 from tests.helpers import run, tiny_model
 
 SPECS = {"pair_cnn": InputSpec(2, 28, 2), "simple_cnn": InputSpec(3, 32, 10)}
+
+
+def last_group(model: torch.nn.Module, arch: str) -> tuple[tuple[ChannelGroup, ...], ChannelGroup]:
+    """The model's channel groups and the lab's layer among them (the last conv)."""
+    groups = find_groups(model, example_input(SPECS[arch]))
+    return groups, group_named(groups, "last")
 
 
 def hand_flops(arch: str, k: int) -> int:
@@ -44,10 +51,11 @@ def hand_flops(arch: str, k: int) -> int:
 @pytest.mark.parametrize(("arch", "ks"), [("pair_cnn", (0, 64, 100)), ("simple_cnn", (0, 8, 31))])
 def test_flop_counter_matches_a_hand_count_and_the_analytic_fractions(arch: str, ks: tuple[int, ...]) -> None:
     model = tiny_model(arch)
-    cost = channel_cost(model, SPECS[arch])
-    fractions = kept_fractions(cost, list(ks))
+    groups, last = last_group(model, arch)
+    example = example_input(SPECS[arch])
+    fractions = kept_fractions(*cost_models(model, groups, example), last.name, list(ks))
     for i, k in enumerate(ks):
-        pruned = remove_channels(model, list(range(k)))
+        pruned = remove_channels(model, groups, {last.name: list(range(k))}, example)
         counted = flops_per_sample(pruned, SPECS[arch])
         assert counted == hand_flops(arch, k) == layer_flops(pruned, SPECS[arch])
         assert fractions["flops_kept"][i] == pytest.approx(counted / hand_flops(arch, 0))
@@ -80,14 +88,17 @@ def shipped(arch: str = "pair_cnn") -> tuple[torch.nn.Module, torch.Tensor, np.n
     spec = SPECS[arch]
     images = torch.randn(64, spec.channels, spec.size, spec.size, generator=gen)
     labels = torch.randint(0, spec.n_classes, (64,), generator=gen)
-    removed = np.random.default_rng(0).permutation(model.channels)[: model.channels // 2]
-    return shipped_model(model, removed, (images, labels), spec.n_classes), images, removed
+    _, last = last_group(model, arch)
+    removed = np.random.default_rng(0).permutation(last.channels)[: last.channels // 2]
+    return shipped_model(model, {last.name: removed.tolist()}, (images, labels), spec.n_classes), images, removed
 
 
 @pytest.mark.parametrize("arch", ["pair_cnn", "simple_cnn"])
 def test_the_folded_decision_is_the_recalibrated_decision(arch: str) -> None:
     spec = SPECS[arch]
-    model = remove_channels(tiny_model(arch), list(range(5)))
+    model = tiny_model(arch)
+    groups, last = last_group(model, arch)
+    model = remove_channels(model, groups, {last.name: list(range(5))}, example_input(spec))
     gen = torch.Generator().manual_seed(4)
     cal = torch.randn(80, spec.channels, spec.size, spec.size, generator=gen)
     cal_labels = torch.randint(0, spec.n_classes, (80,), generator=gen)
@@ -130,7 +141,7 @@ def test_the_program_runs_where_the_project_cannot_be_imported(tmp_path: Path) -
 def test_the_state_dict_rebuilds_the_same_model(tmp_path: Path) -> None:
     model, images, removed = shipped()
     facts = {"arch": "pair_cnn", "input": {"channels": 2, "size": 28, "n_classes": 2}}
-    save_rebuildable(model, tmp_path / "model.pt", {**facts, "removed": [int(c) for c in removed]})
+    save_rebuildable(model, tmp_path / "model.pt", {**facts, "removed": {"conv3": [int(c) for c in removed]}})
     rebuilt = load_rebuildable(tmp_path / "model.pt")
     with torch.no_grad():
         assert torch.equal(rebuilt(images), model(images))

@@ -136,7 +136,9 @@ def test_a_fast_group_reads_the_skip_tensor_computed_once() -> None:
     assert inputs.maps.shape == (3, 16, 32, 32) and inputs.extras[0].shape == (3, 16, 32, 32)
 
 
-@pytest.mark.parametrize(("arch", "spec"), [("pair_cnn", PAIRS), ("resnet20", CIFAR), ("torchvision:mobilenet_v2", CIFAR)])
+@pytest.mark.parametrize(
+    ("arch", "spec"), [("pair_cnn", PAIRS), ("resnet20", CIFAR), ("torchvision:mobilenet_v2", CIFAR)]
+)
 def test_cost_models_equal_the_counters_of_smaller_models(arch: str, spec: InputSpec) -> None:
     model = built(arch, spec)
     example = example_input(spec)

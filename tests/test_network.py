@@ -17,6 +17,7 @@ import torch
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
 from prunelab.models.cost import layer_flops
+from prunelab.models.groups import ChannelGroup, example_input, find_groups, group_named
 from prunelab.network.budget import (
     STRATEGIES,
     FlopsModel,
@@ -39,6 +40,7 @@ from prunelab.params.loader import validate
 from prunelab.pruning.collect import collect_stats
 from prunelab.pruning.surgery import remove_channels
 from prunelab.pruning.sweep import block_outputs
+from prunelab.pruning.views import GroupView
 from prunelab.scoring.evaluate import SplitOutputs, every_score
 from prunelab.scoring.scores import SCORES
 from prunelab.scoring.scores import score_logits as reference_scores
@@ -51,31 +53,42 @@ CPU = torch.device("cpu")
 SPECS = {"pair_cnn": InputSpec(2, 28, 2), "simple_cnn": InputSpec(3, 32, 10)}
 
 
-def _plans(model, seed: int = 0, losses: dict[str, tuple[float, ...]] | None = None) -> dict[str, LayerPlan]:
+def _groups(model: torch.nn.Module, arch: str) -> tuple[ChannelGroup, ...]:
+    return find_groups(model, example_input(SPECS[arch]))
+
+
+def _flops(model: torch.nn.Module, arch: str) -> FlopsModel:
+    return flops_model(model, _groups(model, arch), example_input(SPECS[arch]))
+
+
+def _plans(
+    groups: tuple[ChannelGroup, ...], seed: int = 0, losses: dict[str, tuple[float, ...]] | None = None
+) -> dict[str, LayerPlan]:
     rng = np.random.default_rng(seed)
     shares = (0.25, 0.5, 0.75)
     return {
-        layer.name: LayerPlan(
-            rng.permutation(layer.channels),
-            rng.random(layer.channels) - 0.2,
+        group.name: LayerPlan(
+            rng.permutation(group.channels),
+            rng.random(group.channels) - 0.2,
             shares,
-            (losses or {}).get(layer.name, (0.5, 1.0, 4.0)),
+            (losses or {}).get(group.name, (0.5, 1.0, 4.0)),
         )
-        for layer in model.layers
+        for group in groups
     }
 
 
 @pytest.mark.parametrize("arch", ["pair_cnn", "simple_cnn"])
 def test_flops_model_is_the_counter_of_the_smaller_model(arch: str) -> None:
     model, spec = tiny_model(arch), SPECS[arch]
-    flops = flops_model(model, spec)
+    groups, example = _groups(model, arch), example_input(spec)
+    flops = flops_model(model, groups, example)
     assert flops.total == layer_flops(model, spec)
     rng = np.random.default_rng(1)
     for _ in range(4):  # several layers at once: adjacent layers are not additive
-        removed = {layer.name: rng.choice(layer.channels, rng.integers(0, layer.channels), replace=False).tolist()
-                   for layer in model.layers}  # fmt: skip
-        kept = {name: model.layer(name).channels - len(chosen) for name, chosen in removed.items()}
-        smaller = remove_channels(model, removed)
+        removed = {group.name: rng.choice(group.channels, rng.integers(0, group.channels), replace=False).tolist()
+                   for group in groups}  # fmt: skip
+        kept = {name: group_named(groups, name).channels - len(chosen) for name, chosen in removed.items()}
+        smaller = remove_channels(model, groups, removed, example)
         assert flops.kept(kept) == pytest.approx(layer_flops(smaller, spec) / flops.total, rel=1e-12)
 
 
@@ -83,10 +96,11 @@ def test_flops_model_is_the_counter_of_the_smaller_model(arch: str) -> None:
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("budget", [0.8, 0.5, 0.3])
 def test_every_strategy_fits_its_budget_with_each_layers_own_order(arch: str, strategy: str, budget: float) -> None:
-    model, spec = tiny_model(arch), SPECS[arch]
-    flops, plans = flops_model(model, spec), _plans(model)
+    model = tiny_model(arch)
+    groups = _groups(model, arch)
+    flops, plans = flops_model(model, groups, example_input(SPECS[arch])), _plans(groups)
     removed = allocate(strategy, plans, flops, budget)
-    kept = {name: model.layer(name).channels - len(chosen) for name, chosen in removed.items()}
+    kept = {name: group_named(groups, name).channels - len(chosen) for name, chosen in removed.items()}
     assert flops.kept(kept) <= budget + 1e-12
     assert min(kept.values()) >= 1
     for name, chosen in removed.items():  # each layer's first K of its own order
@@ -99,21 +113,23 @@ def test_every_strategy_fits_its_budget_with_each_layers_own_order(arch: str, st
 
 def test_uniform_removes_the_same_share_of_every_layer() -> None:
     model = tiny_model("pair_cnn")
-    removed = allocate("uniform", _plans(model), flops_model(model, SPECS["pair_cnn"]), 0.5)
-    shares = {name: len(chosen) / model.layer(name).channels for name, chosen in removed.items()}
+    groups = _groups(model, "pair_cnn")
+    removed = allocate("uniform", _plans(groups), _flops(model, "pair_cnn"), 0.5)
+    shares = {name: len(chosen) / group_named(groups, name).channels for name, chosen in removed.items()}
     assert max(shares.values()) - min(shares.values()) < 1 / 32 + 1e-12
 
 
 def test_sensitivity_takes_from_the_robust_layer_first() -> None:
     model = tiny_model("pair_cnn")
+    groups = _groups(model, "pair_cnn")
     flat, steep = (0.0, 0.0, 0.1), (5.0, 10.0, 20.0)
-    plans = _plans(model, losses={"conv1": steep, "conv2": flat, "conv3": steep})
-    removed = allocate("sensitivity", plans, flops_model(model, SPECS["pair_cnn"]), 0.8)
+    plans = _plans(groups, losses={"conv1": steep, "conv2": flat, "conv3": steep})
+    removed = allocate("sensitivity", plans, _flops(model, "pair_cnn"), 0.8)
     assert len(removed["conv1"]) == len(removed["conv3"]) == 0
     assert len(removed["conv2"]) > 0
     # Never beyond the largest share measured (0.75 of 64).
-    deep = allocate("sensitivity", plans, flops_model(model, SPECS["pair_cnn"]), 0.01)
-    assert max(len(chosen) / model.layer(name).channels for name, chosen in deep.items()) <= 0.75
+    deep = allocate("sensitivity", plans, _flops(model, "pair_cnn"), 0.01)
+    assert max(len(chosen) / group_named(groups, name).channels for name, chosen in deep.items()) <= 0.75
 
 
 def test_global_ranks_every_channel_on_one_normalised_scale() -> None:
@@ -131,11 +147,11 @@ def test_global_ranks_every_channel_on_one_normalised_scale() -> None:
     assert removed == {"a": [0], "b": [2, 3]}  # 0.05, 0.09, 0.4: two channels of b, one of a
 
 
-def _splits(model, layer: str, n: int = 40) -> tuple[SplitOutputs, SplitOutputs, tuple, tuple]:
+def _splits(view: GroupView, n: int = 40) -> tuple[SplitOutputs, SplitOutputs, tuple, tuple]:
     images, labels = data("pair_cnn", n, dtype=torch.float32)
     cal_images, cal_labels = data("pair_cnn", n, seed=1, dtype=torch.float32)
-    test = SplitOutputs(block_outputs(model, images, 16, CPU, layer), labels)
-    cal = SplitOutputs(block_outputs(model, cal_images, 16, CPU, layer), cal_labels)
+    test = SplitOutputs(block_outputs(view, images, 16, CPU), labels)
+    cal = SplitOutputs(block_outputs(view, cal_images, 16, CPU), cal_labels)
     return test, cal, (images, labels), (cal_images, cal_labels)
 
 
@@ -144,20 +160,24 @@ def test_sensitivity_rows_are_the_scores_of_the_physically_pruned_model(layer: s
     model = tiny_model("pair_cnn").double()
     images, _ = data("pair_cnn", 40)
     model = centred(model, images).float()
-    test, cal, raw_test, raw_cal = _splits(model, layer)
-    stats = collect_stats(model, raw_test[0], raw_test[1], 16, CPU, layer=layer)
+    groups = _groups(model, "pair_cnn")
+    group = group_named(groups, layer)
+    view = GroupView.of(model, group)
+    test, cal, raw_test, raw_cal = _splits(view)
+    stats = collect_stats(view, raw_test[0], raw_test[1], 16, CPU)
     ranked = rank_layer(model, stats, ["l1_norm", "taylor", "random"], headline="l1_norm", seed=0,
-                        random_orders=2, layer=layer)  # fmt: skip
+                        random_orders=2, group=group, fast=view.fast)  # fmt: skip
     fractions = (0.25, 0.5)
-    table = layer_sensitivity(model, layer, ranked, test, cal, fractions, 2)
-    channels = model.layer(layer).channels
+    table = layer_sensitivity(view, ranked, test, cal, fractions, 2)
+    channels = group.channels
+    assert set(table["layer"]) == {layer}
     assert list(table["fraction"]) == [0.0, *fractions] * 3
     for name, ranking in ranked.items():
         for fraction, k in zip(fractions, fraction_ks(fractions, channels), strict=True):
             row = table[(table["criterion"] == name) & (table["fraction"] == fraction)].iloc[0]
             assert row["k"] == k
             each = [
-                every_score(remove_channels(model, {layer: order[:k]}), raw_test, raw_cal, 2)
+                every_score(remove_channels(model, groups, {layer: order[:k]}, raw_test[0][:1]), raw_test, raw_cal, 2)
                 for order in ranking.orders
             ]
             for score in SCORES:  # random: the mean over its orders

@@ -14,7 +14,7 @@ from prunelab.pruning import collect as activations
 from prunelab.pruning.collect import collect_stats
 from prunelab.pruning.criteria import CRITERIA, RankingContext, greedy_reconstruction_order, removal_orders
 from prunelab.pruning.surgery import remove_channels
-from tests.helpers import randomized, tiny_model
+from tests.helpers import lab_example, lab_groups, lab_view, randomized, tiny_model
 
 CPU = torch.device("cpu")
 
@@ -136,10 +136,11 @@ def test_collected_gram_equals_full_batch_gram_whatever_the_batch_size(
     # float32 convolutions round differently for different batch sizes; in float64 only the
     # summation order of the float64 sums differs.
     rtol = 1e-5 if dtype == torch.float32 else 1e-10
-    grams = [collect_stats(model, x, y, batch_size=b, device=CPU).contribution_gram for b in (11, 3)]
+    view = lab_view(model, arch)  # the lab's layer: its consumer is fc1
+    grams = [collect_stats(view, x, y, batch_size=b, device=CPU).contribution_gram for b in (11, 3)]
     # Chunks of 2 samples inside a batch of 5: the chunking inside a batch must not matter either.
     monkeypatch.setattr(activations, "GRAM_CHUNK_ELEMENTS", 2 * model.channels * model.head.fc1.out_features)
-    grams.append(collect_stats(model, x, y, batch_size=5, device=CPU).contribution_gram)
+    grams.append(collect_stats(view, x, y, batch_size=5, device=CPU).contribution_gram)
     for gram in grams:
         assert gram.shape == (model.channels, model.channels) and gram.dtype == np.float64
         np.testing.assert_array_equal(gram, gram.T)
@@ -161,7 +162,8 @@ def test_pruning_the_order_with_folded_means_costs_the_gram_error() -> None:
     model = randomized(tiny_model("pair_cnn").double(), seed=1)  # float64: compare errors tightly
     x, y = inputs("pair_cnn", n=9)
     x = x.double()
-    stats = collect_stats(model, x, y, batch_size=4, device=CPU)
+    groups, example = lab_groups(model, "pair_cnn"), lab_example(model, "pair_cnn")
+    stats = collect_stats(lab_view(model, "pair_cnn", "conv3"), x, y, batch_size=4, device=CPU)
     gram = stats.contribution_gram
     order = greedy_reconstruction_order(gram)
     mean_contribution = direct_contributions(model, x).mean(dim=1)  # P×H
@@ -179,7 +181,7 @@ def test_pruning_the_order_with_folded_means_costs_the_gram_error() -> None:
         previous = expected
         if k not in (1, 2, 7, 64, model.channels - 1):
             continue
-        pruned = remove_channels(model, removed.tolist())
+        pruned = remove_channels(model, groups, {"conv3": removed.tolist()}, example)
         with torch.no_grad():
             pruned.head.fc1.bias += mean_contribution[removed].sum(dim=0)
             error = float(((pruned.head.fc1(fc1_input(pruned, x)) - full) ** 2).sum())
@@ -189,8 +191,10 @@ def test_pruning_the_order_with_folded_means_costs_the_gram_error() -> None:
 def test_reconstruction_is_registered_and_returns_one_permutation() -> None:
     model = tiny_model("simple_cnn")
     x, y = inputs("simple_cnn", n=6)
-    stats = collect_stats(model, x, y, batch_size=4, device=CPU)
+    view = lab_view(model, "simple_cnn", "conv2")
+    stats = collect_stats(view, x, y, batch_size=4, device=CPU)
     assert "reconstruction" in CRITERIA
-    orders = removal_orders("reconstruction", RankingContext(stats, model, "reconstruction", 0, 3))
+    ctx = RankingContext(stats, model, "reconstruction", 0, 3, view.group, view.fast)
+    orders = removal_orders("reconstruction", ctx)
     assert orders.shape == (1, model.channels)
     assert sorted(orders[0].tolist()) == list(range(model.channels))

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 from prunelab.data.spec import InputSpec
+from prunelab.models.groups import find_groups, group_named
 from prunelab.models.nets import build_model
 from prunelab.models.training import train_model
 from prunelab.pruning.collect import collect_stats
+from prunelab.pruning.views import GroupView
 from prunelab.runtime import atomic_path, save_torch, seed_everything, stage_main, write_json
 from tests.helpers import (
     ROOT,
@@ -90,7 +92,8 @@ def tiny_run(threads: int) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
             model, (x, y), (x[:16], y[:16]), n_classes=2, epochs=1, batch_size=16, lr=1e-3,
             class_weight="balanced", device=cpu, seed=0,
         )  # fmt: skip
-        stats = collect_stats(model.eval(), x, y, batch_size=20, device=cpu)
+        view = GroupView.of(model.eval(), group_named(find_groups(model, x[:1]), "last"))
+        stats = collect_stats(view, x, y, batch_size=20, device=cpu)
         return model.state_dict(), vars(stats)
     finally:
         torch.set_num_threads(previous[0])

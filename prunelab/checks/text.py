@@ -59,14 +59,14 @@ class Column:
         elif self.kind == "counts":
             body = r"[0-9]+(?:/[0-9]+)*"
         else:
-            body = r"[A-Za-z_][A-Za-z0-9_]*"
+            body = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*"  # a name, or a module path (layer1.0.conv1)
         return re.compile(f"(?:{body}){'|' if self.nullable else ''}")
 
     def allowed(self) -> str:
         kind = {
             "int": "an integer",
             "float": f"a number with {self.decimals} decimals",
-            "text": "a name",
+            "text": "a name (or a dotted module path)",
             "counts": "integers joined by /",
         }[self.kind]
         return kind + (" or empty" if self.nullable else "")

@@ -107,6 +107,8 @@ def load_rebuildable(path: Path | str) -> nn.Module:
     saved = load_torch(path, "exported model")
     spec = InputSpec(**saved["input"])
     removed = saved["removed"]  # {group: channels}
+    if not isinstance(removed, dict):  # older files held the last conv's channels as a bare list
+        raise UserError(f"{path}: written by an older version (removed channels not by group); rerun export")
     unpruned = build_model(saved["arch"], spec)
     example = example_input(spec)
     model = remove_channels(unpruned, find_groups(unpruned, example), removed, example)

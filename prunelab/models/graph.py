@@ -192,7 +192,7 @@ def call_order(model: nn.Module, example: torch.Tensor, kinds: tuple[type, ...] 
     model.eval()
     try:
         with torch.no_grad():
-            model(example)
+            model(example.to(next(model.parameters()).dtype))
     finally:
         model.train(was_training)
         for handle in handles:

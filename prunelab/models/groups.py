@@ -46,6 +46,7 @@ def dependency_graph(model: nn.Module, example: torch.Tensor):  # -> tp.Dependen
 
     was_training = model.training
     model.eval()
+    example = example.to(next(model.parameters()).dtype)
     try:
         with torch.enable_grad():  # the graph is traced through autograd, so callers under no_grad work too
             return tp.DependencyGraph().build_dependency(model, example_inputs=example)

@@ -216,9 +216,12 @@ def masked_net(gm: fx.GraphModule, points: list[tuple[str, ...]]) -> fx.GraphMod
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
     inputs = placeholders(gm)
-    for node in inputs:
-        env[node] = graph.node_copy(node, lambda n: env[n])
+    # The masks come right after the input: later inputs were traced at their defaults (a default
+    # must not precede an input without one).
+    env[inputs[0]] = graph.node_copy(inputs[0], lambda n: env[n])
     mask_inputs = [graph.placeholder(f"mask_{i}") for i in range(len(points))]
+    for node in inputs[1:]:
+        env[node] = graph.node_copy(node, lambda n: env[n])
     where = {name: mask_inputs[i] for i, names in enumerate(points) for name in names}
     for node in gm.graph.nodes:
         if node.op == "placeholder":

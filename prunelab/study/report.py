@@ -162,10 +162,10 @@ def _finetune_section(metrics: dict) -> list[str]:
 
 
 def sensitivity_section(
-    sensitivity: dict, n_seeds: int, shares: list[float], names: dict[str, str] | None = None
+    sensitivity: dict, n_seeds: int, shares: list[float], group_names: dict[str, str] | None = None
 ) -> list[str]:
     """One sentence per channel group: its unpruned ROC AUC, and which criteria keep more of it
-    than random over the shares removed (paired within seeds). `names` maps metrics.json's keys
+    than random over the shares removed (paired within seeds). `group_names` maps metrics.json's keys
     back to the model's group names (`layer1_0_conv1` → `layer1.0.conv1`)."""
     lines = [
         "## Which layer can lose what (sensitivity)",
@@ -194,10 +194,9 @@ def sensitivity_section(
                     else f"{verdict}: {', '.join(names)}"
                 )
         spread = f"; random keeps {_fmt(random)}" if random else ""
-        name = (names or {}).get(layer, layer)
-        lines.append(
-            f"- **{name}** (unpruned ROC AUC {_fmt(entry['unpruned']['roc_auc'])}{spread}): " + "; ".join(parts) + "."
-        )
+        shown_name = (group_names or {}).get(layer, layer)
+        unpruned = _fmt(entry["unpruned"]["roc_auc"])
+        lines.append(f"- **{shown_name}** (unpruned ROC AUC {unpruned}{spread}): " + "; ".join(parts) + ".")
     lines.append("")
     return lines
 
