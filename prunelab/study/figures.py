@@ -300,17 +300,46 @@ def plot_efficiency(
         _save(fig, path, dpi)
 
 
-def plot_sensitivity(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, score: str = "roc_auc") -> None:
-    """Li et al.'s per-layer sensitivity, with bands: one panel per conv layer, `score` lost
-    against the share of that layer's channels removed (the rest intact), a line per criterion
-    (mean over seeds) with its 95 % interval. The loss is paired within each seed (the score
-    minus that seed's unpruned model's), so the bands show pruning's spread, not the models'."""
-    import seaborn as sns
+# Up to this many channel groups, one panel per group in a row (the lab's CNNs: 3); more get
+# heat maps, which stay readable for ResNet-56's 30 or MobileNetV2's 25 groups and beyond.
+SENSITIVITY_PANELS_MAX = 4
+# Cells carry their number up to this many groups; past it the rows are too thin to read.
+SENSITIVITY_ANNOTATE_MAX = 40
 
+
+def score_change(table: pd.DataFrame, score: str) -> pd.DataFrame:
+    """`table` with `change`: `score` minus the same seed's unpruned model's for that layer."""
     unpruned = table[table["fraction"] == 0].groupby(["seed", "layer"])[score].first()
-    table = table.assign(
+    return table.assign(
         change=table[score].to_numpy() - unpruned.loc[list(zip(table["seed"], table["layer"], strict=True))].to_numpy()
     )
+
+
+def _group_channels(rows: pd.DataFrame) -> int:
+    """A group's channel count from its rows: k / fraction at the largest share (0 without one)."""
+    return int(rows["k"].max() / rows["fraction"].max() + 0.5) if rows["fraction"].max() > 0 else 0
+
+
+def plot_sensitivity(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, score: str = "roc_auc") -> None:
+    """Li et al.'s per-layer sensitivity: `score` lost when a share of one channel group's
+    channels is removed (the rest intact), paired within each seed (the score minus that
+    seed's unpruned model's), so the spread shown is pruning's, not the models'.
+
+    Up to SENSITIVITY_PANELS_MAX groups, one panel per group (`_sensitivity_panels`); more
+    groups, heat maps of group × share with the most sensitive groups' curves beside them
+    (`_sensitivity_heatmaps`)."""
+    table = score_change(table, score)
+    if table["layer"].nunique() <= SENSITIVITY_PANELS_MAX:
+        _sensitivity_panels(table, n_seeds, path, dpi=dpi, score=score)
+    else:
+        _sensitivity_heatmaps(table, n_seeds, path, dpi=dpi, score=score)
+
+
+def _sensitivity_panels(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, score: str) -> None:
+    """One panel per conv layer, `score` lost against the share of that layer's channels
+    removed, a line per criterion (mean over seeds) with its 95 % interval."""
+    import seaborn as sns
+
     layers = list(dict.fromkeys(table["layer"]))
     names = list(dict.fromkeys(table["criterion"]))
     palette = criterion_palette(names)
@@ -324,12 +353,99 @@ def plot_sensitivity(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int,
                 legend=ax is axes[0][-1],
             )  # fmt: skip
             ax.axhline(0, color="black", linestyle="--", linewidth=1, label="unpruned")
-            channels = int(rows["k"].max() / rows["fraction"].max() + 0.5) if rows["fraction"].max() > 0 else 0
+            channels = _group_channels(rows)
             ax.set_title(f"{layer} ({channels} channels), pruned alone", fontsize=10)
             ax.set_xlabel("share of the layer's channels removed")
             ax.set_ylabel(f"{SCORE_LABELS.get(score, score)} minus unpruned (points)")
         axes[0][-1].legend(fontsize=7, loc="lower left")
         fig.suptitle(f"Per-layer sensitivity; {_title_seeds(n_seeds)}", fontsize=9)
+        _save(fig, path, dpi)
+
+
+def sensitivity_grids(table: pd.DataFrame) -> tuple[str, pd.DataFrame, pd.DataFrame | None]:
+    """The heat maps' numbers from a table with `change` (`score_change`): the first
+    non-random criterion (random if it is the only one); its loss (unpruned minus pruned,
+    points), group (rows, forward order) × share removed (columns, 0 left out), mean over
+    seeds; and its score minus random's, paired within seed, mean over seeds (None without
+    random, or when random is the criterion)."""
+    layers = list(dict.fromkeys(table["layer"]))
+    names = list(dict.fromkeys(table["criterion"]))
+    chosen = next((name for name in names if name != "random"), names[0])
+    pruned = table[table["fraction"] > 0]
+    own = pruned[pruned["criterion"] == chosen]
+    loss = (-own.groupby(["layer", "fraction"])["change"].mean()).unstack("fraction").reindex(layers)
+    if chosen == "random" or "random" not in names:
+        return chosen, loss, None
+    keys = ["seed", "layer", "fraction"]
+    paired = own[[*keys, "change"]].merge(
+        pruned[pruned["criterion"] == "random"][[*keys, "change"]], on=keys, suffixes=("", "_random")
+    )
+    paired["difference"] = paired["change"] - paired["change_random"]
+    versus = paired.groupby(["layer", "fraction"])["difference"].mean().unstack("fraction").reindex(layers)
+    return chosen, loss, versus
+
+
+def _sensitivity_heatmaps(table: pd.DataFrame, n_seeds: int, path: Path, *, dpi: int, score: str) -> None:
+    """Many channel groups: a heat map of the first non-random criterion's mean loss per group
+    (rows, forward order) and share removed (columns), one of that criterion minus random
+    beside it, and to the right the curves of the 4 groups it hurts most (largest mean loss
+    over the shares), every criterion with its 95 % interval, as the few-group figure draws
+    each group. Red is bad on both maps; cells carry their numbers up to
+    SENSITIVITY_ANNOTATE_MAX groups. The height grows with the groups up to 16 inches."""
+    import seaborn as sns
+
+    label = SCORE_LABELS.get(score, score)
+    chosen, loss, versus = sensitivity_grids(table)
+    layers = list(loss.index)
+    channels = {layer: _group_channels(table[table["layer"] == layer]) for layer in layers}
+    rows = [f"{layer} ({channels[layer]})" for layer in layers]
+    shares = [f"{100 * f:g}%" for f in loss.columns]
+    annotate = len(layers) <= SENSITIVITY_ANNOTATE_MAX
+    height = min(16.0, max(5.5, 0.3 * len(layers) + 1.8))
+    maps = [(loss, "RdBu_r", f"{label} lost by {chosen}\n(unpruned minus pruned, points)")]
+    if versus is not None:
+        maps.append((versus, "RdBu", f"{chosen} minus random\n({label}, same seed, points; red: worse)"))
+    worst = list(loss.mean(axis=1).sort_values(ascending=False, kind="stable").index[:4])
+    names = list(dict.fromkeys(table["criterion"]))
+    palette = criterion_palette(names)
+    with plt.style.context(STYLE):
+        fig = plt.figure(figsize=(4.6 * len(maps) + 1.6 + 7.2, height), layout="constrained")
+        left, right = fig.subfigures(1, 2, width_ratios=[4.6 * len(maps) + 1.6, 7.2])
+        axes = left.subplots(1, len(maps), squeeze=False)[0]  # same rows; sharey would drop the labels
+        for i, (ax, (grid, cmap, title)) in enumerate(zip(axes, maps, strict=True)):
+            sns.heatmap(
+                grid, ax=ax, cmap=cmap, center=0, annot=annotate, fmt=".1f", annot_kws={"fontsize": 7},
+                linewidths=0.4, linecolor="white", xticklabels=shares, yticklabels=rows if i == 0 else False,
+                cbar_kws={"shrink": min(1.0, 6 / height), "pad": 0.02, "label": "points"},
+            )  # fmt: skip
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("share of the group's channels removed")
+            ax.set_ylabel("channel group (channels), forward order" if i == 0 else "")
+            ax.tick_params(axis="both", labelsize=7 if len(layers) <= SENSITIVITY_ANNOTATE_MAX else 6, length=0)
+            ax.tick_params(axis="x", labelrotation=0)
+        # The panels keep the few-group figure's size; the rest of a tall column stays empty.
+        panel = min(height, 7.0) / 2
+        spec = right.add_gridspec(3, 2, height_ratios=[panel, panel, max(height - 2 * panel, 1e-3)])
+        small = [right.add_subplot(spec[r, c]) for r in range(2) for c in range(2)][: len(worst)]
+        for ax in small[1:]:
+            ax.sharey(small[0])
+        for ax, layer in zip(small, worst, strict=True):
+            sns.lineplot(
+                data=table[table["layer"] == layer], x="fraction", y="change", hue="criterion", hue_order=names,
+                palette=palette, errorbar=_errorbar(n_seeds, bounded=False), marker="o", markersize=3,
+                linewidth=1.1, ax=ax, legend=ax is small[0],
+            )  # fmt: skip
+            ax.axhline(0, color="black", linestyle="--", linewidth=1)
+            ax.set_title(f"{layer} ({channels[layer]} channels)", fontsize=8)
+            ax.set_xlabel("share removed", fontsize=7)
+            ax.set_ylabel(f"{label} minus unpruned" if ax in small[::2] else "", fontsize=7)
+            ax.tick_params(labelsize=7)
+        small[0].legend(fontsize=6, loc="lower left")
+        right.suptitle(f"The {len(worst)} groups {chosen} hurts most, every criterion", fontsize=9)
+        fig.suptitle(
+            f"Per-group sensitivity: {len(layers)} channel groups, each pruned alone; {_title_seeds(n_seeds)}",
+            fontsize=10,
+        )
         _save(fig, path, dpi)
 
 
