@@ -254,3 +254,13 @@ def test_a_model_fx_cannot_trace_is_refused_naming_model_arch() -> None:
     with pytest.raises(UserError) as err:
         trace(Branchy())
     assert str(err.value).startswith("model.arch: Branchy.forward(x) cannot be traced") and "\n" not in str(err.value)
+
+
+def test_an_input_the_model_cannot_take_is_refused_naming_model_arch() -> None:
+    spec = InputSpec(1, 28, 10)
+    model = build_model("torchvision:vit_b_16", spec)  # wants 3×224×224
+    with pytest.raises(UserError) as err:
+        find_groups(model, example_input(spec))
+    message = str(err.value)
+    assert message.startswith("model.arch: the model cannot take the prepared data's input (1×28×28)")
+    assert "\n" not in message

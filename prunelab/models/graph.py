@@ -193,6 +193,13 @@ def call_order(model: nn.Module, example: torch.Tensor, kinds: tuple[type, ...] 
     try:
         with torch.no_grad():
             model(example.to(next(model.parameters()).dtype))
+    except Exception as err:  # noqa: BLE001 - whatever the model raises, the input does not fit it
+        shape = "×".join(str(n) for n in example.shape[1:])
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"model.arch: the model cannot take the prepared data's input ({shape}): {first}; "
+            "allowed: an architecture built for this input size and channel count"
+        ) from None
     finally:
         model.train(was_training)
         for handle in handles:
