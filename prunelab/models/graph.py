@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import fx, nn
@@ -97,15 +97,25 @@ def tensor_inputs(node: fx.Node) -> list[fx.Node]:
     return [n for n in node.all_input_nodes if n.op != "get_attr"]
 
 
+def _reachable(node: fx.Node, step: Callable[[fx.Node], Iterable[fx.Node]]) -> set[fx.Node]:
+    found: set[fx.Node] = set()
+    stack = [node]
+    while stack:
+        for near in step(stack.pop()):
+            if near not in found:
+                found.add(near)
+                stack.append(near)
+    return found
+
+
 def descendants(node: fx.Node) -> set[fx.Node]:
     """Every node whose value depends on `node`'s, `node` included."""
-    found, stack = {node}, [node]
-    while stack:
-        for user in stack.pop().users:
-            if user not in found:
-                found.add(user)
-                stack.append(user)
-    return found
+    return _reachable(node, lambda n: n.users) | {node}
+
+
+def ancestors(node: fx.Node) -> set[fx.Node]:
+    """Every node `node`'s value depends on."""
+    return _reachable(node, lambda n: n.all_input_nodes)
 
 
 def output_node(gm: fx.GraphModule) -> fx.Node:

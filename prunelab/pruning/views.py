@@ -29,6 +29,7 @@ import torch
 from torch import fx, nn
 
 from prunelab.models.graph import (
+    ancestors,
     as_callables,
     chain_from,
     extras_after,
@@ -133,26 +134,13 @@ class GroupView:
             return view
         consumer_node = _consumer_after(gm, read)
         _, extras = extras_after(gm, consumer_node)
-        if any(e is p_node or p_node in _ancestors(e) for e in extras):
+        if any(e is p_node or p_node in ancestors(e) for e in extras):
             view.fast_reason = "what follows its consumer also reads its channels another way"
             return view
         view.consumer = gm.get_submodule(str(consumer_node.target))
         view.before_read = subgraph(gm, [x], [read, *extras])
         view.after_consumer = subgraph(gm, [consumer_node, *extras], [logits])
         return view
-
-    def extras_count(self) -> int:
-        return len(placeholders(self.after_consumer)) - 1 if self.after_consumer is not None else 0
-
-
-def _ancestors(node: fx.Node) -> set[fx.Node]:
-    found, stack = set(), [node]
-    while stack:
-        for parent in stack.pop().all_input_nodes:
-            if parent not in found:
-                found.add(parent)
-                stack.append(parent)
-    return found
 
 
 def _consumer_after(gm: fx.GraphModule, read: fx.Node) -> fx.Node:
