@@ -202,7 +202,8 @@ def call_order(model: nn.Module, example: torch.Tensor, kinds: tuple[type, ...] 
     model.eval()
     try:
         with torch.no_grad():
-            model(example.to(next(model.parameters()).dtype))
+            first = next(model.parameters())
+            model(example.to(first.device, first.dtype))
     except Exception as err:  # noqa: BLE001 - whatever the model raises, the input does not fit it
         shape = "×".join(str(n) for n in example.shape[1:])
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__

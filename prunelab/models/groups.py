@@ -46,7 +46,8 @@ def dependency_graph(model: nn.Module, example: torch.Tensor):  # -> tp.Dependen
 
     was_training = model.training
     model.eval()
-    example = example.to(next(model.parameters()).dtype)
+    first = next(model.parameters())
+    example = example.to(first.device, first.dtype)
     try:
         with torch.enable_grad():  # the graph is traced through autograd, so callers under no_grad work too
             return tp.DependencyGraph().build_dependency(model, example_inputs=example)
@@ -152,19 +153,20 @@ def remove_channels(
     """A copy of `model` without the removed channels of each named group (any number at once):
     every producer's filters and biases, every BatchNorm's entries, every depthwise conv's
     channels and every consumer's input slices (a Linear's columns through a flatten), by
-    Torch-Pruning's `Group.prune()`. Indices are the unpruned group's channels."""
+    Torch-Pruning's `Group.prune()`, in eval mode on the model's device. Indices are the
+    unpruned group's channels."""
     import torch_pruning as tp
 
     chosen = _checked(groups, removed)
-    smaller = copy.deepcopy(model).cpu().eval()
-    if not any(chosen.values()):
-        return smaller
-    graph = dependency_graph(smaller, example.cpu())
-    for group in groups:
-        if chosen.get(group.name):
-            root = smaller.get_submodule(group.producer)
-            graph.get_pruning_group(root, tp.prune_conv_out_channels, idxs=chosen[group.name]).prune()
-    return smaller
+    device = next(model.parameters()).device
+    smaller = copy.deepcopy(model).cpu().eval()  # the surgery runs on the CPU; the result goes back
+    if any(chosen.values()):
+        graph = dependency_graph(smaller, example.cpu())
+        for group in groups:
+            if chosen.get(group.name):
+                root = smaller.get_submodule(group.producer)
+                graph.get_pruning_group(root, tp.prune_conv_out_channels, idxs=chosen[group.name]).prune()
+    return smaller.to(device)
 
 
 def kept_channels(channels: int, removed: Sequence[int]) -> torch.Tensor:

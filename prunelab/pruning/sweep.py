@@ -163,7 +163,7 @@ def _sweep(
             )  # fmt: skip
 
 
-PER_K_SAMPLES = 1024  # (K, sample) pairs per masked forward pass of the per-K path
+PER_K_SAMPLES = 1024  # (K, sample) pairs per masked forward pass of the per-K path on a GPU (CPU: CPU_BATCH)
 
 
 @torch.no_grad()
@@ -184,13 +184,20 @@ def _per_k(
         _zeroed_per_k(view, images, orders, ks, emit)
         return
     device = images.device
-    net = masked_net(view.gm, [view.mask_points]).to(device).eval()
+    net: nn.Module = masked_net(view.gm, [view.mask_points]).to(device).eval()
+    layout = torch.contiguous_format
+    if device.type == "cpu" and images.dim() == 4:
+        # As in `block_outputs`: channels-last maps and small passes keep oneDNN fast and in cache
+        # (ResNet-20's stage-2 stream, one thread: 1.15 s per K at 1,024 pairs a pass, 0.47 s like this).
+        layout = torch.channels_last
+        net = copy.deepcopy(net).to(memory_format=layout)
     ks_list = [int(k) for k in ks]
     rows_at = _rows_at(ks_list)
     wanted = sorted(rows_at)
     orders_array = _orders_array(orders, max(ks_list))
     p = view.group.channels
-    samples = max(1, (batch_elements or PER_K_SAMPLES))
+    default = CPU_BATCH if device.type == "cpu" else PER_K_SAMPLES
+    samples = max(1, (batch_elements or default))
     chunk = max(1, min(len(images), samples))
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk]
@@ -202,7 +209,7 @@ def _per_k(
                 masks = torch.ones(len(block), p, dtype=x.dtype, device=device)
                 for i, k in enumerate(block):
                     masks[i, torch.as_tensor(order[:k], device=device)] = 0.0
-                batch = x.expand(len(block), *x.shape).reshape(-1, *x.shape[1:])
+                batch = x.expand(len(block), *x.shape).reshape(-1, *x.shape[1:]).contiguous(memory_format=layout)
                 logits = net(batch, masks.repeat_interleave(n, dim=0)).view(len(block), 1, n, -1)
                 picks = [i for i, k in enumerate(block) for _ in rows_at[k]]
                 rows = [row for k in block for row in rows_at[k]]
