@@ -99,7 +99,7 @@ def any_model(name: str) -> tuple[nn.Module, torch.Tensor]:
     """A float32 model with random BN statistics and affine terms (folding then has work to do), in
     eval mode, and a batch of inputs for it."""
     torch.manual_seed(0)
-    if name in ("pair_cnn", "simple_cnn"):
+    if name in ("pair_cnn", "simple_cnn", "resnet20"):
         spec = InputSpec(2, 28, 2) if name == "pair_cnn" else InputSpec(3, 32, 10)
         model = build_model(name, spec)
         shape = (spec.channels, spec.size, spec.size)
@@ -123,8 +123,11 @@ def batchnorms(model: nn.Module) -> int:
 
 
 # BatchNorm2d modules each model has, every one right after a conv (resnet18: stem, 8 blocks × 2, 3
-# downsamples; mobilenet_v2: 52; the CIFAR ResNet: stem, 3 blocks × 2, 2 shortcuts).
-BATCHNORMS = {"pair_cnn": 3, "simple_cnn": 0, "resnet18": 20, "mobilenet_v2": 52, "cifar_resnet": 9}
+# downsamples; mobilenet_v2: 52; the CIFAR ResNet: stem, 3 blocks × 2, 2 shortcuts; resnet20: stem, 9 blocks
+# × 2, 2 option-B shortcuts).
+BATCHNORMS = {
+    "pair_cnn": 3, "simple_cnn": 0, "resnet20": 21, "resnet18": 20, "mobilenet_v2": 52, "cifar_resnet": 9,
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(BATCHNORMS))

@@ -189,9 +189,9 @@ def test_the_exported_whole_network_model_is_the_one_the_budget_study_scored(tin
     from prunelab.data.prepared import load_info, load_split
     from prunelab.deploy.export import load_rebuildable
     from prunelab.models.cost import parameter_count
+    from prunelab.models.groups import example_input, find_groups, remove_channels
     from prunelab.models.nets import load_model
     from prunelab.network.budget import flops_model
-    from prunelab.pruning.surgery import remove_channels
 
     efficiency = json.loads((tiny_repo / "metrics/efficiency.json").read_text())
     strategy = next(k.removeprefix("strategy_") for k in efficiency if k.startswith("strategy_"))
@@ -213,14 +213,16 @@ def test_the_exported_whole_network_model_is_the_one_the_budget_study_scored(tin
     with torch.no_grad():
         assert torch.allclose(program(images), rebuilt(images), atol=1e-5)
     unpruned = load_model(tiny_repo / "data/seeds/0/model.pt", "pair_cnn", info.input)
+    example = example_input(info.input)
+    groups = find_groups(unpruned, example)
     removed = torch.load(tiny_repo / "data/export/model.pt", weights_only=True)["removed"]
     assert efficiency["unpruned"]["params"] == parameter_count(unpruned)
     assert (
         efficiency["exported"]["params"]
-        == parameter_count(remove_channels(unpruned, removed))
+        == parameter_count(remove_channels(unpruned, groups, removed, example))
         == parameter_count(rebuilt)
     )
-    flops = flops_model(unpruned, info.input)
+    flops = flops_model(unpruned, groups, example)
     assert efficiency["exported"]["flops_per_sample"] == round(flops.kept(kept) * flops.total)
     assert efficiency["exported"]["flops_per_sample"] / flops.total <= efficiency["budget"]
     ratio = efficiency["ratio"]
