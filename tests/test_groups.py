@@ -264,3 +264,26 @@ def test_an_input_the_model_cannot_take_is_refused_naming_model_arch() -> None:
     message = str(err.value)
     assert message.startswith("model.arch: the model cannot take the prepared data's input (1×28×28)")
     assert "\n" not in message
+
+
+def test_params_that_need_the_traced_groups_are_checked_against_them() -> None:
+    """For an architecture known only after tracing, the train stage checks prune.layer, the K values
+    and bn_gamma against the model's groups (params.check_groups), each in one line naming the key."""
+    from prunelab.params import load_params, validate
+    from tests.helpers import ROOT
+
+    raw = load_params(ROOT / "params.yaml").model_dump()
+    model = built("resnet20")
+    groups = find_groups(model, example_input(CIFAR))
+    fine = validate({**raw, "model": {"arch": "resnet20"}, "prune": {**raw["prune"], "layer": "layer2.0.conv1"}})
+    fine.check_groups(groups)  # a group of resnet20: accepted
+    cases = {
+        "prune.layer": ({"layer": "layer4.0.conv1"}, "prune.layer='layer4.0.conv1' names no channel group"),
+        "prune.ks": ({"ks": [0, 64]}, "prune.ks=[0, 64] contains K >= P"),  # the last group has 64 channels
+    }
+    for key, (change, expected) in cases.items():
+        params = validate({**raw, "model": {"arch": "resnet20"}, "prune": {**raw["prune"], **change}})
+        with pytest.raises(UserError) as err:
+            params.check_groups(groups)
+        message = str(err.value)
+        assert message.startswith("params.yaml: ") and expected in message and "\n" not in message, key
