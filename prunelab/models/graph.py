@@ -83,14 +83,28 @@ def is_pool(gm: fx.GraphModule, node: fx.Node) -> bool:
     return isinstance(module, POOLS) if module is not None else node.target in POOL_FUNCTIONS
 
 
+def is_reshape(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """A flatten (module, function or method) or a view / reshape: what puts a map's channels into
+    a Linear's columns, channel c's values together."""
+    module = module_of(gm, node)
+    if module is not None:
+        return isinstance(module, nn.Flatten)
+    if node.op == "call_function":
+        return node.target in FLATTENING_FUNCTIONS
+    return node.op == "call_method" and node.target in FLATTENING_METHODS
+
+
 def is_flattening(gm: fx.GraphModule, node: fx.Node) -> bool:
     """A reshape that keeps each channel's values together before a Linear, or a no-op in eval."""
     module = module_of(gm, node)
-    if module is not None:
-        return isinstance(module, nn.Flatten | nn.Dropout | nn.Identity)
-    if node.op == "call_function":
-        return node.target in FLATTENING_FUNCTIONS or node.target is torch.nn.functional.dropout
-    return node.op == "call_method" and node.target in FLATTENING_METHODS
+    if isinstance(module, nn.Dropout | nn.Identity) or node.target is torch.nn.functional.dropout:
+        return True
+    return is_reshape(gm, node)
+
+
+def as_tuple(value: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A subgraph's result as a tuple: one output comes back as the tensor itself (`subgraph`)."""
+    return value if isinstance(value, tuple) else (value,)
 
 
 def tensor_inputs(node: fx.Node) -> list[fx.Node]:

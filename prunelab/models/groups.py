@@ -74,9 +74,12 @@ def find_groups(model: nn.Module, example: torch.Tensor) -> tuple[ChannelGroup, 
     A group coupled to the output layer's outputs is not prunable (it would remove classes) and
     is left out, as is any group without a producing conv (e.g. a Linear-only MLP head)."""
     order = call_order(model, example)
+    if not order:
+        raise UserError("model.arch: the model has no Conv2d or Linear layer")
     position = {name: i for i, name in enumerate(order)}
     names = {module: name for name, module in model.named_modules()}
-    last = model.get_submodule(output_layer(model, example))
+    registered = {name: i for i, name in enumerate(names.values())}
+    last = model.get_submodule(order[-1])  # the output layer (`output_layer`), from the same forward pass
     graph = dependency_graph(model, example)
     aliases: Mapping[str, str] = getattr(model, "group_names", {}) or {}
     found = []
@@ -105,7 +108,7 @@ def find_groups(model: nn.Module, example: torch.Tensor) -> tuple[ChannelGroup, 
                 name=aliases.get(by_call[0], by_call[0]),
                 channels=channels,
                 producers=tuple(by_call),
-                norms=tuple(sorted(dict.fromkeys(norms), key=lambda n: list(names.values()).index(n))),
+                norms=tuple(sorted(dict.fromkeys(norms), key=registered.__getitem__)),
                 consumers=tuple(sorted(dict.fromkeys(consumers), key=lambda n: position.get(n, len(position)))),
                 depthwise=tuple(dict.fromkeys(depthwise)),
             )

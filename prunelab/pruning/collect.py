@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from prunelab.errors import UserError
+from prunelab.models.graph import as_tuple
 from prunelab.pruning.activations import ActivationStats
 from prunelab.pruning.consumers import ConsumerParts
 from prunelab.pruning.views import GroupView, apply
@@ -42,10 +43,6 @@ def contribution_sums(
     return gram, total
 
 
-def _as_tuple(value: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return value if isinstance(value, tuple) else (value,)
-
-
 def collect_stats(
     view: GroupView,
     images: torch.Tensor,
@@ -64,14 +61,14 @@ def collect_stats(
     parts = None
     if view.fast:
         with torch.no_grad():
-            out_side = tuple(_as_tuple(view.before_read(images[:1].to(device)))[0].shape[2:])
+            out_side = tuple(as_tuple(view.before_read(images[:1].to(device)))[0].shape[2:])
         parts = ConsumerParts.of(view, "remove", torch.float64, device, out_side)
     sums: dict[str, torch.Tensor] = {}
     for start in progress(range(0, len(images), batch_size), desc=label, total=-(-len(images) // batch_size)):
         x = images[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
         with torch.no_grad():
-            h, *extras = _as_tuple(view.before_producer(x))
+            h, *extras = as_tuple(view.before_producer(x))
             conv_out = view.producer(h)
         act = apply(view.activation, conv_out).requires_grad_(True)
         pooled = apply(view.pooling, act)  # the read point: pool(relu(·)) ≡ relu(pool(·))
@@ -79,20 +76,17 @@ def collect_stats(
         # Sum, not mean: each sample's gradient is that of its own loss, whatever the batch size.
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), act)
         act = act.detach()
-        with torch.no_grad():
-            if parts is not None:
-                gram, contribution_sum = contribution_sums(pooled.detach(), parts.by_channel, p, parts.hidden)
-            else:
-                gram = torch.zeros(p, p, dtype=torch.float64, device=device)
-                contribution_sum = torch.zeros(p, 1, dtype=torch.float64, device=device)
         batch = {
             "conv_sum": conv_out.double().sum(dim=(0, 2, 3)),
             "map_sum": act.double().sum(dim=0),
             "zero_count": (act == 0).double().sum(dim=(0, 2, 3)),
             "taylor_sum": (act * grad).double().mean(dim=(2, 3)).abs().sum(dim=0),
-            "gram": gram,
-            "contribution_sum": contribution_sum,
         }
+        if parts is not None:
+            with torch.no_grad():
+                batch["gram"], batch["contribution_sum"] = contribution_sums(
+                    pooled.detach(), parts.by_channel, p, parts.hidden
+                )
         for key, value in batch.items():
             sums[key] = sums[key] + value if key in sums else value
     n = len(images)
@@ -102,8 +96,11 @@ def collect_stats(
     positions = maps.shape[1] * maps.shape[2]
     # Centring: Σ_n <ũ_c, ũ_c'> = Σ_n <u_c, u_c'> − <Σ_n u_c, Σ_n u_c'> / N. Symmetrised so that
     # G[c, c'] == G[c', c] exactly, which the greedy order's tie-breaking relies on.
-    total = sums["contribution_sum"]
-    centred = sums["gram"] - total @ total.T / n
+    if parts is not None:
+        total = sums["contribution_sum"]
+        centred = sums["gram"] - total @ total.T / n
+    else:  # no single linear consumer: no contributions to measure
+        centred = torch.zeros(p, p, dtype=torch.float64)
     return ActivationStats(
         conv_mean=(sums["conv_sum"] / (n * positions)).cpu().numpy(),
         act_mean=maps.mean(axis=(1, 2)),

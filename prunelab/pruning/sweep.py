@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunelab.models.graph import as_tuple
 from prunelab.models.groups import ChannelGroup
 from prunelab.models.training import predict
 from prunelab.pruning.consumers import ConsumerParts
-from prunelab.pruning.surgery import prune
+from prunelab.pruning.surgery import prune, zero_conv_weights
 from prunelab.pruning.views import GroupView, masked_net
 from prunelab.scoring.scores import confusion
 
@@ -39,10 +40,6 @@ class SweepInputs:
 
     def __len__(self) -> int:
         return len(self.maps)
-
-
-def _as_tuple(value: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return value if isinstance(value, tuple) else (value,)
 
 
 @torch.no_grad()
@@ -66,13 +63,13 @@ def block_outputs(view: GroupView, images: torch.Tensor, batch_size: int, device
         net = copy.deepcopy(net).to(memory_format=layout)
     out: list[torch.Tensor] | None = None
     for start in range(0, len(images), step):
-        parts = _as_tuple(net(images[start : start + step].to(device).contiguous(memory_format=layout)))
+        parts = as_tuple(net(images[start : start + step].to(device).contiguous(memory_format=layout)))
         if out is None:
             out = [torch.empty(len(images), *p.shape[1:], dtype=p.dtype, device=device) for p in parts]
         for whole, part in zip(out, parts, strict=True):
             whole[start : start + len(part)] = part
     if out is None:  # no images: the shapes still follow from the model
-        out = list(_as_tuple(net(images.to(device))))
+        out = list(as_tuple(net(images.to(device))))
     return SweepInputs(out[0], tuple(out[1:]))
 
 
@@ -102,6 +99,16 @@ def _rows_at(ks_list: list[int]) -> dict[int, list[int]]:
     for row, k in enumerate(ks_list):
         rows_at.setdefault(k, []).append(row)
     return rows_at
+
+
+def _emit_ks(
+    emit: Emit, start: int, first: int, ks: list[int], rows_at: dict[int, list[int]], logits: torch.Tensor
+) -> None:
+    """Hand `emit` the logits of `ks` (one leading entry each), once for every result row that asks
+    for its K (a K listed twice is emitted twice)."""
+    picks = [i for i, k in enumerate(ks) for _ in rows_at[k]]
+    rows = [row for k in ks for row in rows_at[k]]
+    emit(start, rows, first, logits if picks == list(range(len(logits))) else logits[picks])
 
 
 def _orders_array(orders: np.ndarray, depth: int) -> np.ndarray:
@@ -211,9 +218,7 @@ def _per_k(
                     masks[i, torch.as_tensor(order[:k], device=device)] = 0.0
                 batch = x.expand(len(block), *x.shape).reshape(-1, *x.shape[1:]).contiguous(memory_format=layout)
                 logits = net(batch, masks.repeat_interleave(n, dim=0)).view(len(block), 1, n, -1)
-                picks = [i for i, k in enumerate(block) for _ in rows_at[k]]
-                rows = [row for k in block for row in rows_at[k]]
-                emit(start, rows, first, logits if picks == list(range(len(logits))) else logits[picks])
+                _emit_ks(emit, start, first, block, rows_at, logits)
 
 
 @torch.no_grad()
@@ -223,9 +228,7 @@ def _zeroed_per_k(view: GroupView, images: torch.Tensor, orders: np.ndarray, ks:
     orders_array = _orders_array(orders, max(ks_list))
     for first, order in enumerate(orders_array):
         for k, rows in rows_at.items():
-            net = copy.deepcopy(view.gm).eval()
-            for producer in view.group.producers:
-                net.get_submodule(producer).weight[torch.as_tensor(order[:k], dtype=torch.long)] = 0.0
+            net = zero_conv_weights(view.gm, [view.group], {view.group.name: order[:k].tolist()})
             for start in range(0, len(images), PER_K_SAMPLES):
                 logits = net(images[start : start + PER_K_SAMPLES])
                 emit(start, rows, first, logits.expand(len(rows), 1, *logits.shape))
@@ -350,9 +353,7 @@ def _walk(
         if not wanted:
             continue
         logits = head.finish(stash[:size] if len(wanted) == size else stash[wanted], extras)
-        picks = [i for i, j in enumerate(wanted) for _ in rows_at[k0 + j]]
-        rows = [row for j in wanted for row in rows_at[k0 + j]]
-        emit(start, rows, first, logits if picks == list(range(len(logits))) else logits[picks])
+        _emit_ks(emit, start, first, [k0 + j for j in wanted], rows_at, logits)
 
 
 def seed_loop_confusions(

@@ -35,6 +35,7 @@ from prunelab.models.graph import (
     extras_after,
     is_flattening,
     is_pool,
+    is_reshape,
     module_of,
     output_node,
     placeholders,
@@ -128,7 +129,7 @@ class GroupView:
             fast_reason=None,
             mask_points=tuple(mask_points),
         )
-        reason = _fast_reason(gm, group, p_node, chain, read)
+        reason = _fast_reason(gm, group, chain, read)
         if reason is not None:
             view.fast_reason = reason
             return view
@@ -152,9 +153,7 @@ def _consumer_after(gm: fx.GraphModule, read: fx.Node) -> fx.Node:
     return node
 
 
-def _fast_reason(
-    gm: fx.GraphModule, group: ChannelGroup, p_node: fx.Node, chain: list[fx.Node], read: fx.Node
-) -> str | None:
+def _fast_reason(gm: fx.GraphModule, group: ChannelGroup, chain: list[fx.Node], read: fx.Node) -> str | None:
     """Why the group cannot take the fast sweep, or None when it can."""
     if len(group.producers) != 1:
         return f"{len(group.producers)} convs produce its channels (they meet in an add)"
@@ -171,7 +170,6 @@ def _fast_reason(
         return "its consumer is a grouped conv"
     if isinstance(module, nn.Linear) and not _flattened_between(gm, read, node):
         return "a Linear consumer reads its channels without a flatten"
-    del p_node
     return None
 
 
@@ -179,9 +177,7 @@ def _flattened_between(gm: fx.GraphModule, read: fx.Node, consumer: fx.Node) -> 
     node, flattened = read, False
     while node is not consumer and len(node.users) == 1:
         (node,) = node.users
-        module = module_of(gm, node)
-        flattened = flattened or isinstance(module, nn.Flatten) or node.target in ("flatten", "view", "reshape")
-        flattened = flattened or node.target is torch.flatten
+        flattened = flattened or is_reshape(gm, node)
     return flattened
 
 
