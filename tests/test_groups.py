@@ -287,3 +287,25 @@ def test_params_that_need_the_traced_groups_are_checked_against_them() -> None:
             params.check_groups(groups)
         message = str(err.value)
         assert message.startswith("params.yaml: ") and expected in message and "\n" not in message, key
+
+
+def test_weight_zeroing_on_a_per_k_group_equals_zeroed_models_per_k() -> None:
+    """The lab's weight zeroing is no mask: on a per-K group the sweep zeroes the producers' filters
+    per K, the same as `zero_conv_weights` then a full pass."""
+    from prunelab.pruning.surgery import zero_conv_weights
+
+    model = built("resnet20").double()
+    groups = find_groups(model, example_input(CIFAR))
+    view = GroupView.of(model, group_named(groups, "layer2.0.conv2"))
+    assert view.path == "per_k"
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    order = np.random.default_rng(4).permutation(view.group.channels)
+    ks = [0, 3, 17]
+    inputs = block_outputs(view, x, 4, torch.device("cpu"))
+    logits = sweep_logits(view, inputs, order[None], ks, mode="zero_weights", out_dtype=torch.float64)
+    with torch.no_grad():
+        expected = torch.stack(
+            [zero_conv_weights(model, groups, {view.group.name: order[:k].tolist()})(x) for k in ks]
+        )
+    torch.testing.assert_close(torch.as_tensor(logits[0]), expected, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(expected[2], expected[0])  # zeroing did change the model
