@@ -19,7 +19,7 @@ import yaml
 import prunelab.checks.arrays
 import prunelab.checks.documents
 import prunelab.checks.tables
-from prunelab.checks.documents import check_efficiency, check_info, check_summary
+from prunelab.checks.documents import check_efficiency, check_info, check_study_metrics, check_summary
 from prunelab.checks.implied import Implied, implied
 from prunelab.checks.tables import check_band, check_ranking, check_sweep, check_train_curve
 from prunelab.data.prepared import DatasetInfo, load_split_arrays, save_prepared
@@ -30,6 +30,9 @@ from prunelab.prepare.tasks import Split
 from prunelab.pruning.activations import ActivationStats, load_stats, save_stats
 from prunelab.runtime import load_torch
 from prunelab.scoring.curves import EXTRA_SCORES, Curve, long_table, max_k_within, milestone_ks, summary_metrics
+from prunelab.study.aggregate import study_metrics
+from prunelab.study.intervals import interval_entry, t_interval
+from prunelab.study.network import BUDGET_SCORES, budget_metrics
 from tests.helpers import ROOT, TINY_OVERRIDES
 
 P = 8  # a small "architecture": the implied facts are built by hand around it
@@ -303,6 +306,67 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
     with pytest.raises(UserError) as err:
         check_efficiency(Path("e.json"), network, facts(export_budget="none"))
     one_line(err, "it ships the whole-network model, but export.budget is none", "rerun export")
+
+
+# --------------------------------------------------------------------------- the study's metrics.json
+MARGINS = {"acc": 2.0, "bacc": 2.0, "roc_auc": 1.0, "recal_acc": 2.0, "recal_bacc": 2.0}
+SHARES_NEAR_0 = [0.0, 0.0, 0.0, 0.0, 0.2]  # beats_random_frac per seed (of 5 pruned K): the t interval goes below 0
+
+
+def study_document() -> dict:
+    """metrics.json as aggregate writes it, from five seeds' summaries and budgets."""
+    summaries = {}
+    for seed, share in enumerate(SHARES_NEAR_0):
+        summaries[seed] = summary()
+        summaries[seed]["criteria"]["mean_activation"]["beats_random_frac"] = share
+    rows = []
+    for seed in range(len(SHARES_NEAR_0)):
+        whole = {"budget": 1.0, "strategy": "unpruned", "criterion": "none", "flops_kept": 1.0, "params_kept": 1.0}
+        rows.append({"seed": seed, **whole} | dict.fromkeys(BUDGET_SCORES, 80.0 + seed))
+        for criterion in ("l1_norm", "random"):
+            costs = {"flops_kept": 0.9, "params_kept": 0.96 if seed == 0 else 1.0}  # near 1: its t interval passes 1
+            cell = {"budget": 0.9, "strategy": "uniform", "criterion": criterion, **costs}
+            rows.append({"seed": seed, **cell} | dict.fromkeys(BUDGET_SCORES, 79.0 + seed))
+    return study_metrics(summaries, MARGINS) | {
+        "sensitivity": {},
+        "budget": budget_metrics(pd.DataFrame(rows), MARGINS),
+    }
+
+
+def test_share_intervals_in_metrics_json_stay_in_0_to_1() -> None:
+    assert t_interval(SHARES_NEAR_0)[1] < 0  # what a plain t interval would write
+    metrics = study_document()
+    check_study_metrics(Path("metrics.json"), metrics)
+    share = metrics["criteria"]["mean_activation"]["beats_random_frac"]
+    assert share["ci_low"] == 0.0 and share["clipped"] == 1
+    kept = metrics["budget"]["uniform"]["l1_norm"]["flops_90"]["params_kept"]
+    assert kept["ci_high"] == 1.0 and kept["clipped"] == 1
+    # A share's plain t interval (below 0) is refused, as a score's outside [0, 100] is.
+    plain = {**metrics, "criteria": copy_criteria(metrics)}
+    plain["criteria"]["mean_activation"]["beats_random_frac"] = interval_entry(SHARES_NEAR_0)
+    with pytest.raises(UserError) as err:
+        check_study_metrics(Path("metrics.json"), plain)
+    one_line(err, "criteria.mean_activation.beats_random_frac.ci_low=", "is outside [0, 1]", "rerun aggregate")
+
+
+@pytest.mark.parametrize(
+    ("key", "change"),
+    [
+        ("beats_random_frac", {"ci_low": 0.01}),  # clipped, but neither end is a bound of [0, 1]
+        ("max_k_within_1pt", {"clipped": 1}),  # no range: never clipped
+    ],
+)
+def test_a_clipped_mark_needs_an_end_on_a_bound(key: str, change: dict) -> None:
+    metrics = study_document()
+    metrics["criteria"] = copy_criteria(metrics)
+    metrics["criteria"]["mean_activation"][key] |= change
+    with pytest.raises(UserError) as err:
+        check_study_metrics(Path("metrics.json"), metrics)
+    one_line(err, f"criteria.mean_activation.{key} says clipped, but no end of its interval is a bound")
+
+
+def copy_criteria(metrics: dict) -> dict:
+    return json.loads(json.dumps(metrics["criteria"]))
 
 
 # --------------------------------------------------------------------------- the module's contract

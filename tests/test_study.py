@@ -91,6 +91,33 @@ def test_score_intervals_stay_in_range_and_say_when_clipped() -> None:
     assert entry["ci_high"] == 100.0 and entry["clipped"] == 1
 
 
+@pytest.mark.parametrize(
+    ("shares", "clipped_end"),
+    [
+        ([0.0, 0.0, 0.0, 0.0, 0.125], "ci_low"),  # a criterion that almost never beats random: t reaches below 0
+        ([1.0, 1.0, 0.875, 1.0, 1.0], "ci_high"),  # one that almost always does: t reaches past 1
+        ([0.25, 0.5, 0.375, 0.5, 0.25], None),  # inside [0, 1]: scipy's t interval, unmarked
+    ],
+)
+def test_share_intervals_stay_in_0_to_1_and_say_when_clipped(shares: list[float], clipped_end: str | None) -> None:
+    """`beats_random_frac` (a share of the pruned K values) is bounded like a score, to [0, 1]."""
+    summaries = {}
+    for seed, share in enumerate(shares):
+        summaries[seed] = summary(92.0, {"l1_norm": 70.0, "random": 65.0})
+        summaries[seed]["criteria"]["l1_norm"]["beats_random_frac"] = share
+    entry = study_metrics(summaries, MARGINS)["criteria"]["l1_norm"]["beats_random_frac"]
+    mean, low, high = t_interval(shares)
+    assert entry["mean"] == pytest.approx(mean)
+    assert 0.0 <= entry["ci_low"] <= entry["mean"] <= entry["ci_high"] <= 1.0
+    if clipped_end is None:
+        assert (entry["ci_low"], entry["ci_high"]) == pytest.approx((low, high)) and "clipped" not in entry
+    else:
+        assert not 0.0 <= {"ci_low": low, "ci_high": high}[clipped_end] <= 1.0  # the plain t interval left [0, 1]
+        assert entry[clipped_end] == {"ci_low": 0.0, "ci_high": 1.0}[clipped_end] and entry["clipped"] == 1
+        other = "ci_high" if clipped_end == "ci_low" else "ci_low"
+        assert entry[other] == pytest.approx({"ci_low": low, "ci_high": high}[other])
+
+
 def test_band_table_has_one_row_per_criterion_and_k() -> None:
     sweeps = pd.DataFrame(
         {"k": [0, 1, 0, 1], "criterion": "random", "acc": [90.0, 80.0, 92.0, 84.0], "bacc": 0.0, "seed": [0, 0, 1, 1]}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from prunelab.study.intervals import bounded_interval, score_entry, t_interval
+from prunelab.study.intervals import SHARE_RANGE, bounded_interval, score_entry, share_entry, t_interval
 from prunelab.study.verdicts import ALPHA, MAX_SEEDS, comparison, mde, seeds_needed, sentence, tost_p, verdict_of
 
 
@@ -100,3 +100,17 @@ def test_a_clipped_score_says_so() -> None:
     entry = score_entry(skewed)
     assert entry["ci_high"] == 100.0 and entry["clipped"] == 1
     assert "clipped" not in score_entry([50.0, 51.0, 49.0])
+
+
+def test_share_entries_never_leave_0_to_1_and_equal_scipys_inside() -> None:
+    """A share (of 8 pruned K values, say) is bounded to [0, 1] by the same rule as a score."""
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        x = rng.integers(0, 9, size=int(rng.integers(2, 8))) / 8
+        entry = share_entry(x)
+        assert entry["mean"] == pytest.approx(x.mean())
+        assert 0.0 <= entry["ci_low"] <= entry["mean"] <= entry["ci_high"] <= 1.0
+        _, ref_low, ref_high = t_interval(x)
+        assert (entry["ci_low"], entry["ci_high"]) == (max(ref_low, 0.0), min(ref_high, 1.0))
+        assert (entry.get("clipped") == 1) == (ref_low < 0.0 or ref_high > 1.0)
+        assert bounded_interval(x, SHARE_RANGE) == (entry["mean"], entry["ci_low"], entry["ci_high"])

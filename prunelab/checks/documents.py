@@ -3,8 +3,9 @@
 * a replicate's `summary.json` (sweep_prune) against its own sweep.csv: the baselines are the
   sweep's K=0 row, every mean over K and every milestone is the sweep's, the criteria are the
   sweep's, and the accuracies are whole test samples (`n_test`);
-* the study's `metrics.json` (aggregate): every interval holds its mean, every number is finite
-  (`mde` may be infinite), the seeds, P, criteria and margins are params.yaml's;
+* the study's `metrics.json` (aggregate): every interval holds its mean and stays in its range
+  ([0, 100] for a score, [0, 1] for a share, `clipped: 1` only where an end is a bound), every
+  number is finite (`mde` may be infinite), the seeds, P, criteria and margins are params.yaml's;
 * `efficiency.json` (export): its ratios are its own measurements' ratios, its study scores are
   the band table's (plot) and the unpruned one is the study's baseline (headline);
 * a prepared folder's `info.json` (prepare_data): the source's registered class count,
@@ -222,7 +223,9 @@ TOP_KEYS = {
     "margins", "criteria", "sensitivity", "budget",
     *(f"baseline_{s}" for s in ("accuracy", "balanced_accuracy", *EXTRA_SCORES)),
 }  # fmt: skip
-ENTRY_KEYS = {"mean", "ci_low", "ci_high", "clipped"}  # an interval over seeds (`interval_entry`, `score_entry`)
+ENTRY_KEYS = {"mean", "ci_low", "ci_high", "clipped"}  # an interval over seeds (`interval_entry`, `bounded_entry`)
+SCORE_BOUNDS = (0.0, 100.0)  # a score, in percent: its mean and interval stay inside
+SHARE_BOUNDS = (0.0, 1.0)  # a share (`beats_random_frac`, `flops_kept`, `params_kept`): the same
 COMPARISON_KEYS = ENTRY_KEYS | {"wins", "verdict", "tost_p", "margin", "mde", "seeds_needed"}  # `comparison`
 FINETUNED = ("plain_bacc", "recal_bacc", "finetuned_bacc", "plain_roc_auc", "finetuned_roc_auc", "finetuned_acc")
 
@@ -235,9 +238,13 @@ def _keys(doc: _Reader, data: dict, expected: set[str], where: str, optional: se
         raise doc.refuse(f"{where or 'the file'} is not as {doc.stage} writes it ({detail})")
 
 
-def _entry(doc: _Reader, value: Any, where: str, score: bool, n_seeds: int, nan: bool = False) -> None:
+def _entry(
+    doc: _Reader, value: Any, where: str, bounds: tuple[float, float] | None, n_seeds: int, nan: bool = False
+) -> None:
     """An interval entry (or, for a `<key>_vs_random`, a comparison with random): finite numbers,
-    and an interval that holds the mean. `nan`: all NaN is allowed (a fine-tuned K the sweep lacks)."""
+    and an interval that holds the mean and stays inside `bounds` (a score's or a share's range;
+    None: unbounded), `clipped: 1` only where an end is a bound. `nan`: all NaN is allowed (a
+    fine-tuned K the sweep lacks)."""
     entry = doc.mapping(value, where)
     comparison = where.endswith(("_vs_random", "_vs_unpruned"))
     _keys(doc, entry, {"mean"}, where, (COMPARISON_KEYS if comparison else ENTRY_KEYS) - {"mean"})
@@ -250,16 +257,18 @@ def _entry(doc: _Reader, value: Any, where: str, score: bool, n_seeds: int, nan:
         and all(isinstance(v, float) and math.isnan(v) for k, v in entry.items() if k != "clipped")
     ):
         return
-    bounds = (0.0, 100.0) if score else (None, None)
-    mean = doc.number(entry, "mean", prefix, *bounds)
+    limits = bounds or (None, None)
+    mean = doc.number(entry, "mean", prefix, *limits)
     if ("ci_low" in entry) != ("ci_high" in entry):
         raise doc.refuse(f"{where} has one end of its interval only")
     if "ci_low" in entry:
-        low, high = doc.number(entry, "ci_low", prefix, *bounds), doc.number(entry, "ci_high", prefix, *bounds)
+        low, high = doc.number(entry, "ci_low", prefix, *limits), doc.number(entry, "ci_high", prefix, *limits)
         if not low <= mean <= high:
             raise doc.refuse(f"{where}: the interval [{low}, {high}] does not hold the mean {mean}")
     if "clipped" in entry:
         doc.number(entry, "clipped", prefix, 1, 1, integer=True)
+        if bounds is None or "ci_low" not in entry or not (low == bounds[0] or high == bounds[1]):
+            raise doc.refuse(f"{where} says clipped, but no end of its interval is a bound of its range")
     if comparison:
         if entry.get("verdict") not in VERDICTS:
             raise doc.refuse(f"{where}.verdict={shown(entry.get('verdict'))} is not one of {', '.join(VERDICTS)}")
@@ -302,7 +311,7 @@ def check_study_metrics(path: Path | str, metrics: Any, implied: Implied | None 
         doc.number(margins, key, "margins.", low=0.0, high=100.0, low_open=True)
     for key in TOP_KEYS:
         if key.startswith("baseline_"):
-            _entry(doc, metrics[key], key, True, n_seeds)
+            _entry(doc, metrics[key], key, SCORE_BOUNDS, n_seeds)
     criteria = doc.mapping(metrics["criteria"], "criteria")
     if implied is not None:
         if n_seeds != len(implied.seeds):
@@ -326,7 +335,7 @@ def check_study_metrics(path: Path | str, metrics: Any, implied: Implied | None 
             if key in points:
                 _finetune_point(doc, value, f"{where}.{key}", n_seeds, implied)
             else:
-                _entry(doc, value, f"{where}.{key}", _is_score(key), n_seeds)
+                _entry(doc, value, f"{where}.{key}", _bounds(key), n_seeds)
     _check_sensitivity(doc, metrics["sensitivity"], n_seeds, implied)
     _check_budget(doc, metrics["budget"], n_seeds, implied)
 
@@ -348,7 +357,7 @@ def _check_sensitivity(doc: _Reader, value: Any, n_seeds: int, implied: Implied 
         unpruned = doc.mapping(entry.get("unpruned"), f"{where}.unpruned")
         _keys(doc, unpruned, set(SENSITIVITY_SCORES), f"{where}.unpruned")
         for score, scored in unpruned.items():
-            _entry(doc, scored, f"{where}.unpruned.{score}", True, n_seeds)
+            _entry(doc, scored, f"{where}.unpruned.{score}", SCORE_BOUNDS, n_seeds)
         for name in criteria:
             scores = doc.mapping(entry[name], f"{where}.{name}")
             expected = {f"mean_{s}_over_shares" for s in SENSITIVITY_SCORES}
@@ -356,7 +365,8 @@ def _check_sensitivity(doc: _Reader, value: Any, n_seeds: int, implied: Implied 
                 expected |= {f"{key}_vs_random" for key in expected}
             _keys(doc, scores, expected, f"{where}.{name}")
             for key, scored in scores.items():
-                _entry(doc, scored, f"{where}.{name}.{key}", not key.endswith("_vs_random"), n_seeds)
+                bounds = None if key.endswith("_vs_random") else SCORE_BOUNDS
+                _entry(doc, scored, f"{where}.{name}.{key}", bounds, n_seeds)
 
 
 def _check_budget(doc: _Reader, value: Any, n_seeds: int, implied: Implied | None) -> None:
@@ -371,7 +381,7 @@ def _check_budget(doc: _Reader, value: Any, n_seeds: int, implied: Implied | Non
     unpruned = doc.mapping(strategies.get("unpruned"), "budget.unpruned")
     _keys(doc, unpruned, set(BUDGET_SCORES), "budget.unpruned")
     for score, scored in unpruned.items():
-        _entry(doc, scored, f"budget.unpruned.{score}", True, n_seeds)
+        _entry(doc, scored, f"budget.unpruned.{score}", SCORE_BOUNDS, n_seeds)
     for strategy, criteria in strategies.items():
         if strategy == "unpruned":
             continue
@@ -390,7 +400,8 @@ def _check_budget(doc: _Reader, value: Any, n_seeds: int, implied: Implied | Non
                     expected.add("finetuned_recal_bacc_vs_random")
                 _keys(doc, entry, expected, f"{where}.{key}")
                 for name, scored in entry.items():
-                    _entry(doc, scored, f"{where}.{key}.{name}", name in BUDGET_SCORES, n_seeds)
+                    bounds = SCORE_BOUNDS if name in BUDGET_SCORES else _bounds(name)
+                    _entry(doc, scored, f"{where}.{key}.{name}", bounds, n_seeds)
 
 
 def _finetune_point(doc: _Reader, value: Any, where: str, n_seeds: int, implied: Implied | None) -> None:
@@ -400,9 +411,10 @@ def _finetune_point(doc: _Reader, value: Any, where: str, n_seeds: int, implied:
     k = doc.number(point, "k", f"{where}.", low=1, integer=True)
     unswept = implied is None or k not in implied.ks  # the as-pruned scores are NaN at a K the sweep lacks
     for key in FINETUNED:
-        _entry(doc, point[key], f"{where}.{key}", True, n_seeds, nan=unswept and not key.startswith("finetuned_"))
+        nan = unswept and not key.startswith("finetuned_")
+        _entry(doc, point[key], f"{where}.{key}", SCORE_BOUNDS, n_seeds, nan=nan)
     if "finetuned_bacc_vs_random" in point:
-        _entry(doc, point["finetuned_bacc_vs_random"], f"{where}.finetuned_bacc_vs_random", False, n_seeds)
+        _entry(doc, point["finetuned_bacc_vs_random"], f"{where}.finetuned_bacc_vs_random", None, n_seeds)
 
 
 def _is_score(key: str) -> bool:
@@ -411,6 +423,17 @@ def _is_score(key: str) -> bool:
     if key.endswith("_vs_random"):
         return False
     return key.endswith("_over_k") or key in OLD_NAMES.values() or key.startswith(("acc_at_", "baseline_"))
+
+
+def _bounds(key: str) -> tuple[float, float] | None:
+    """The range a metrics.json entry's mean and interval keep (as `prunelab.study.aggregate`
+    clips them): a score's [0, 100], a share's [0, 1] (`*_frac`, the budget's `flops_kept` and
+    `params_kept`); None for a paired difference and `max_k_within_1pt`."""
+    if key.endswith(("_vs_random", "_vs_unpruned")):
+        return None
+    if _is_score(key):
+        return SCORE_BOUNDS
+    return SHARE_BOUNDS if key.endswith("_frac") or key in ("flops_kept", "params_kept") else None
 
 
 # --------------------------------------------------------------------------- efficiency.json

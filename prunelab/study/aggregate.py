@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from prunelab.scoring.scores import SCORES, over_k
-from prunelab.study.intervals import CONFIDENCE, bounded_interval, interval_entry, score_entry
+from prunelab.study.intervals import CONFIDENCE, bounded_interval, interval_entry, score_entry, share_entry
 from prunelab.study.verdicts import comparison
 
 # The per-seed scalars compared with random, paired within each seed: each score's mean over K.
@@ -26,6 +26,21 @@ SCORE_OF = {over_k(score): score for score in PAIRED_SCORES}  # whose margin a c
 def is_score(key: str) -> bool:
     """Whether a per-seed scalar is a score in percent (its interval is then kept in [0, 100])."""
     return key.endswith("_over_k") or key.startswith(("acc_at_", "baseline_")) or key in SCORES
+
+
+def is_share(key: str) -> bool:
+    """Whether a per-seed scalar is a share in [0, 1] (`beats_random_frac`: of the pruned K values);
+    its interval is then kept in [0, 1]."""
+    return key.endswith("_frac")
+
+
+def scalar_entry(key: str, values: list[float]) -> dict[str, float]:
+    """The mean and 95 % interval over seeds of the per-seed scalar `key`: kept in [0, 100] for a
+    score and in [0, 1] for a share (`clipped: 1` when the t interval left the range), a plain t
+    interval otherwise (a paired difference, `max_k_within_1pt`)."""
+    if is_score(key):
+        return score_entry(values)
+    return share_entry(values) if is_share(key) else interval_entry(values)
 
 
 def finetune_table(finetunes: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
@@ -81,14 +96,14 @@ def paired_differences(summaries: dict[int, dict], key: str) -> dict[str, np.nda
 
 def study_metrics(summaries: dict[int, dict], margins: dict[str, float]) -> dict:
     """The study's metrics.json: per criterion the mean and 95 % interval of every per-seed
-    scalar, and the paired comparison with random with its verdict against `margins` (points
-    per score, `study.margins`). Scalars and nested dicts only."""
+    scalar (`scalar_entry`: scores kept in [0, 100], shares in [0, 1]), and the paired comparison
+    with random with its verdict against `margins` (points per score, `study.margins`). Scalars
+    and nested dicts only."""
     seeds = list(summaries)
     first = summaries[seeds[0]]
 
     def across(get: Callable[[dict], float], key: str = "") -> dict[str, float]:
-        values = [get(summaries[s]) for s in seeds]
-        return score_entry(values) if is_score(key) else interval_entry(values)
+        return scalar_entry(key, [get(summaries[s]) for s in seeds])
 
     criteria: dict[str, dict] = {}
     for name, scalars in first["criteria"].items():

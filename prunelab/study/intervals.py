@@ -2,12 +2,14 @@
 freedom). Each seed is one independent replicate of the whole lab (its own pairs, initialisation,
 batch order and random orders).
 
-Scores live in [0, 100]; with few, skewed seeds a t interval can leave that range (an accuracy
-"up to 106 %"). Intervals of scores are therefore clipped to the range (`bounded_interval`),
-and the entry says so (`clipped: 1`); the figures' bands use the same function. Clipping keeps
-the t interval's coverage where it matters (it only removes impossible values) and stays equal
-to scipy's interval wherever that one is inside the range (tested). Differences between scores
-live in [−100, 100] and are never near those bounds, so they are not clipped.
+Scores live in [0, 100] and shares (`beats_random_frac`, the budget's `flops_kept` and
+`params_kept`) in [0, 1]; with few, skewed seeds a t interval can leave that range (an accuracy
+"up to 106 %", a share "from −0.08"). Intervals of scores and shares are therefore clipped to their
+range (`bounded_interval`), and the entry says so (`clipped: 1`, `bounded_entry`); the figures'
+bands use the same function. Clipping keeps the t interval's coverage where it matters (it only
+removes impossible values) and stays equal to scipy's interval wherever that one is inside the
+range (tested). Differences between scores live in [−100, 100] and are never near those bounds, so
+they are not clipped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from scipy import stats as scipy_stats
 
 CONFIDENCE = 0.95
 SCORE_RANGE = (0.0, 100.0)  # every score is in percent
+SHARE_RANGE = (0.0, 1.0)  # a share: of the pruned K values (`*_frac`), of FLOPs or parameters kept
 
 
 def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
@@ -57,12 +60,22 @@ def bounded_interval(
     return mean, max(low, bounds[0]), min(high, bounds[1])
 
 
-def score_entry(values: Iterable[float]) -> dict[str, float]:
-    """`interval_entry` for a score in [0, 100]: the interval clipped to the range, and
-    `clipped: 1` when the t interval had left it."""
+def bounded_entry(values: Iterable[float], bounds: tuple[float, float]) -> dict[str, float]:
+    """`interval_entry` for a quantity in `bounds`: the interval clipped to them (as
+    `bounded_interval`), and `clipped: 1` when the t interval had left them."""
     entry = interval_entry(values)
     if "ci_low" in entry:
-        low, high = max(entry["ci_low"], SCORE_RANGE[0]), min(entry["ci_high"], SCORE_RANGE[1])
+        low, high = max(entry["ci_low"], bounds[0]), min(entry["ci_high"], bounds[1])
         if (low, high) != (entry["ci_low"], entry["ci_high"]):
             entry.update(ci_low=low, ci_high=high, clipped=1)
     return entry
+
+
+def score_entry(values: Iterable[float]) -> dict[str, float]:
+    """`bounded_entry` for a score in [0, 100]."""
+    return bounded_entry(values, SCORE_RANGE)
+
+
+def share_entry(values: Iterable[float]) -> dict[str, float]:
+    """`bounded_entry` for a share in [0, 1]."""
+    return bounded_entry(values, SHARE_RANGE)

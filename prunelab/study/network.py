@@ -11,7 +11,7 @@ import pandas as pd
 
 from prunelab.models.records import metric_key
 from prunelab.network.choice import budget_key
-from prunelab.study.intervals import bounded_interval, interval_entry, score_entry
+from prunelab.study.intervals import bounded_interval, score_entry, share_entry
 from prunelab.study.verdicts import comparison
 
 # The scores the sensitivity study averages over shares and pairs with random.
@@ -78,8 +78,8 @@ def budget_metrics(table: pd.DataFrame, margins: dict[str, float]) -> dict:
     for (strategy, criterion, share), rows in pruned.groupby(["strategy", "criterion", "budget"], sort=False):
         rows = rows.set_index("seed").sort_index()
         entry: dict = {
-            "flops_kept": interval_entry(rows["flops_kept"]),
-            "params_kept": interval_entry(rows["params_kept"]),
+            "flops_kept": share_entry(rows["flops_kept"]),  # shares: kept in [0, 1]
+            "params_kept": share_entry(rows["params_kept"]),
         }
         entry |= {s: score_entry(rows[s]) for s in BUDGET_SCORES}
         score = "finetuned_recal_bacc"

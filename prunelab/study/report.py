@@ -70,7 +70,8 @@ def report_markdown(
         "the criterion is above random. *Recalibrated* scores re-fit only the decision (two classes: the threshold "
         "on the logit difference that maximises balanced accuracy; more classes: the last layer's bias) on the "
         "calibration split, never on test; ROC AUC needs no threshold at all. Intervals of scores are clipped to "
-        "[0, 100] where the t interval leaves it (`clipped: 1` in metrics.json).",
+        "[0, 100], and those of shares (`beats_random_frac`, `flops_kept`, `params_kept`) to [0, 1], where the t "
+        "interval leaves the range (`clipped: 1` in metrics.json).",
         "",
         "Verdicts against random: *equivalent* when the 90 % interval of the paired difference lies inside "
         "±margin (two one-sided t tests, α = 0.05); otherwise *better* or *worse* when the 95 % interval excludes "
