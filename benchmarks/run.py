@@ -562,7 +562,7 @@ def network_benchmark(device: torch.device) -> tuple[list[Row], dict[str, float]
         plans = {criterion: sensitivity_plans(rankings, curves, criterion) for criterion in budget.criteria}
         jobs = [({}, None)] + [(b, s, c) for b in budget.flops for s in budget.strategies for c in budget.criteria]
         for job in jobs:
-            removed = {} if job[0] == {} else allocate(job[1], plans[job[2]], flops, job[0])
+            removed = {} if job[0] == {} else allocate(job[1], plans[job[2]], flops, job[0], budget.round_to)
             tuned, _ = finetune_pruned(model, groups, removed, splits["train"], splits["test"], n_classes=2,
                                        device=device, seed=0, **recipe(params))  # fmt: skip
             pruned = remove_channels(model.cpu(), groups, removed, example).to(device)

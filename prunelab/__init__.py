@@ -64,6 +64,7 @@ _EXPORTS = {
     "flops_model": "prunelab.network.budget",
     "cost_models": "prunelab.models.cost",
     "allocate": "prunelab.network.budget",
+    "kept_counts": "prunelab.network.budget",
     "STRATEGIES": "prunelab.network.budget",
     # scoring
     "SCORES": "prunelab.scoring.scores",

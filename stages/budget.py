@@ -3,10 +3,12 @@
 For every budget of budget.flops (share of FLOPs per sample kept), strategy of budget.strategies
 and criterion of budget.criteria, the strategy allocates removals across the layers
 (`prunelab.network.budget`) from this seed's layer rankings and sensitivity curves (the
-sensitivity stage), the channels are removed for real, and the smaller model is scored as
-pruned, with its decision re-fitted, and after fine-tuning (budget.finetune_epochs at
-finetune.lr). The unpruned model is fine-tuned by the same recipe (row `unpruned`), so that the
-extra training is never counted as pruning's gain or loss. Writes metrics/seeds/<seed>/budget.csv.
+sensitivity stage), every group keeping a multiple of budget.round_to channels or all of them
+(the `channels` column: kept counts per group, forward order); the channels are removed for real,
+and the smaller model is scored as pruned, with its decision re-fitted, and after fine-tuning
+(budget.finetune_epochs at finetune.lr). The unpruned model is fine-tuned by the same recipe (row
+`unpruned`), so that the extra training is never counted as pruning's gain or loss. Writes
+metrics/seeds/<seed>/budget.csv.
 """
 
 from __future__ import annotations
@@ -77,15 +79,21 @@ def main() -> None:
     for share in budget.flops:
         for strategy in budget.strategies:
             for criterion in budget.criteria:
-                removed = allocate(strategy, plans[criterion], flops, share)
+                removed = allocate(strategy, plans[criterion], flops, share, budget.round_to)
                 reached = flops.kept(kept_channels(removed))
                 if reached > share + 1e-9:
-                    sensitivity = strategy == "sensitivity"
+                    # The rounding is named when it is what stops the strategy (unrounded, it reaches the budget).
+                    rounded = budget.round_to > 1 and (
+                        flops.kept(kept_channels(allocate(strategy, plans[criterion], flops, share))) <= share + 1e-9
+                    )
+                    sensitivity = strategy == "sensitivity" and not rounded
                     raise UserError(
                         f"params.yaml: budget.flops has {share:g}, which the {strategy} strategy cannot reach"
                         + " (it removes at most the largest share of sensitivity.fractions)" * sensitivity
+                        + f" (every group keeps at least budget.round_to={budget.round_to} channels)" * rounded
                         + f": at most it keeps {reached:.3f} of the FLOPs; allowed: a larger budget"
                         + ", or larger shares in sensitivity.fractions" * sensitivity
+                        + ", or a smaller budget.round_to" * rounded
                     )
                 jobs.append((share, strategy, criterion, removed))
     rows = [{"budget": 1.0, "strategy": "unpruned", "criterion": "none"} | scored({}, f"budget seed {seed} unpruned")]

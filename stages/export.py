@@ -99,7 +99,8 @@ def _network_choice(
     channels = {layer.name: layer.channels for layer in groups}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
     plans = sensitivity_plans(rankings, load_curves(sensitivity_path(seed), expected), choice.criterion)
-    removed = allocate(choice.strategy, plans, flops_model(model, groups, example_input(spec)), choice.budget)
+    flops = flops_model(model, groups, example_input(spec))
+    removed = allocate(choice.strategy, plans, flops, choice.budget, params.budget.round_to)
     return choice, removed, budgets
 
 

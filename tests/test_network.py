@@ -328,7 +328,7 @@ def test_the_report_names_the_budget_the_export_takes() -> None:
     }  # fmt: skip
     metrics["uniform"] = {"l1_norm": {"flops_50": entry}}
     text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5])))
-    assert "| 0.5 | uniform | l1_norm | 0.490 | 0.600 | 70.0 | 74.5 | -0.5 | — |" in text
+    assert "| 0.5 | uniform | l1_norm | — | 0.490 | 0.600 | 70.0 | 74.5 | -0.5 | — |" in text  # no channels given
     assert "**0.5 of the FLOPs**, by `uniform` with `l1_norm` (-0.5 points, mean of 3 seeds)" in text
     text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5], points=0.25)))
     assert "the largest budget's best configuration loses 0.5 points" in text

@@ -16,10 +16,27 @@ Every strategy removes each layer's channels in that layer's criterion order and
 one channel per layer. FLOPs are exact arithmetic (`FlopsModel`, tested against the counter on
 physically smaller models): a conv's work is proportional to its kept input channels times its
 kept output channels, so pruning two adjacent layers is not additive.
+
+Kernel-friendly counts (`budget.round_to`, r): CPU convolutions (oneDNN) block channels by 8 or 16,
+so a count just below a multiple pays for the multiple (DESIGN.md 3d). With r > 1 every group keeps
+a multiple of r, never fewer than r, or all its channels (a group left whole is not rounded: its
+count is the unpruned model's; a group of r channels, or fewer, is never pruned). Each strategy
+walks the same knob as with r = 1, its counts rounded to those (`kept_counts`): uniform and global
+round a layer's kept count *up* to the next allowed one, so a block goes only once all its channels
+are ones the strategy removes (uniform, where several groups cross a block at the same share,
+steps them one at a time); sensitivity steps one block at a time (from the layer whose next
+block costs the least loss per FLOP saved). The budget is then met as before, by the first
+candidate on the knob that fits, so the FLOPs kept never exceed the budget. r = 1 allows every
+count from 1 to P: the allocation is exactly the unrounded one (tested). Torch-Pruning's pruners
+take `round_to` too (`BasePruner._round_to`), rounding each group's kept count *down* to a
+multiple after thresholding a channel ratio, so it may remove channels its ranking keeps, can
+reach 0, and does not re-check its target after rounding; here the rounding is inside the search,
+so the FLOPs budget holds with it.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,6 +77,19 @@ class LayerPlan:
 Counts = dict[str, int]  # channels removed per layer
 
 
+def kept_counts(channels: int, round_to: int = 1) -> tuple[int, ...]:
+    """The channel counts a group of `channels` may keep under `budget.round_to`, ascending: every
+    multiple of `round_to` from `round_to` up to `channels`, and `channels` itself (the group left
+    whole). `round_to` 1: every count from 1 to `channels`; `round_to` >= `channels`: only
+    `channels` (params refuse a `round_to` above a group's channels; here such a group stays whole)."""
+    return tuple(sorted({*range(round_to, channels + 1, round_to), channels}))
+
+
+def _round_up(allowed: Sequence[int], kept: int) -> int:
+    """The smallest count of `allowed` (`kept_counts`, which ends with the group's channels) >= `kept`."""
+    return allowed[bisect_left(allowed, kept)]
+
+
 def _fits(flops: FlopsModel, removed: Counts, budget: float) -> bool:
     kept = {name: p - removed[name] for name, p in zip(flops.layers, flops.channels, strict=True)}
     return flops.kept(kept) <= budget + 1e-12
@@ -82,11 +112,37 @@ def _smallest(candidates: Sequence[Counts], flops: FlopsModel, budget: float) ->
 STEPS = 1024  # the resolution of a strategy's knob
 
 
-def _uniform(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float) -> Counts:
-    def at(share: float) -> Counts:
-        return {name: min(len(p.order) - 1, int(share * len(p.order))) for name, p in plans.items()}
+def _uniform(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1) -> Counts:
+    """The same share of every layer's channels removed, each layer's kept count rounded up to an
+    allowed one (`kept_counts`), growing the share until the model fits. With `round_to` > 1,
+    groups whose channels are multiples of it cross a block at the same share (32/64/128 lose a
+    quarter at once), a jump far past the budget: between two shares the groups that change step
+    one at a time, the one with the smallest share removed first (forward order on ties), so each
+    group is within one block of the common share."""
+    names = list(plans)
+    channels = {name: len(plan.order) for name, plan in plans.items()}
+    allowed = {name: kept_counts(channels[name], round_to) for name in names}
 
-    return _smallest([at(step / STEPS) for step in range(STEPS + 1)], flops, budget)
+    def at(share: float) -> Counts:
+        counts = {}
+        for name in names:
+            kept = channels[name] - min(channels[name] - 1, int(share * channels[name]))
+            counts[name] = channels[name] - _round_up(allowed[name], kept)
+        return counts
+
+    knob = [at(step / STEPS) for step in range(STEPS + 1)]
+    if round_to == 1:
+        return _smallest(knob, flops, budget)
+    candidates = [knob[0]]
+    for target in knob[1:]:
+        now = dict(candidates[-1])
+        moving = [name for name in names if target[name] != now[name]]
+        while moving:
+            name = min(moving, key=lambda n: (now[n] / channels[n], names.index(n)))
+            now[name] = target[name]
+            candidates.append(dict(now))
+            moving.remove(name)
+    return _smallest(candidates, flops, budget)
 
 
 def _envelope(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -97,16 +153,26 @@ def _envelope(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
     return shares, losses
 
 
-def _sensitivity(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float) -> Counts:
-    """Greedy on the sensitivity curves: one channel at a time from the layer whose next channel
-    costs the least loss (interpolated on its curve) per FLOP it saves; equal costs (flat curves)
-    go to the layer with the smallest share removed, so flat layers shrink together. A layer
-    loses at most the largest share its sensitivity measured."""
+def _sensitivity(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1) -> Counts:
+    """Greedy on the sensitivity curves: one channel (with `round_to` r > 1, one step down to the
+    next allowed count: a block of r) at a time from the layer whose next step costs the least loss
+    (interpolated on its curve) per FLOP it saves; equal costs (flat curves) go to the layer with
+    the smallest share removed, so flat layers shrink together. A layer loses at most the largest
+    share its sensitivity measured."""
     names = list(plans)
     curves = {name: _envelope(plans[name]) for name in names}
     channels = {name: len(plans[name].order) for name in names}
     limit = {name: min(channels[name] - 1, int(curves[name][0][-1] * channels[name] + 1e-9)) for name in names}
+    allowed = {name: kept_counts(channels[name], round_to) for name in names}
     removed = dict.fromkeys(names, 0)
+
+    def step(name: str) -> int | None:
+        """The layer's removals after its next step, or None when it may lose no more."""
+        below = bisect_left(allowed[name], channels[name] - removed[name])  # the kept count's index
+        if below == 0:
+            return None
+        after = channels[name] - allowed[name][below - 1]
+        return after if after <= limit[name] else None
 
     def loss(name: str, k: int) -> float:
         shares, losses = curves[name]
@@ -120,17 +186,20 @@ def _sensitivity(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: floa
         now = flops_kept(removed)
         best: tuple[float, float, int] | None = None
         choice = None
+        steps = {}
         for i, name in enumerate(names):
-            if removed[name] >= limit[name]:
+            after = step(name)
+            if after is None:
                 continue
-            saved = now - flops_kept(removed | {name: removed[name] + 1})
-            cost = (loss(name, removed[name] + 1) - loss(name, removed[name])) / max(saved, 1e-12)
+            saved = now - flops_kept(removed | {name: after})
+            cost = (loss(name, after) - loss(name, removed[name])) / max(saved, 1e-12)
             key = (cost, removed[name] / channels[name], i)
+            steps[name] = after
             if best is None or key < best:
                 best, choice = key, name
         if choice is None:
             break
-        removed[choice] += 1
+        removed[choice] = steps[choice]
         candidates.append(dict(removed))
     return _smallest(candidates, flops, budget)
 
@@ -147,33 +216,47 @@ def normalised_scores(plan: LayerPlan) -> np.ndarray:
     return plan.scores / scale if scale > 0 else np.zeros(channels)
 
 
-def _global(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float) -> Counts:
+def _global(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1) -> Counts:
+    """Down the one network-wide ranking: each channel passed is wanted out of its layer, and the
+    layer removes as many as leave an allowed count (`kept_counts`) of at most the wanted ones (its
+    kept count rounded up); the first point of the walk that fits."""
     names = list(plans)
+    allowed = {name: kept_counts(len(plans[name].order), round_to) for name in names}
     everything = [(score, i, name) for name in names for i, score in enumerate(normalised_scores(plans[name]))]
     position = {name: {int(c): r for r, c in enumerate(plans[name].order)} for name in names}
     # Lowest normalised score first; within a layer, its own order (equal scores included).
     everything.sort(key=lambda t: (t[0], position[t[2]][t[1]], names.index(t[2])))
-    removed = dict.fromkeys(names, 0)
+    wanted = dict.fromkeys(names, 0)
+    removed = dict(wanted)
     candidates = [dict(removed)]
     for _, _, name in everything:
-        if removed[name] < len(plans[name].order) - 1:
-            removed[name] += 1
-            candidates.append(dict(removed))
+        channels = len(plans[name].order)
+        if wanted[name] < channels - 1:
+            wanted[name] += 1
+            now = channels - _round_up(allowed[name], channels - wanted[name])
+            if now != removed[name]:
+                removed[name] = now
+                candidates.append(dict(removed))
     return _smallest(candidates, flops, budget)
 
 
-STRATEGIES: dict[str, Callable[[Mapping[str, LayerPlan], FlopsModel, float], Counts]] = {
+STRATEGIES: dict[str, Callable[[Mapping[str, LayerPlan], FlopsModel, float, int], Counts]] = {
     "uniform": _uniform,
     "sensitivity": _sensitivity,
     "global": _global,
 }
 
 
-def allocate(strategy: str, plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float) -> dict[str, list[int]]:
+def allocate(
+    strategy: str, plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1
+) -> dict[str, list[int]]:
     """The channels each layer removes (its plan's first K) so that the model keeps at most
-    `budget` of its FLOPs, by the fewest removals the strategy's knob allows; if even the most
-    it allows does not fit (every layer down to one channel), that most."""
-    counts = STRATEGIES[strategy](plans, flops, budget)
+    `budget` of its FLOPs, by the fewest removals the strategy's knob allows, every layer keeping
+    a count of `kept_counts(P, round_to)` (`budget.round_to`; 1: any count); if even the most it
+    allows does not fit (every layer down to one channel, or to `round_to`), that most."""
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ValueError(f"round_to={round_to!r}: allowed: an integer >= 1")
+    counts = STRATEGIES[strategy](plans, flops, budget, round_to)
     return {name: sorted(int(c) for c in plans[name].order[: counts[name]]) for name in plans}
 
 
