@@ -3,10 +3,15 @@ paired intervals support, and nothing more."""
 
 from __future__ import annotations
 
-from prunelab.network.choice import Choice
+from typing import TYPE_CHECKING
+
+from prunelab.network.choice import Choice, budget_key
 from prunelab.scoring.scores import SCORES
 from prunelab.study.aggregate import PAIRED, SCORE_OF
 from prunelab.study.verdicts import sentence
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _fmt(entry: dict, signed: bool = False) -> str:
@@ -53,6 +58,7 @@ def report_markdown(
     shares: list[float] | None = None,
     within: Choice | None = None,
     names: dict[str, str] | None = None,
+    channels: dict[tuple[str, str, str], str] | None = None,
 ) -> str:
     """metrics/report.md: the setting, the unpruned model, the criteria against random on every
     score, one sentence per criterion, which criterion ranks first on each score, and fine-tuning."""
@@ -119,7 +125,7 @@ def report_markdown(
     if "sensitivity" in metrics:
         lines += ["", *sensitivity_section(metrics["sensitivity"], n, list(shares or []), names)]
     if "budget" in metrics:
-        lines += budget_section(metrics["budget"], n, within)
+        lines += budget_section(metrics["budget"], n, within, channels)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -202,12 +208,29 @@ def sensitivity_section(
     return lines
 
 
-def budget_section(budget: dict, n_seeds: int, within: Choice | None) -> list[str]:
-    """The budget table: per FLOPs budget, strategy and criterion, the shares kept and the
-    fine-tuned recalibrated balanced accuracy against the unpruned model fine-tuned alike."""
-    from prunelab.network.choice import budget_key
+def budget_channels(table: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """Per (strategy, criterion, budget key) of the stacked budget tables (`load_budgets`; the
+    unpruned model is ("unpruned", "none", "flops_100")), the channels each group keeps in forward
+    order, as budget.csv's `channels`: a group's count where every seed keeps the same, else the
+    seeds' lowest–highest."""
+    out = {}
+    for (strategy, criterion, share), rows in table.groupby(["strategy", "criterion", "budget"], sort=False):
+        counts = [[int(n) for n in str(c).split("/")] for c in rows["channels"]]
+        out[(str(strategy), str(criterion), budget_key(float(share)))] = "/".join(
+            f"{min(g)}" if min(g) == max(g) else f"{min(g)}–{max(g)}" for g in zip(*counts, strict=True)
+        )
+    return out
 
+
+def budget_section(
+    budget: dict, n_seeds: int, within: Choice | None, channels: dict[tuple[str, str, str], str] | None = None
+) -> list[str]:
+    """The budget table: per FLOPs budget, strategy and criterion, the channels and shares kept and
+    the fine-tuned recalibrated balanced accuracy against the unpruned model fine-tuned alike.
+    `channels`: `budget_channels` of the stacked tables ("—" where not given)."""
+    channels = channels or {}
     base = budget["unpruned"]
+    whole = channels.get(("unpruned", "none", budget_key(1.0)))
     lines = [
         "## The whole network to a FLOPs budget",
         "",
@@ -216,11 +239,14 @@ def budget_section(budget: dict, n_seeds: int, within: Choice | None) -> list[st
         "criterion, removed for real, then fine-tuned (`budget.finetune_epochs`). The unpruned model fine-tuned "
         f"by the same recipe scores {_fmt(base['finetuned_recal_bacc'])} recalibrated balanced accuracy "
         f"(ROC AUC {_fmt(base['finetuned_roc_auc'])}); *vs unpruned* is paired with it within seeds, so extra "
-        "training is not counted as pruning's gain. Figure: `metrics/plots/budget.png`.",
+        "training is not counted as pruning's gain. *Channels kept*: per channel group in forward order"
+        + (f" (unpruned: {whole})" if whole else "")
+        + ", each a multiple of `budget.round_to` or all of the group's (CPU kernels block channels by 8 or 16), "
+        "the range over seeds where they differ. Figure: `metrics/plots/budget.png`.",
         "",
-        "| FLOPs budget | strategy | criterion | FLOPs kept | params kept | recal. bacc as pruned "
+        "| FLOPs budget | strategy | criterion | channels kept | FLOPs kept | params kept | recal. bacc as pruned "
         "| fine-tuned recal. bacc | vs unpruned | vs random (verdict) |",
-        "|" + " --- |" * 9,
+        "|" + " --- |" * 10,
     ]
     shares = sorted(
         {
@@ -243,8 +269,9 @@ def budget_section(budget: dict, n_seeds: int, within: Choice | None) -> list[st
                 random = e.get("finetuned_recal_bacc_vs_random")
                 versus = f"{_fmt(random, True)} ({random['verdict']})" if random else "—"
                 kept = f"{e['flops_kept']['mean']:.3f} | {e['params_kept']['mean']:.3f}"
+                counts = channels.get((strategy, criterion, budget_key(share)), "—")
                 lines.append(
-                    f"| {share:g} | {strategy} | {criterion} | {kept} "
+                    f"| {share:g} | {strategy} | {criterion} | {counts} | {kept} "
                     f"| {_fmt(e['recal_bacc'])} | {_fmt(e['finetuned_recal_bacc'])} "
                     f"| {_fmt(e['finetuned_recal_bacc_vs_unpruned'], True)} | {versus} |"
                 )
