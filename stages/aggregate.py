@@ -25,7 +25,7 @@ from prunelab.study.replicates import (
     load_sweeps,
     load_train_curves,
 )
-from prunelab.study.report import report_markdown
+from prunelab.study.report import budget_channels, report_markdown
 
 
 def main() -> None:
@@ -63,13 +63,22 @@ def main() -> None:
         "random orders per seed": str(prune.random_orders),
         "decision re-fitted on": f"the first {recal.max_samples} samples of the {recal.split} split",
     }
+    if data.source == "imagefolder":
+        setting["data"] += f" from {data.path}"
+    if params.model.weights != "none":
+        setting["weights"] = (
+            f"loaded from {params.model.weights}, not trained: the seeds replicate only what follows training "
+            "(the splits' draw where the folder has none, the ranking data, the random orders, the fine-tuning), "
+            "not training itself"
+        )
     baseline = {
         score: (min(s[key] for s in summaries.values()), max(s[key] for s in summaries.values()))
         for score, key in (("acc", "baseline_accuracy"), ("bacc", "baseline_balanced_accuracy"))
     }
     shares = list(params.sensitivity.fractions)
     names = {metric_key(str(layer)): str(layer) for layer in sensitivity["layer"].unique()}
-    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline, shares, within, names))
+    channels = budget_channels(budgets)  # the report's kept counts per group (budget.round_to's effect)
+    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline, shares, within, names, channels))
     log(f"aggregated {len(seeds)} seed(s) into {STUDY_METRICS} and {REPORT}")
 
 

@@ -6,12 +6,14 @@ metrics/seeds/<seed>/data.json. No torch: the splits are NumPy arrays.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from prunelab.data.prepared import save_prepared
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import data_summary_path, prepared_dir
-from prunelab.prepare.sources import RAW_DIR, load_pool
+from prunelab.prepare.sources import load_pool
 from prunelab.prepare.tasks import TASKS, check_not_empty, dataset_info, split_summary
 from prunelab.runtime import log, stage_main, write_json
 
@@ -20,12 +22,18 @@ def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
     data = params.data
-    for key in params.ignored_params():
-        log(f"note: data.task={data.task} ignores {key}")
-    pool = load_pool(data.source, RAW_DIR)
+    data.check_files()
+    pool = load_pool(data.source, Path(data.path), None if data.image_size == "none" else data.image_size)
     splits = TASKS[data.task](pool, data, np.random.default_rng(seed))
     check_not_empty(splits, data)
-    save_prepared(prepared_dir(seed), dataset_info(data, pool), splits)
+    for key in params.ignored_params():  # after the checks: a refusal stays the one line on stderr
+        log(f"note: this study ignores {key}")
+    if params.model.weights != "none" and pool.official_test is None:
+        log(
+            "note: model.weights with a pool split by data.test_fraction: the test split may hold images the "
+            "weights were trained on; give data.path train/ and test/ folders to score on held-out images"
+        )
+    save_prepared(prepared_dir(seed), dataset_info(data, pool, splits["train"]), splits)
     summary = {
         "pool_images": len(pool.labels),
         **{name: split_summary(split.labels, data.task) for name, split in splits.items()},

@@ -26,7 +26,8 @@ from prunelab.models.nets import PrunableNet, build_model
 ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone needs to run the pipeline.
 PROJECT_FILES = [
-    "prunelab", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore",
+    "prunelab", "stages", "examples", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots",
+    ".dvcignore", ".gitignore",
 ]  # fmt: skip
 
 # A config small enough for CI: two seeds, a few hundred pairs, one epoch, few random orders.
@@ -83,7 +84,8 @@ def project_copy(dest: Path, overrides: dict[str, Any] | None = None, git: bool 
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+            # *.pt: the example's weights, which a user makes (examples/your_model/make_example.py)
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
         else:
             shutil.copy2(src, target)
     set_params(dest / "params.yaml", {**TINY_OVERRIDES, **(overrides or {})})

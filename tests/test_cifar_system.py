@@ -123,7 +123,7 @@ def test_fast_sweep_equals_the_seed_loop_with_10_classes(mode: str) -> None:
 def test_bn_gamma_is_refused_for_simple_cnn() -> None:
     raw = load_params(ROOT / "params.yaml").model_dump()
     with pytest.raises(UserError, match=r"prune\.criteria has bn_gamma, but model\.arch=simple_cnn"):
-        validate({**raw, "model": {"arch": "simple_cnn"}})
+        validate({**raw, "model": {**raw["model"], "arch": "simple_cnn"}})
 
 
 # --------------------------------------------------------------------------- the ignored params
@@ -146,9 +146,9 @@ def test_prepare_data_names_the_params_classification_ignores(tmp_path: Path, mo
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
     assert notes == [
-        "note: data.task=classification ignores data.n_pairs",
-        "note: data.task=classification ignores data.same_fraction",
-        "note: data.task=classification ignores data.test_fraction (the source has an official test split)",
+        "note: this study ignores data.n_pairs",
+        "note: this study ignores data.same_fraction",
+        "note: this study ignores data.test_fraction (the source has an official test split)",
     ]
     info = json.loads((repo / "data/seeds/0/prepared/info.json").read_text())
     assert info == {
@@ -187,9 +187,9 @@ def test_class_count_comes_from_the_source_not_the_files() -> None:
     params = validate({**raw, "data": {**raw["data"], "source": "cifar10", "task": "classification"}})
     labels = np.arange(40) % 9
     pool = Pool(np.zeros((40, 3, 32, 32), np.uint8), labels, np.arange(40) >= 30)
-    info = dataset_info(params.data, pool)
-    assert info.input == CIFAR and info.mean == (0.5, 0.5, 0.5)
     splits = make_classification_splits(pool, params.data, np.random.default_rng(0))
+    info = dataset_info(params.data, pool, splits["train"])
+    assert info.input == CIFAR and info.mean == (0.5, 0.5, 0.5)
     assert splits["test"].image_ids.ravel().tolist() == list(range(30, 40))
     np.testing.assert_array_equal(splits["train"].labels, labels[:30])
 
@@ -218,7 +218,7 @@ def test_cifar10_run_uses_the_handouts_system(cifar_run: tuple[Path, str]) -> No
     assert model.block.conv.weight.shape == (32, 16, 3, 3) and model.head.fc1.in_features == 2048
     with np.load(repo / "data/seeds/0/activations.npz") as stats:
         assert stats["feature_maps"].shape == (32, 16, 16)
-    assert "note: data.task=classification ignores data.same_fraction" in output
+    assert "note: this study ignores data.same_fraction" in output
 
 
 @pytest.mark.integration

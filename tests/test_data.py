@@ -160,10 +160,10 @@ def test_load_split_without_a_folder_uses_the_one_prepared_replicate_or_names_th
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="no prepared data under data/seeds/; run dvc repro"):
         prunelab.load_split("test")
-    save_prepared(prepared_dir(3), dataset_info(params.data, pool), splits)
+    save_prepared(prepared_dir(3), dataset_info(params.data, pool, splits["train"]), splits)
     images, labels = prunelab.load_split("test")
     assert len(labels) == len(splits["test"].labels) and images.shape[1:] == (2, 28, 28)
-    save_prepared(prepared_dir(7), dataset_info(params.data, pool), splits)
+    save_prepared(prepared_dir(7), dataset_info(params.data, pool, splits["train"]), splits)
     with pytest.raises(UserError) as refused:
         prunelab.load_split("test")
     message = str(refused.value)

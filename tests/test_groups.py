@@ -275,14 +275,16 @@ def test_params_that_need_the_traced_groups_are_checked_against_them() -> None:
     raw = load_params(ROOT / "params.yaml").model_dump()
     model = built("resnet20")
     groups = find_groups(model, example_input(CIFAR))
-    fine = validate({**raw, "model": {"arch": "resnet20"}, "prune": {**raw["prune"], "layer": "layer2.0.conv1"}})
+    fine = validate(
+        {**raw, "model": {**raw["model"], "arch": "resnet20"}, "prune": {**raw["prune"], "layer": "layer2.0.conv1"}}
+    )
     fine.check_groups(groups)  # a group of resnet20: accepted
     cases = {
         "prune.layer": ({"layer": "layer4.0.conv1"}, "prune.layer='layer4.0.conv1' names no channel group"),
         "prune.ks": ({"ks": [0, 64]}, "prune.ks=[0, 64] contains K >= P"),  # the last group has 64 channels
     }
     for key, (change, expected) in cases.items():
-        params = validate({**raw, "model": {"arch": "resnet20"}, "prune": {**raw["prune"], **change}})
+        params = validate({**raw, "model": {**raw["model"], "arch": "resnet20"}, "prune": {**raw["prune"], **change}})
         with pytest.raises(UserError) as err:
             params.check_groups(groups)
         message = str(err.value)
@@ -304,8 +306,6 @@ def test_weight_zeroing_on_a_per_k_group_equals_zeroed_models_per_k() -> None:
     inputs = block_outputs(view, x, 4, torch.device("cpu"))
     logits = sweep_logits(view, inputs, order[None], ks, mode="zero_weights", out_dtype=torch.float64)
     with torch.no_grad():
-        expected = torch.stack(
-            [zero_conv_weights(model, groups, {view.group.name: order[:k].tolist()})(x) for k in ks]
-        )
+        expected = torch.stack([zero_conv_weights(model, groups, {view.group.name: order[:k].tolist()})(x) for k in ks])
     torch.testing.assert_close(torch.as_tensor(logits[0]), expected, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(expected[2], expected[0])  # zeroing did change the model

@@ -27,7 +27,7 @@ class Implied:
 
     seeds: tuple[int, ...]
     channels: int  # P of model.arch
-    n_classes: int
+    n_classes: int | None  # None: known from the files only (an image folder's class folders)
     ks: tuple[int, ...]  # every K the sweep scores (`resolve_ks`)
     ranked: tuple[str, ...]  # prune.criteria, in order: ranking.csv
     swept: tuple[str, ...]  # ranked, plus <headline>_zero_weights when compared: sweep.csv, summaries, metrics
@@ -48,6 +48,8 @@ class Implied:
     budgets: tuple[float, ...] = ()  # budget.flops, descending, as printed
     strategies: tuple[str, ...] = ()
     budget_criteria: tuple[str, ...] = ()
+    round_to: int = 1  # budget.round_to: every kept count a multiple of it, or the group's all
+    loaded: bool = False  # model.weights given: train loads them, no epochs
 
     @property
     def layer_title(self) -> str:
@@ -75,7 +77,8 @@ class Implied:
         return list(self.finetuned)
 
     def train_rows(self) -> list[tuple[int]]:
-        return [(epoch,) for epoch in range(1, self.epochs + 1)]
+        """Epochs 1..train.epochs; with model.weights, the one row of epoch 0 (the loaded weights)."""
+        return [(0,)] if self.loaded else [(epoch,) for epoch in range(1, self.epochs + 1)]
 
     def study_finetune_rows(self) -> list[tuple[str, str, int, int]]:
         """(criterion, point, k, seed) of metrics/study/finetune.csv: seed by seed, as aggregate stacks them."""
@@ -120,12 +123,13 @@ def implied(params: Params, groups: Sequence[ChannelGroup] | None = None) -> Imp
     return Implied(
         seeds=tuple(params.seeds),
         channels=p,
-        n_classes=2 if pairs else SOURCES[params.data.source].n_classes,
+        n_classes=2 if pairs else (SOURCES[params.data.source].n_classes or None),
         ks=tuple(resolve_ks(prune.ks, prune.k_step, p)),
         ranked=tuple(prune.criteria),
         swept=tuple(swept),
         finetuned=finetuned,
         epochs=params.train.epochs,
+        loaded=params.model.weights != "none",
         ranking_split_is_test=params.activations.split == "test",
         max_calibration=params.recalibrate.max_samples,
         margins=tuple(params.study.margins.model_dump().items()),
@@ -141,4 +145,5 @@ def implied(params: Params, groups: Sequence[ChannelGroup] | None = None) -> Imp
         budgets=tuple(round(b, 6) for b in params.budget.flops),
         strategies=tuple(params.budget.strategies),
         budget_criteria=tuple(params.budget.criteria),
+        round_to=params.budget.round_to,
     )

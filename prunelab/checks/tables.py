@@ -60,7 +60,7 @@ FINETUNE = TableFormat(
 TRAIN_CURVE = TableFormat(
     "training curve",
     "train",
-    (Column("epoch", "int", low=1), Column("train_loss", "float", 4, low=0.0), *_scores(["test_acc", "test_bacc"], 4)),
+    (Column("epoch", "int", low=0), Column("train_loss", "float", 4, low=0.0), *_scores(["test_acc", "test_bacc"], 4)),
     ("epoch",),
 )
 # metrics/study/<score>.csv (aggregate: band_table, "%.4f"); one seed has no interval (empty fields)
@@ -208,9 +208,11 @@ def check_finetune(path: Path | str, text: str, implied: Implied | None = None) 
 
 
 def check_train_curve(path: Path | str, text: str, implied: Implied | None = None) -> None:
-    """A replicate's train_curve.csv: epochs 1..train.epochs (1..N without params)."""
+    """A replicate's train_curve.csv: epochs 1..train.epochs (1..N without params), or epoch 0 alone
+    for loaded weights (model.weights)."""
     parsed = parse_table(path, text, TRAIN_CURVE)
-    expected = implied.train_rows() if implied is not None else [(e,) for e in range(1, parsed.n_rows + 1)]
+    first = 0 if parsed.n_rows and parsed.columns["epoch"][0] == 0 else 1
+    expected = implied.train_rows() if implied is not None else [(e,) for e in range(first, first + parsed.n_rows)]
     check_rows(path, parsed, TRAIN_CURVE, expected)
 
 
@@ -281,7 +283,8 @@ def check_sensitivity(path: Path | str, text: str, implied: Implied | None = Non
 
 def check_budget(path: Path | str, text: str, implied: Implied | None = None) -> None:
     """A replicate's budget.csv: (given params) the unpruned row, then every budget × strategy ×
-    criterion params imply; every pruned model within its budget's FLOPs, the unpruned one whole."""
+    criterion params imply, each group keeping a multiple of budget.round_to or all its channels;
+    every pruned model within its budget's FLOPs, the unpruned one whole."""
     parsed = parse_table(path, text, BUDGET)
     if implied is not None:
         check_rows(path, parsed, BUDGET, implied.budget_rows())
@@ -290,6 +293,20 @@ def check_budget(path: Path | str, text: str, implied: Implied | None = None) ->
         if wrong:
             problem = (
                 f"line {wrong[0] + 2}: channels is not one kept count of at least 1 per layer ({len(implied.layers)})"
+            )
+            raise refusal(path, problem, BUDGET.stage)
+        # Against the unpruned row (check_rows put it first): each count is all of the group's
+        # channels or a multiple of budget.round_to below them.
+        whole, step = counts[0], implied.round_to
+
+        def off(row: list[int]) -> bool:
+            return any(n != p and (n > p or n % step) for n, p in zip(row, whole, strict=True))
+
+        wrong = [i for i, c in enumerate(counts) if off(c)]
+        if wrong:
+            problem = (
+                f"line {wrong[0] + 2}: channels {parsed.columns['channels'][wrong[0]]} are not, per group, all of "
+                f"the unpruned model's ({parsed.columns['channels'][0]}) or a multiple of budget.round_to={step}"
             )
             raise refusal(path, problem, BUDGET.stage)
     check_unique_rows(path, parsed, BUDGET)

@@ -34,9 +34,13 @@ class DatasetInfo:
     input: InputSpec
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # A folder source's class names (label i is classes[i]) and the sha256 of the files it read; its
+    # mean and std are then the train split's statistics (`normalisation` says so in info.json).
+    classes: tuple[str, ...] | None = None
+    listing: str | None = None
 
     def to_json(self) -> dict:
-        return {
+        raw = {
             "source": self.source,
             "task": self.task,
             "channels": self.input.channels,
@@ -45,11 +49,17 @@ class DatasetInfo:
             "mean": list(self.mean),
             "std": list(self.std),
         }
+        if self.listing is not None:  # only a folder source: the registered ones' info.json is as before
+            raw |= {"normalisation": "train split", "classes": list(self.classes or ()), "listing_sha256": self.listing}
+        return raw
 
     @staticmethod
     def from_json(raw: dict) -> DatasetInfo:
         spec = InputSpec(raw["channels"], raw["size"], raw["n_classes"])
-        return DatasetInfo(raw["source"], raw["task"], spec, tuple(raw["mean"]), tuple(raw["std"]))
+        classes = tuple(raw["classes"]) if "classes" in raw else None
+        return DatasetInfo(
+            raw["source"], raw["task"], spec, tuple(raw["mean"]), tuple(raw["std"]), classes, raw.get("listing_sha256")
+        )
 
 
 def save_prepared(folder: Path, info: DatasetInfo, splits: dict[str, Split]) -> None:

@@ -11,13 +11,23 @@ Besides the registry's names, `model.arch` may name any classification model of 
 imported, so params validation accepts any such name and `build_model` refuses an unknown one.
 For those, and for the residual networks, the prunable layers are known only after tracing the
 built model (`Arch.layers is None`): the params checks that need them are left to the stages.
+
+`model.arch` may also name the user's own builder as `<module>:<function>` (`user_builder`), e.g.
+`my_models.net:build`: a function called as `function(num_classes=N, in_channels=C)` that returns an
+`nn.Module` (`prunelab.models.user`). Its file is found here without importing it (`builder_file`), so
+params validation can check it exists and lies inside `model.source`, DVC's dependency for it.
 """
 
 from __future__ import annotations
 
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 TORCHVISION = "torchvision:"  # model.arch prefix of a torchvision classification model
+# <dotted module>:<function>, both Python identifiers
+USER_ARCH = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)$")
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,10 @@ ARCHS: dict[str, Arch] = {
 }  # fmt: skip
 
 # model.arch's allowed text: params validation's, and build_model's for a name validation never saw.
-ARCH_CHOICES = f"one of {', '.join(ARCHS)} or {TORCHVISION}<name> (a classification model of torchvision.models)"
+ARCH_CHOICES = (
+    f"one of {', '.join(ARCHS)}, {TORCHVISION}<name> (a classification model of torchvision.models) "
+    "or <module>:<function> (your builder, called as function(num_classes=N, in_channels=C))"
+)
 
 
 def torchvision_name(arch: str) -> str | None:
@@ -87,12 +100,40 @@ def torchvision_name(arch: str) -> str | None:
     return name if name and name != arch else None
 
 
+def user_builder(arch: str) -> tuple[str, str] | None:
+    """(module, function) of a user's `<module>:<function>`, or None (a registry or torchvision name)."""
+    if arch.startswith(TORCHVISION):
+        return None
+    found = USER_ARCH.match(arch)
+    if found is None or found["module"].lower() == TORCHVISION[:-1]:  # `Torchvision:x` is a typo, not a module
+        return None
+    return found["module"], found["function"]
+
+
+def builder_file(module: str, search: list[str] | None = None) -> Path | None:
+    """The source file of `module` (dotted) on the import path, found without importing anything:
+    `<entry>/a/b.py` or `<entry>/a/b/__init__.py` for the first entry of `search` (default: the
+    project root, where DVC runs the stages, then `sys.path`, which holds PYTHONPATH) that has it;
+    None if none has.
+    Compiled or zipped modules are not found: a builder is a Python file the user edits."""
+    parts = module.split(".")
+    for entry in [".", *sys.path] if search is None else search:
+        base = Path(entry or ".")
+        for candidate in (base.joinpath(*parts).with_suffix(".py"), base.joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 def arch_of(arch: str) -> Arch | None:
     """The facts of `model.arch` known without torch: the registry's entry, a generic entry for
-    `torchvision:<name>` (its layers and BatchNorm known after tracing), or None for an unknown name."""
+    `torchvision:<name>` or a user's `<module>:<function>` (layers and BatchNorm known after
+    tracing), or None for an unknown name."""
     if arch in ARCHS:
         return ARCHS[arch]
     name = torchvision_name(arch)
-    if name is None:
-        return None
-    return Arch("torchvision", layers=None, batchnorm=None, description=f"torchvision's {name}, untrained")
+    if name is not None:
+        return Arch("torchvision", layers=None, batchnorm=None, description=f"torchvision's {name}, untrained")
+    if user_builder(arch) is not None:
+        return Arch("user", layers=None, batchnorm=None, description=f"your builder {arch}")
+    return None

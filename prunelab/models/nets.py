@@ -29,8 +29,9 @@ from torch import nn
 
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
-from prunelab.models.archs import ARCH_CHOICES, arch_of, torchvision_name
+from prunelab.models.archs import ARCH_CHOICES, arch_of, torchvision_name, user_builder
 from prunelab.models.resnets import resnet20, resnet56
+from prunelab.models.user import user_model
 from prunelab.models.zoo import torchvision_model
 from prunelab.runtime import load_torch
 
@@ -234,7 +235,8 @@ BUILDERS: dict[str, Callable[[InputSpec], nn.Module]] = {
 
 def build_model(arch: str, spec: InputSpec) -> nn.Module:
     """A freshly initialised model of architecture `arch` for data `spec`: a `PrunableNet` for the
-    lab's CNNs (pair_cnn, simple_cnn), a plain module for the ResNets and `torchvision:<name>`."""
+    lab's CNNs (pair_cnn, simple_cnn), a plain module for the ResNets, `torchvision:<name>` and the
+    user's `<module>:<function>`."""
     entry = arch_of(arch)
     if entry is None:
         # Params validation refuses this first; callers that skip it get the same line.
@@ -242,6 +244,8 @@ def build_model(arch: str, spec: InputSpec) -> nn.Module:
     name = torchvision_name(arch)
     if name is not None:
         return torchvision_model(name, spec)
+    if user_builder(arch) is not None:
+        return user_model(arch, spec)
     return BUILDERS[entry.builder](spec)
 
 

