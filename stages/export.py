@@ -174,9 +174,15 @@ def main() -> None:
     )
     log(
         f"exported {what} of seed {seed}: {ratio['params']:.2f}× fewer parameters, "
-        f"{ratio['flops']:.2f}× fewer FLOPs, {ratio['speedup_batch256']:.2f}× faster at batch 256; "
-        f"the study's loss {facts['score_loss_points']:.2f} points"
+        f"{ratio['flops']:.2f}× fewer FLOPs, {ratio['speedup_batch256']:.2f}× faster at batch 256 "
+        f"[{ratio['speedup_batch256_low']:.2f}, {ratio['speedup_batch256_high']:.2f}] over "
+        f"{ratio['speedup_rounds']} paired rounds; the study's loss {facts['score_loss_points']:.2f} points"
     )
+    if ratio["speedup_batch256_high"] < 1:
+        log(
+            "warning: the exported model measures slower than the unpruned one in the deployed format on this "
+            f"machine (speed-up at most {ratio['speedup_batch256_high']:.2f}×): see docs/deploy.md on channel counts"
+        )
 
 
 if __name__ == "__main__":

@@ -268,8 +268,13 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
              "speedup_batch256_eager": 1.6}  # fmt: skip
     eff = {"k": 4, "channels": P, "seed": 0, "criterion_random": 1, "study_recal_bacc_at_k": 70.0,
            "study_recal_bacc_unpruned": 72.0, "score_loss_points": 2.0, "unpruned": side, "exported": small,
-           "ratio": {**ratio, "speedup_batch256_vs_flops": 1.0}, "threads": 2, "cpu_x86_64": 1}  # fmt: skip
+           "ratio": {**ratio, "speedup_batch256_vs_flops": 1.0, "speedup_batch256_low": 1.1,
+                     "speedup_batch256_high": 1.4, "speedup_rounds": 30}, "threads": 2, "cpu_x86_64": 1}  # fmt: skip
     check_efficiency(Path("e.json"), eff, facts())
+    upside_down = {**eff, "ratio": {**eff["ratio"], "speedup_batch256_high": 1.0}}
+    with pytest.raises(UserError) as err:
+        check_efficiency(Path("e.json"), upside_down, facts())
+    one_line(err, "ratio.speedup_batch256_high=1.0", "rerun export")
     with pytest.raises(UserError) as err:
         check_efficiency(Path("e.json"), {**eff, "score_loss_points": 1.0}, facts())
     one_line(err, "score_loss_points=1.0 is not study_recal_bacc_unpruned - study_recal_bacc_at_k", "rerun export")

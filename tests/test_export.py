@@ -146,3 +146,17 @@ def test_the_state_dict_rebuilds_the_same_model(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(rebuilt(images), model(images))
     assert rebuilt.block.conv.out_channels == 64
+
+
+def test_the_speedup_interval_is_a_bootstrap_of_paired_rounds() -> None:
+    from prunelab.deploy.efficiency import speedup_interval
+
+    rng = np.random.default_rng(0)
+    fast = rng.uniform(0.9, 1.1, 30)
+    slow = 2.0 * fast * rng.uniform(0.95, 1.05, 30)  # a 2× speed-up, paired round by round, with noise
+    low, high = speedup_interval(list(slow), list(fast))
+    assert low < float(np.median(slow / fast)) < high and 1.9 < low and high < 2.1
+    assert speedup_interval(list(slow), list(fast)) == (low, high)  # a function of the timings
+    assert speedup_interval([2.0] * 10, [1.0] * 10) == (2.0, 2.0)  # no spread, no width
+    wide = speedup_interval(list(slow * rng.uniform(0.5, 1.5, 30)), list(fast))
+    assert wide[1] - wide[0] > high - low  # noisier rounds, a wider interval

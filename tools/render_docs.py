@@ -361,7 +361,9 @@ def export(files: Files) -> str:
         f"{loss_words(eff)}. It has "
         f"{ratio('params')}× fewer parameters, {ratio('flops')}× fewer FLOPs per sample, "
         f"a {ratio('program_bytes')}× smaller `.pt2` file, and runs {ratio('speedup_batch256')}× faster at batch 256 "
-        f"({ratio('speedup_batch1')}× at batch 1) than the unpruned model in the same format (BatchNorm folded "
+        f"(95 % bootstrap interval {ratio('speedup_batch256_low')}–{ratio('speedup_batch256_high')}× over "
+        f"{at(eff, 'ratio.speedup_rounds', EFFICIENCY)} paired rounds; {ratio('speedup_batch1')}× at batch 1) "
+        f"than the unpruned model in the same format (BatchNorm folded "
         f"into the convs, channels-last: the format shipped, which alone makes the unpruned model "
         f"{format_gain(eff)}× faster than as trained) on the CPU that ran the `export` stage "
         f"({at(eff, 'threads', EFFICIENCY)} threads; latencies are the one output that changes from run to run)."
@@ -428,6 +430,8 @@ def deploy(files: Files) -> str:
         f"Latencies: both models timed in turn in one process, {at(eff, 'threads', EFFICIENCY)} threads, in "
         f"the shipped format (BatchNorm folded into the convs, channels-last) except the row as trained; the "
         f"format alone makes the unpruned model {format_gain(eff)}× faster at batch 256. The batch-256 speed-up "
+        f"(95 % bootstrap interval of the median over {at(eff, 'ratio.speedup_rounds', EFFICIENCY)} paired rounds: "
+        f"{ratio('speedup_batch256_low')}–{ratio('speedup_batch256_high')}×) "
         f"is {ratio('speedup_batch256_vs_flops')} of the FLOPs ratio. Per part at batch 256 "
         f"(ms, unpruned → exported): {parts(eff)}.",
     ]

@@ -491,6 +491,10 @@ def check_efficiency(
     vs_flops = doc.number(ratio, "speedup_batch256_vs_flops", "ratio.", low=0.0, low_open=True)
     if not math.isclose(vs_flops, ratio["speedup_batch256"] / ratio["flops"], rel_tol=1e-12):
         raise doc.refuse("ratio.speedup_batch256_vs_flops is not speedup_batch256 / flops")
+    # The speed-up's bootstrap interval over paired rounds (prunelab.deploy.efficiency.speedup_interval).
+    doc.number(ratio, "speedup_rounds", "ratio.", integer=True, low=2)
+    low = doc.number(ratio, "speedup_batch256_low", "ratio.", low=0.0, low_open=True)
+    doc.number(ratio, "speedup_batch256_high", "ratio.", low=low)
     if implied is not None and seed != implied.seeds[0]:
         raise doc.refuse(f"seed={seed}, but the model shipped is seeds[0]={implied.seeds[0]}'s")
 

@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Callable, Hashable
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -21,9 +22,12 @@ from prunelab.models.cost import flops_per_sample, parameter_count
 from prunelab.scoring.evaluate import model_scores
 
 
-def interleaved_medians(calls: dict[Hashable, Callable[[], object]], repeats: int, warmup: int = 0) -> dict:
-    """Median seconds of each call, the calls timed in turn (A B A B …) `repeats` times after
-    `warmup` untimed rounds: drifting machine speed then hits all of them alike."""
+def interleaved_times(
+    calls: dict[Hashable, Callable[[], object]], repeats: int, warmup: int = 0
+) -> dict[Hashable, list[float]]:
+    """Seconds of each call in every round, the calls timed in turn (A B A B …) `repeats` times
+    after `warmup` untimed rounds: drifting machine speed then hits all of them alike, and round i
+    of one call pairs with round i of another."""
     for _ in range(warmup):
         for call in calls.values():
             call()
@@ -33,17 +37,38 @@ def interleaved_medians(calls: dict[Hashable, Callable[[], object]], repeats: in
             start = time.perf_counter()
             call()
             times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()}
+    return times
+
+
+def interleaved_medians(calls: dict[Hashable, Callable[[], object]], repeats: int, warmup: int = 0) -> dict:
+    """Median seconds of each call, timed in turn (`interleaved_times`)."""
+    return {key: statistics.median(values) for key, values in interleaved_times(calls, repeats, warmup).items()}
 
 
 @torch.no_grad()
-def median_latencies(
+def latency_rounds(
     models: dict[str, torch.nn.Module], batch: torch.Tensor, repeats: int, warmup: int = 3
-) -> dict[str, float]:
-    """Median seconds per forward pass of each model on `batch`, the models timed in turn."""
+) -> dict[str, list[float]]:
+    """Seconds per forward pass of each model on `batch` in every round, the models timed in turn."""
     for model in models.values():
         model.eval()
-    return interleaved_medians({name: (lambda m=model: m(batch)) for name, model in models.items()}, repeats, warmup)
+    return interleaved_times({name: (lambda m=model: m(batch)) for name, model in models.items()}, repeats, warmup)
+
+
+SPEEDUP_RESAMPLES = 2000
+SPEEDUP_ROUNDS = 30  # paired batch-256 rounds per model: the speed-up's interval comes from them
+
+
+def speedup_interval(slow: list[float], fast: list[float], seed: int = 0) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the median paired speed-up `slow[i] / fast[i]` (round i
+    of both timed back to back): the spread a rerun on this machine would show, not one draw.
+    Resamples are drawn from a fixed generator, so the interval is a function of the timings."""
+    ratios = np.asarray(slow) / np.asarray(fast)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(ratios), (SPEEDUP_RESAMPLES, len(ratios)))
+    medians = np.median(ratios[picks], axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def program_bytes(model: torch.nn.Module, example: torch.Tensor) -> int:
@@ -114,14 +139,17 @@ def compare_models(
             **{f"test_{key}": value for key, value in model_scores(shipped[name], *test, spec.n_classes).items()},
         }
     images = test[0]
-    for batch, repeats in ((1, 200), (256, 20)):
+    rounds: dict[str, list[float]] = {}
+    for batch, repeats in ((1, 200), (256, SPEEDUP_ROUNDS)):
         inputs = images[:batch] if len(images) >= batch else images.repeat(-(-batch // len(images)), 1, 1, 1)[:batch]
         timed: dict[str, torch.nn.Module] = dict(shipped)
         if batch == 256:
             timed.update({f"{name}_eager": net for name, net in models.items()})
-        for key, seconds in median_latencies(timed, inputs, repeats).items():
+        for key, seconds in latency_rounds(timed, inputs, repeats).items():
             suffix = "_eager" if key.endswith("_eager") else ""
-            out[key.removesuffix("_eager")][f"latency_ms_batch{batch}{suffix}"] = 1000 * seconds
+            out[key.removesuffix("_eager")][f"latency_ms_batch{batch}{suffix}"] = 1000 * statistics.median(seconds)
+            if batch == 256 and not suffix:
+                rounds[key] = seconds
     # Where the time goes at batch 256: each conv layer (conv → [BN] → pooling → ReLU, BN folded)
     # and the head, of each model, timed in turn within every repeat (drifting machine speed then
     # hits all parts alike), each on its real input: channels-last maps, as the deployed forward
@@ -144,4 +172,8 @@ def compare_models(
         "speedup_batch256_eager": first["latency_ms_batch256_eager"] / second["latency_ms_batch256_eager"],
     }
     ratio["speedup_batch256_vs_flops"] = ratio["speedup_batch256"] / ratio["flops"]
+    # The speed-up is the one output that moves run to run: its interval over the paired rounds.
+    first_name, second_name = models
+    low, high = speedup_interval(rounds[first_name], rounds[second_name])
+    ratio |= {"speedup_batch256_low": low, "speedup_batch256_high": high, "speedup_rounds": len(rounds[first_name])}
     return {**out, "ratio": ratio}
