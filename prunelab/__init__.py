@@ -48,7 +48,7 @@ _EXPORTS = {
     "predict": "prunelab.models.training",
     # pruning
     "collect_stats": "prunelab.pruning.collect",
-    "ActivationStats": "prunelab.pruning.activations",
+    "ActivationStats": "prunelab.pruning.records",
     "CRITERIA": "prunelab.pruning.criteria",
     "RankingContext": "prunelab.pruning.criteria",
     "removal_orders": "prunelab.pruning.criteria",
@@ -67,7 +67,7 @@ _EXPORTS = {
     "kept_counts": "prunelab.network.budget",
     "STRATEGIES": "prunelab.network.budget",
     # scoring
-    "SCORES": "prunelab.scoring.scores",
+    "SCORES": "prunelab.scoring.names",
     "accuracy": "prunelab.scoring.scores",
     "balanced_accuracy": "prunelab.scoring.scores",
     "majority_floor": "prunelab.scoring.scores",

@@ -14,7 +14,7 @@ from prunelab.network.choice import choose_budget
 from prunelab.params import load_params
 from prunelab.paths import REPORT, STUDY, STUDY_METRICS
 from prunelab.runtime import log, stage_main, write_json, write_table, write_text
-from prunelab.scoring.scores import SCORES
+from prunelab.scoring.names import SCORES
 from prunelab.study.aggregate import band_table, finetune_metrics, finetune_table, study_metrics
 from prunelab.study.network import budget_metrics, sensitivity_band, sensitivity_metrics
 from prunelab.study.replicates import (

@@ -14,7 +14,7 @@ import pandas as pd
 from prunelab.checks.implied import implied
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import finetune_path, model_path, prepared_dir, ranking_path
-from prunelab.pruning.finetune import finetune_criteria, named_k
+from prunelab.pruning.names import finetune_criteria, named_k
 from prunelab.pruning.ranking import ranked_order
 from prunelab.runtime import log, stage_main, write_table
 

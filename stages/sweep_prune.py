@@ -24,8 +24,9 @@ from prunelab.pruning.ranking import ranking_table
 from prunelab.pruning.sweep import block_outputs
 from prunelab.pruning.views import GroupView
 from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_json, write_table
-from prunelab.scoring.curves import Curve, curve_from_scores, long_table, resolve_ks, summary_metrics
+from prunelab.scoring.curves import Curve, curve_from_scores, long_table, summary_metrics
 from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders
+from prunelab.scoring.milestones import resolve_ks
 from prunelab.scoring.scores import majority_floor
 
 

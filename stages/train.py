@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prunelab.data.prepared import DatasetInfo, load_info, load_split
+from prunelab.data.prepared import load_info, load_split
+from prunelab.data.records import DatasetInfo
 from prunelab.models.groups import example_input, find_groups
 from prunelab.models.nets import build_model
 from prunelab.models.records import ChannelGroup, groups_document

@@ -22,14 +22,15 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Project modules a file imports anywhere in it (module level, functions, TYPE_CHECKING
-    blocks excluded: those never run). `from prunelab import x` counts as prunelab.x when
-    that is a module, and as prunelab otherwise."""
+def imported_modules(path: Path, type_level: bool = False) -> set[str]:
+    """Project modules a file imports anywhere in it (module level, functions). `if TYPE_CHECKING:`
+    blocks count only with `type_level`: they never run, so they are no DVC dep, but they tie two
+    modules' designs together as much as an import that runs (a cycle through them is a cycle).
+    `from prunelab import x` counts as prunelab.x when that is a module, and as prunelab otherwise."""
     tree = ast.parse(path.read_text())
     skipped: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not type_level and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     found = set()
     for node in ast.walk(tree):
@@ -56,15 +57,17 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def graph() -> dict[str, set[str]]:
-    """{module: project modules it imports} for every module of the package and every stage."""
+def graph(type_level: bool = False) -> dict[str, set[str]]:
+    """{module: project modules it imports} for every module of the package and every stage: the
+    imports that run (what a stage's outputs depend on), or with `type_level` also those inside
+    `if TYPE_CHECKING:` blocks (what the layout's no-cycle rule reads)."""
     modules = [
         ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         for p in sorted((ROOT / PACKAGE).rglob("*.py"))
     ]
     modules = [m for m in modules if m != PACKAGE]
     modules += [f"stages.{p.stem}" for p in (ROOT / "stages").glob("*.py") if p.stem != "__init__"]
-    return {m: imported_modules(module_file(m)) - {m} for m in modules}
+    return {m: imported_modules(module_file(m), type_level) - {m} for m in modules}
 
 
 def closure(module: str, edges: dict[str, set[str]]) -> set[str]:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import yaml
 
@@ -22,7 +23,19 @@ from tests.imports import PACKAGE, VALIDATION_ONLY, cycles, graph, module_file, 
 TORCH_FREE = ["models.archs", "scoring.curves", "scoring.scores", "pruning.criteria", "pruning.activations",
               "pruning.ranking", "pruning.finetune", "errors", "prepare.tasks", "prepare.sources", "params",
               "study.figures", "study.report", "study.aggregate", "data.prepared", "data.spec", "runtime", "paths",
-              "_speed", "checks.tables", "checks.documents", "checks.arrays"]  # fmt: skip
+              "_speed", "checks.tables", "checks.documents", "checks.arrays", "data.records", "pruning.records",
+              "pruning.names", "scoring.names", "scoring.milestones", "study.names"]  # fmt: skip
+
+# The bottom of the layout: plain records and the registries' names (and tiny pure helpers over them),
+# importing nothing of the project but each other. The params schema, the checks and the stages all
+# read them, so they must never reach back up.
+LEAVES = ["data.spec", "data.records", "models.records", "models.archs", "pruning.records", "pruning.names",
+          "scoring.names", "scoring.milestones", "study.names", "network"]  # fmt: skip
+# What the checks may import besides each other and the leaves: validation, paths, the errors, the
+# checked reads of `runtime`, the sources' registered facts and the budget's metrics.json key
+# (`network.choice.budget_key`, pure). Never a stage's logic (the study's aggregation, the sweep, the
+# criteria): a check reads a format, and loading a split must not import pandas or scipy.
+CHECKS_MAY_IMPORT = ["errors", "paths", "runtime", "params", "prepare.sources", "network.choice"]
 
 
 def dvc_stages() -> dict[str, dict]:
@@ -47,7 +60,57 @@ def test_stages_folder_holds_only_stage_scripts() -> None:
 
 
 def test_no_module_imports_another_in_a_circle() -> None:
-    assert cycles(graph()) == []
+    """Imports inside `if TYPE_CHECKING:` blocks count: they never run, but a record that two modules
+    import from each other's insides ties them together all the same (the records live in leaves)."""
+    found = cycles(graph(type_level=True))
+    assert found == [], "import cycles: " + "; ".join(" -> ".join(c) for c in found)
+
+
+def test_records_and_names_are_leaves() -> None:
+    edges = graph(type_level=True)
+    leaves = {f"{PACKAGE}.{m}" for m in LEAVES}
+    for leaf in sorted(leaves):
+        assert edges[leaf] <= leaves, f"{leaf} imports {sorted(edges[leaf] - leaves)}"
+
+
+def test_the_checks_import_records_never_stage_logic() -> None:
+    allowed = {f"{PACKAGE}.{m}" for m in [*LEAVES, *CHECKS_MAY_IMPORT]}
+    for module, targets in graph(type_level=True).items():
+        if module.startswith(f"{PACKAGE}.checks."):
+            outside = {t for t in targets if not t.startswith(f"{PACKAGE}.checks")} - allowed
+            assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def test_the_name_tuples_are_the_registries_keys() -> None:
+    """Params validation reads the criteria's names from a leaf, not the registry's code: the two agree,
+    in order (the order the allowed text lists them). The budget strategies' names: tests/test_network.py."""
+    from prunelab.pruning.criteria import CRITERIA
+    from prunelab.pruning.names import CRITERION_NAMES
+
+    assert tuple(CRITERIA) == CRITERION_NAMES
+
+
+def test_loading_prepared_data_imports_no_pandas_and_no_scipy(tmp_path) -> None:
+    """`prunelab.data.prepared` and the checks of what it reads (info.json, the .npz splits) stay
+    clear of the study's aggregation: importing it and loading a split, in a fresh interpreter."""
+    from prunelab.data.prepared import DatasetInfo, save_prepared  # the old homes still export the records
+    from prunelab.data.spec import InputSpec
+    from prunelab.prepare.tasks import Split
+
+    info = DatasetInfo("mnist_5k", "classification", InputSpec(1, 4, 10), (0.1307,), (0.3081,))
+    images = np.zeros((3, 1, 4, 4), dtype=np.uint8)
+    save_prepared(tmp_path, info, {"test": Split(images, np.arange(3, dtype=np.int64), np.arange(3)[:, None])})
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import prunelab.data.prepared as prepared\n"
+        "imported = [m for m in ('pandas', 'scipy') if m in sys.modules]\n"
+        f"folder = Path({str(tmp_path)!r})\n"
+        "prepared.load_split_arrays('test', folder, prepared.load_info(folder))\n"
+        "loaded = [m for m in ('pandas', 'scipy') if m in sys.modules]\n"
+        "print(imported, loaded)\n"
+    )
+    assert run([sys.executable, "-c", probe], cwd=ROOT).stdout.strip() == "[] []"
 
 
 def test_the_package_imports_no_stage() -> None:

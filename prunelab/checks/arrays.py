@@ -17,8 +17,8 @@ import numpy as np
 from prunelab.checks.text import refusal
 
 if TYPE_CHECKING:
-    from prunelab.data.prepared import DatasetInfo
-    from prunelab.pruning.activations import ActivationStats
+    from prunelab.data.records import DatasetInfo
+    from prunelab.pruning.records import ActivationStats
 
 RANKING_SPLITS = ("train", "val", "test")
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from prunelab.models.archs import Arch, arch_of
 from prunelab.models.records import ChannelGroup, groups_from_document
 from prunelab.prepare.sources import SOURCES
-from prunelab.pruning.finetune import finetune_criteria, named_k
-from prunelab.scoring.curves import resolve_ks
+from prunelab.pruning.names import finetune_criteria, named_k
+from prunelab.scoring.milestones import resolve_ks
 
 if TYPE_CHECKING:
     from prunelab.params import Params

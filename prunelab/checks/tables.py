@@ -16,7 +16,7 @@ import numpy as np
 
 from prunelab.checks.implied import Implied
 from prunelab.checks.text import Column, Parsed, TableFormat, check_rows, check_unique_rows, parse_table, refusal
-from prunelab.scoring.curves import EXTRA_SCORES
+from prunelab.scoring.names import EXTRA_SCORES
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,50 +15,13 @@ import numpy as np
 
 from prunelab.checks.arrays import check_split
 from prunelab.checks.documents import check_info
-from prunelab.data.spec import InputSpec
+from prunelab.data.records import DatasetInfo, Split
 from prunelab.errors import UserError
 
 if TYPE_CHECKING:
     import torch
 
-    from prunelab.prepare.tasks import Split
-
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    source: str
-    task: str
-    input: InputSpec
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    # A folder source's class names (label i is classes[i]) and the sha256 of the files it read; its
-    # mean and std are then the train split's statistics (`normalisation` says so in info.json).
-    classes: tuple[str, ...] | None = None
-    listing: str | None = None
-
-    def to_json(self) -> dict:
-        raw = {
-            "source": self.source,
-            "task": self.task,
-            "channels": self.input.channels,
-            "size": self.input.size,
-            "n_classes": self.input.n_classes,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-        if self.listing is not None:  # only a folder source: the registered ones' info.json is as before
-            raw |= {"normalisation": "train split", "classes": list(self.classes or ()), "listing_sha256": self.listing}
-        return raw
-
-    @staticmethod
-    def from_json(raw: dict) -> DatasetInfo:
-        spec = InputSpec(raw["channels"], raw["size"], raw["n_classes"])
-        classes = tuple(raw["classes"]) if "classes" in raw else None
-        return DatasetInfo(
-            raw["source"], raw["task"], spec, tuple(raw["mean"]), tuple(raw["std"]), classes, raw.get("listing_sha256")
-        )
 
 
 def save_prepared(folder: Path, info: DatasetInfo, splits: dict[str, Split]) -> None:

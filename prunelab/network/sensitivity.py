@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from prunelab.scoring.scores import SCORES
+from prunelab.scoring.names import SCORES
 
 if TYPE_CHECKING:
     from torch import nn
 
     from prunelab.checks.implied import Implied
     from prunelab.models.groups import ChannelGroup
-    from prunelab.pruning.activations import ActivationStats
+    from prunelab.pruning.records import ActivationStats
     from prunelab.pruning.views import GroupView
     from prunelab.scoring.evaluate import SplitOutputs
 

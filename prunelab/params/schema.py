@@ -8,8 +8,9 @@ coerced value would run a different study than the one asked for. So a bool is n
 Every value field's `description` is its "allowed" text: `messages.user_error` quotes it when
 the value is refused, so the schema and the error line cannot drift apart (tested).
 
-No torch at import (tested): the registries checked against (`ARCHS`, `SOURCES`, `CRITERIA`,
-`NAMED_KS`) are torch-free, and only `train.device: cuda` asks torch whether CUDA exists.
+No torch at import (tested): what names are checked against is torch-free (the `ARCHS` and
+`SOURCES` registries, and the criteria's names and `NAMED_KS` from the leaf `prunelab.pruning.names`,
+not the criteria's code), and only `train.device: cuda` asks torch whether CUDA exists.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from prunelab.models.records import ChannelGroup
 from prunelab.network import STRATEGY_NAMES
 from prunelab.params.messages import detail, rule
 from prunelab.prepare.sources import SOURCES
-from prunelab.pruning.criteria import CRITERIA
-from prunelab.pruning.finetune import NAMED_KS, named_k
+from prunelab.pruning.names import CRITERION_NAMES, NAMED_KS, named_k
 
 MAX_SEEDS = 100
 SEED_RANGE = (0, 2**31 - 1)
@@ -113,7 +113,7 @@ def _known_arch(name: str) -> str:
 # Registry names as Literal types (model.arch: `_known_arch`), so a name is checked where it is read.
 SourceName = Literal[tuple(SOURCES)]
 ArchName = Annotated[str, AfterValidator(_known_arch)]
-CriterionName = Literal[tuple(CRITERIA)]
+CriterionName = Literal[tuple(CRITERION_NAMES)]
 NamedK = Literal[tuple(NAMED_KS)]
 
 Seed = Annotated[int, Field(ge=SEED_RANGE[0], le=SEED_RANGE[1])]
@@ -245,7 +245,9 @@ class PruneParams(Section):
     layer: str = Field(
         default="last", description="last (the lab's layer) or a conv layer of model.arch: conv1, conv2, …"
     )
-    criteria: Listed[str] = Field(min_length=1, description=f"a non-empty list of criteria, each {one_of(CRITERIA)}")
+    criteria: Listed[str] = Field(
+        min_length=1, description=f"a non-empty list of criteria, each {one_of(CRITERION_NAMES)}"
+    )
     mode: Literal["remove", "zero_weights"] = choice(["remove", "zero_weights"])
     ks: Literal["all"] | PruneKs = Field(description="'all' or a non-empty list of distinct integers K >= 0")
     k_step: int = integer(1)
@@ -256,7 +258,7 @@ class PruneParams(Section):
     @classmethod
     def _known_distinct_ranking_first(cls, criteria: tuple[str, ...]) -> tuple[str, ...]:
         """The first criterion is the headline ranking, so a baseline cannot be it."""
-        unknown = [c for c in criteria if c not in CRITERIA]
+        unknown = [c for c in criteria if c not in CRITERION_NAMES]
         if unknown:
             raise detail(f"contains unknown criterion {unknown[0]!r}")
         repeated = _repeated(criteria)
@@ -281,7 +283,9 @@ class FinetuneParams(Section):
     )
     # `headline` stands for the first of prune.criteria. Names prune.criteria does not rank are
     # skipped where used (`finetune_criteria`), so `dvc exp run -S prune.criteria=[...]` needs no second edit.
-    criteria: Listed[str] = Field(description=f"a list of distinct criteria, each headline or {one_of(CRITERIA)}")
+    criteria: Listed[str] = Field(
+        description=f"a list of distinct criteria, each headline or {one_of(CRITERION_NAMES)}"
+    )
     epochs: float = positive_number()  # fractions of an epoch allowed
     lr: float = positive_number()
 
@@ -293,7 +297,7 @@ class FinetuneParams(Section):
     @field_validator("criteria")
     @classmethod
     def _known_distinct(cls, criteria: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [c for c in criteria if c != "headline" and c not in CRITERIA]
+        unknown = [c for c in criteria if c != "headline" and c not in CRITERION_NAMES]
         if unknown:
             raise detail(f"contains unknown criterion {unknown[0]!r}")
         return _distinct(criteria)
@@ -304,7 +308,7 @@ Share = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 def _known_criteria(criteria: tuple[str, ...]) -> tuple[str, ...]:
     """Known, distinct, and random among them: every criterion is compared with it."""
-    unknown = [c for c in criteria if c not in CRITERIA]
+    unknown = [c for c in criteria if c not in CRITERION_NAMES]
     if unknown:
         raise detail(f"contains unknown criterion {unknown[0]!r}")
     _distinct(criteria)
@@ -320,7 +324,7 @@ class SensitivityParams(Section):
         description="a non-empty list of distinct shares of a layer's channels to remove, each in (0, 1)"
     )
     criteria: Annotated[Listed[str], Field(min_length=1), AfterValidator(_known_criteria)] = Field(
-        description=f"a list of distinct criteria with random among them, each {one_of(CRITERIA)}"
+        description=f"a list of distinct criteria with random among them, each {one_of(CRITERION_NAMES)}"
     )
     random_orders: int = integer(1, 1000)
 
@@ -346,7 +350,7 @@ class BudgetParams(Section):
     )
     criteria: Annotated[Listed[str], Field(min_length=1), AfterValidator(_known_criteria)] = Field(
         description="a list of distinct criteria of sensitivity.criteria with random among them, "
-        f"each {one_of(CRITERIA)}"
+        f"each {one_of(CRITERION_NAMES)}"
     )
     finetune_epochs: float = positive_number()  # the recipe for every pruned model and the unpruned one
 

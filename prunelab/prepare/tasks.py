@@ -11,12 +11,11 @@ Pure NumPy, deterministic under the generator it is given.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from prunelab.data.prepared import DatasetInfo
+from prunelab.data.records import DatasetInfo, Split
 from prunelab.data.spec import InputSpec
 from prunelab.errors import UserError
 from prunelab.prepare.imagefolder import stratified_split, train_statistics
@@ -24,13 +23,6 @@ from prunelab.prepare.sources import SOURCES, Pool
 
 if TYPE_CHECKING:
     from prunelab.params.schema import DataParams
-
-
-@dataclass(frozen=True)
-class Split:
-    images: np.ndarray  # uint8, N×C'×H×W (C' = 2·C for pairs)
-    labels: np.ndarray  # int64
-    image_ids: np.ndarray  # int64, N×2 (pairs) or N×1: pool indices, to prove splits are disjoint
 
 
 def split_pool_indices(

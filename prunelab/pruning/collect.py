@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from prunelab.errors import UserError
 from prunelab.models.graph import as_tuple
-from prunelab.pruning.activations import ActivationStats
 from prunelab.pruning.consumers import ConsumerParts
+from prunelab.pruning.records import ActivationStats
 from prunelab.pruning.views import GroupView, apply
 from prunelab.runtime import progress
 

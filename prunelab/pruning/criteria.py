@@ -6,9 +6,10 @@ ascending score, ties broken by channel index. `reconstruction` returns one gree
 also to the lowest index), `random` R seeded permutations and `reverse` the headline order
 backwards (most important first: the sanity bound).
 
-Adding a criterion means adding one function to `CRITERIA`. No torch at import: params
-validation reads the registry's names in every stage; the criteria that read weights get
-them from the model they are handed.
+Adding a criterion means adding one function to `CRITERIA` and its name to
+`prunelab.pruning.names.CRITERION_NAMES` (params validation reads the names there, in every stage;
+a test checks the two agree). No torch at import; the criteria that read weights get them from the
+model they are handed.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from prunelab.errors import UserError
 if TYPE_CHECKING:
     from torch import nn
 
-    from prunelab.models.groups import ChannelGroup
-    from prunelab.pruning.activations import ActivationStats
+    from prunelab.models.records import ChannelGroup
+    from prunelab.pruning.records import ActivationStats
 
 RANDOM_STREAM = 104_729  # separates the random-order stream from every other use of the seed
 

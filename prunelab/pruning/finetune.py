@@ -1,8 +1,9 @@
 """Fine-tuning after pruning: does a little more training erase the differences between criteria?
 
 `finetune.ks` names its K by share of P (`half`, ...) or as integers, and `finetune.criteria`
-may say `headline`; both are resolved here, where they change what runs. torch is imported by
-`finetune_pruned` only: params validation reads NAMED_KS in every stage.
+may say `headline`; both are resolved by `named_k` and `finetune_criteria`, which live in the leaf
+`prunelab.pruning.names` (params validation reads NAMED_KS there in every stage). torch is imported by
+`finetune_pruned` only.
 """
 
 from __future__ import annotations
@@ -10,26 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+# Re-exported from the leaf where they live (params validation and the checks read it there).
+from prunelab.pruning.names import NAMED_KS as NAMED_KS
+from prunelab.pruning.names import finetune_criteria as finetune_criteria
+from prunelab.pruning.names import named_k as named_k
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from prunelab.models.groups import ChannelGroup, Removal
-
-# Named fine-tuning points, as shares of P, so one default fits every architecture.
-NAMED_KS = {"quarter": 0.25, "half": 0.5, "three_quarters": 0.75}
-
-
-def named_k(name: str | int, channels: int) -> int:
-    """A fine-tuning K: an integer, or a NAMED_KS share of P."""
-    return name if isinstance(name, int) else int(NAMED_KS[name] * channels)
-
-
-def finetune_criteria(requested: Sequence[str], ranked: Sequence[str]) -> list[str]:
-    """finetune.criteria as the study runs them: `headline` is the first of prune.criteria
-    (`ranked`), names prune.criteria does not rank are left out, each once, in the given order."""
-    resolved = [ranked[0] if c == "headline" else c for c in requested]
-    return [c for c in dict.fromkeys(resolved) if c in ranked]
 
 
 def finetune_pruned(

@@ -11,30 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from prunelab.scoring.scores import SCORES, over_k
+# Re-exported from the leaves where they live (the checks and the export read them there).
+from prunelab.scoring.milestones import WITHIN_POINTS as WITHIN_POINTS
+from prunelab.scoring.milestones import max_k_within, milestone_ks
+from prunelab.scoring.milestones import resolve_ks as resolve_ks
+from prunelab.scoring.names import EXTRA_SCORES, over_k
 
 BEAT_RANDOM_STDS = 2.0  # "beats random" means more than this many random std above the random mean
-WITHIN_POINTS = 1.0  # max_k_within_1pt: accuracy stays within this many points of baseline
-
-
-def milestone_ks(channels: int) -> dict[str, int]:
-    """K values whose accuracy is reported as a scalar; named by share, so every model has the same keys."""
-    return {
-        "acc_at_quarter": channels // 4,
-        "acc_at_half": channels // 2,
-        "acc_at_three_quarters": 3 * channels // 4,
-        "acc_at_last": channels - 1,
-    }
-
-
-def resolve_ks(ks: str | list[int], k_step: int, channels: int) -> list[int]:
-    """The K values to evaluate: the requested ones plus 0 (baseline) and the milestones."""
-    requested = range(0, channels, k_step) if ks == "all" else ks
-    return sorted({0, *requested, *milestone_ks(channels).values()})
-
-
-# The scores beyond acc and bacc (kept per K as means over orders, with no std).
-EXTRA_SCORES = [name for name in SCORES if name not in ("acc", "bacc")]
 
 
 @dataclass(frozen=True)
@@ -67,14 +50,6 @@ def long_table(ks: list[int], curves: dict[str, Curve]) -> pd.DataFrame:
         for name, c in curves.items()
     ]
     return pd.concat(parts, ignore_index=True)
-
-
-def max_k_within(ks: np.ndarray, acc: np.ndarray, baseline: float, points: float = WITHIN_POINTS) -> int:
-    """The largest K such that accuracy at every evaluated K' <= K stays within `points` of baseline."""
-    ok = acc >= baseline - points
-    first_bad = np.flatnonzero(~ok)
-    last_ok = len(ks) - 1 if len(first_bad) == 0 else first_bad[0] - 1
-    return int(ks[last_ok]) if last_ok >= 0 else 0
 
 
 def beats_random_fraction(ks: np.ndarray, bacc: np.ndarray, random: Curve) -> float:

@@ -28,23 +28,11 @@ import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import rankdata
 
+from prunelab.scoring.names import SCORES as SCORES  # re-exported: it lives in the leaf
+from prunelab.scoring.names import over_k as over_k
+
 if TYPE_CHECKING:
     import torch
-
-# The scores, by name, with their titles: written once, used by sweep, study, figures and export.
-SCORES: dict[str, str] = {
-    "acc": "accuracy",
-    "bacc": "balanced accuracy",
-    "roc_auc": "ROC AUC",
-    "recal_acc": "recalibrated accuracy",
-    "recal_bacc": "recalibrated balanced accuracy",
-}
-
-
-def over_k(score: str) -> str:
-    """The per-replicate scalar that averages `score` over every swept K (e.g. `bacc_over_k`)."""
-    return f"{score}_over_k"
-
 
 # Log-probability (at most) that `fit_bias` gives to a class absent from the calibration labels, on every
 # calibration example. e^-50 ≈ 2e-22 is below float64 resolution next to 1, so the present classes' probabilities

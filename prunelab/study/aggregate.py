@@ -13,12 +13,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from prunelab.scoring.scores import SCORES, over_k
+from prunelab.scoring.names import SCORES, over_k
 from prunelab.study.intervals import CONFIDENCE, bounded_interval, interval_entry, score_entry, share_entry
+from prunelab.study.names import PAIRED_SCORES  # the scores paired with random (re-exported)
 from prunelab.study.verdicts import comparison
 
-# The per-seed scalars compared with random, paired within each seed: each score's mean over K.
-PAIRED_SCORES = ("bacc", "acc", "roc_auc", "recal_bacc")
 PAIRED = {over_k(score): f"mean {SCORES[score]} over K" for score in PAIRED_SCORES}
 SCORE_OF = {over_k(score): score for score in PAIRED_SCORES}  # whose margin a comparison uses
 

@@ -11,7 +11,7 @@ balanced accuracy for it, in points).
 
 from __future__ import annotations
 
-from prunelab.scoring.scores import over_k
+from prunelab.scoring.names import over_k
 
 MAIN_SCORE = "recal_bacc"
 

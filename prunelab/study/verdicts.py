@@ -26,8 +26,8 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from prunelab.study.intervals import CONFIDENCE, t_interval
+from prunelab.study.names import VERDICTS as VERDICTS  # re-exported: it lives in the leaf
 
-VERDICTS = ("better", "worse", "equivalent", "inconclusive")
 ALPHA = 1.0 - CONFIDENCE  # two-sided level of the better / worse interval
 POWER = 0.8
 MAX_SEEDS = 10_000  # `seeds_needed` beyond this is reported as this: the margin is out of reach
