@@ -90,6 +90,7 @@ def budget_path(seed: int) -> Path:
 
 EXPORT = DATA / "export"
 EXPORTED_PROGRAM = EXPORT / "model.pt2"  # torch.export: loads without this project
+EXPORTED_ONNX = EXPORT / "model.onnx"  # ONNX (dynamo exporter), BatchNorm folded: for ONNX Runtime
 EXPORTED_STATE = EXPORT / "model.pt"  # state_dict + what prunelab.export.load_rebuildable needs
 EFFICIENCY = METRICS / "efficiency.json"
 HEADLINE = METRICS / "headline.json"  # the few numbers `dvc exp show` compares

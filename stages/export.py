@@ -1,22 +1,29 @@
 """Stage export: the pruned model to take home, and what it saves.
 
-By default (export.budget: auto) ships the whole network pruned to the smallest FLOPs budget
-whose mean fine-tuned recalibrated balanced accuracy stays within 1 point of the unpruned model
-fine-tuned alike (metrics.json's `budget`; export.strategy / export.criterion may fix those), the
-first seed's model rebuilt and fine-tuned by the budget study's recipe. With export.budget: none,
+By default (export.budget: auto) ships the whole network pruned to the smallest FLOPs budget whose
+fine-tuned ROC AUC and recalibrated balanced accuracy are both non-inferior to the unpruned model's
+fine-tuned alike at the study's margins (`prunelab.network.choice.RULE`; export.strategy /
+export.criterion may fix those), the first seed's model rebuilt and fine-tuned by the budget study's
+recipe. A configuration that measures no faster than the unpruned model in the deployed format is
+passed over for the next the rule allows, and when none is faster the unpruned model ships; the log
+and efficiency.json (`slower_skipped`, `shipped_unpruned`) say so. With export.budget: none,
 ships the single-layer study's model instead (export.k / export.criterion, or auto: the largest
 K whose mean recalibrated balanced accuracy over the seeds stays within 1 point of the unpruned
 model's). Either way the first seed's physically smaller model gets its re-fitted
 decision folded into the last bias, and the stage writes data/export/model.pt2 (torch.export, with
 BatchNorm folded into the convs, channels-last maps),
-data/export/model.pt (state_dict + rebuild facts) and metrics/efficiency.json (parameters,
-FLOPs, file sizes, CPU latency at batch 1 and 256, scores; unpruned against exported).
+data/export/model.pt (state_dict + rebuild facts), data/export/model.onnx (for ONNX Runtime: BatchNorm
+folded, `prunelab.deploy.onnx`) and metrics/efficiency.json (parameters, FLOPs, file sizes, CPU latency
+at batch 1 and 256 in torch and at batch 256 under ONNX Runtime, with intervals, scores; unpruned against
+exported).
 """
 
 from __future__ import annotations
 
 import copy
 import platform
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -25,7 +32,7 @@ from prunelab.checks.implied import Implied, implied
 from prunelab.checks.tables import check_band
 from prunelab.data.prepared import load_info, load_split
 from prunelab.data.spec import InputSpec
-from prunelab.deploy.efficiency import compare_models
+from prunelab.deploy.efficiency import compare_models, quick_speedup
 from prunelab.deploy.export import (
     choose_export,
     fold_recalibrated_decision,
@@ -34,16 +41,18 @@ from prunelab.deploy.export import (
     shipped_model,
 )
 from prunelab.deploy.formats import deployed
+from prunelab.deploy.onnx import OPSET, runtime_version, save_onnx
 from prunelab.errors import UserError
 from prunelab.models.groups import example_input, find_groups, group_named
 from prunelab.models.nets import load_model
 from prunelab.models.records import ChannelGroup, metric_key
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
-from prunelab.network.choice import Choice, budget_key, choose_budget
+from prunelab.network.choice import KEPT_SCORES, Choice, budget_key, candidates
 from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import Params, load_params
 from prunelab.paths import (
     EFFICIENCY,
+    EXPORTED_ONNX,
     EXPORTED_PROGRAM,
     EXPORTED_STATE,
     STUDY,
@@ -81,27 +90,38 @@ def _layer_choice(
     return {layer.name: [int(c) for c in removed]}, facts
 
 
-def _network_choice(
-    params: Params, model: torch.nn.Module, groups: tuple[ChannelGroup, ...], spec: InputSpec, expected: Implied
-) -> tuple[Choice, dict[str, list[int]], dict]:
-    """export.budget: auto or a share: the configuration the budget study picks (`choose_budget`),
-    the channels it removes from the first seed's model, and metrics.json's `budget`."""
-    export, seed = params.export, expected.seeds[0]
+def _network_candidates(params: Params, expected: Implied) -> tuple[list[Choice], dict]:
+    """export.budget: auto or a share: the configurations the budget study allows, in the order export
+    tries them (`prunelab.network.choice.candidates`), and metrics.json's `budget`."""
+    export = params.export
     metrics = read_json(STUDY_METRICS, "study metrics", "aggregate")
     check_study_metrics(STUDY_METRICS, metrics, expected)
     budgets = metrics["budget"]
-    choice = choose_budget(budgets, list(params.budget.flops), export.budget, export.strategy, export.criterion)
-    if choice is None:
+    found = candidates(budgets, list(params.budget.flops), export.budget, export.strategy, export.criterion)
+    if not found:
         raise UserError(
             f"params.yaml: export.strategy={export.strategy!r} with export.criterion={export.criterion!r} has no "
             "budget results; allowed: auto, or a strategy and criterion of the budget study"
         )
+    return found, budgets
+
+
+def _removed_for(
+    params: Params, choice: Choice, model: torch.nn.Module, groups: tuple[ChannelGroup, ...], spec: InputSpec
+) -> dict[str, list[int]]:
+    """The channels `choice` removes from the first seed's model, allocated as the budget study did."""
+    seed = params.seeds[0]
     channels = {layer.name: layer.channels for layer in groups}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
+    expected = implied(params, groups)
     plans = sensitivity_plans(rankings, load_curves(sensitivity_path(seed), expected), choice.criterion)
     flops = flops_model(model, groups, example_input(spec))
-    removed = allocate(choice.strategy, plans, flops, choice.budget, params.budget.round_to)
-    return choice, removed, budgets
+    return allocate(choice.strategy, plans, flops, choice.budget, params.budget.round_to)
+
+
+def _loss_entry(paired: dict) -> dict[str, float]:
+    """The study's paired difference (pruned minus unpruned, fine-tuned alike) as a loss in points."""
+    return {"mean": -paired["mean"], "ci_low": -paired["ci_high"], "ci_high": -paired["ci_low"]}
 
 
 def main() -> None:
@@ -122,25 +142,47 @@ def main() -> None:
         shipped = shipped_model(model, removed, calibration, n_classes)
         what = f"{next(k for k in facts if k.startswith('criterion_')).removeprefix('criterion_')} K={facts['k']}"
     else:
-        choice, removed, budgets = _network_choice(params, model, groups, info.input, expected)
-        # Fine-tuned by the budget study's recipe, as the study scored this configuration (same seed, same data).
-        tuned, _ = finetune_pruned(
-            model, groups, removed, load_split("train", prepared_dir(seed), info), test, n_classes=n_classes,
-            device=resolve_device(params.train.device), seed=seed, label="finetune shipped", **recipe(params),
-        )  # fmt: skip
-        shipped = fold_recalibrated_decision(tuned.cpu().eval(), *calibration, n_classes).eval()
+        found, budgets = _network_candidates(params, expected)
+        train = load_split("train", prepared_dir(seed), info)
+        reference = deployed(fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes))
+        slower = 0
+        for choice in found:
+            removed = _removed_for(params, choice, model, groups, info.input)
+            # Fine-tuned by the budget study's recipe, as the study scored it (same seed, same data).
+            tuned, _ = finetune_pruned(
+                model, groups, removed, train, test, n_classes=n_classes, device=resolve_device(params.train.device),
+                seed=seed, label="finetune shipped", **recipe(params),
+            )  # fmt: skip
+            shipped = fold_recalibrated_decision(tuned.cpu().eval(), *calibration, n_classes).eval()
+            speedup = quick_speedup(reference, deployed(shipped), test[0])
+            if speedup > 1 or len(found) == 1:
+                break
+            slower += 1
+            log(
+                f"note: {choice.strategy} {choice.criterion} at {choice.budget:g} of the FLOPs measures no faster than "
+                f"the unpruned model here ({speedup:.2f}×); trying the next configuration the rule allows"
+            )
+        else:  # every configuration the rule allows is slower here: ship the unpruned model, and say so
+            choice, removed = found[0], {}
+            shipped = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes).eval()
+            log("warning: no configuration the rule allows runs faster here than the unpruned model: shipping it")
         study = budgets[choice.strategy][choice.criterion][budget_key(choice.budget)]
         facts = {
             "budget": choice.budget,
             f"strategy_{choice.strategy}": 1,
             f"criterion_{choice.criterion}": 1,
-            **{f"channels_{metric_key(g.name)}": g.channels - len(removed[g.name]) for g in groups},
+            **{f"channels_{metric_key(g.name)}": g.channels - len(removed.get(g.name, ())) for g in groups},
             "within_points": int(choice.within),
+            "slower_skipped": slower,
+            "shipped_unpruned": int(not removed),
             "study_finetuned_recal_bacc": study["finetuned_recal_bacc"]["mean"],
             "study_finetuned_recal_bacc_unpruned": budgets["unpruned"]["finetuned_recal_bacc"]["mean"],
             "score_loss_points": choice.loss,
+            "study_loss": {score: _loss_entry(study[f"{score}_vs_unpruned"]) for score in KEPT_SCORES},
         }
         what = f"{choice.strategy} {choice.criterion} at {choice.budget:g} of the FLOPs"
+        if not removed:
+            what = f"the unpruned model (no configuration of the rule was faster; the study chose {what})"
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
     unpruned = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes)
     example = test[0][:2]
@@ -154,12 +196,23 @@ def main() -> None:
         "seed": seed,
         "mean": list(info.mean),
         "std": list(info.std),
-        **{key: value for key, value in facts.items() if not key.startswith(("study_", "score_", "within_"))},
+        **{
+            key: value
+            for key, value in facts.items()
+            if not key.startswith(("study_", "score_", "within_", "slower_", "shipped_"))
+        },
     }
     save_rebuildable(shipped, EXPORTED_STATE, rebuild)
 
     models = {"unpruned": unpruned, "exported": shipped}
-    measured = compare_models(models, test, info.input, example, known_bytes={"exported": shipped_bytes})
+    # The second target: ONNX Runtime. The unpruned model's file is only timed, never shipped.
+    save_onnx(shipped, example, EXPORTED_ONNX)
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_files = {"unpruned": Path(scratch) / "unpruned.onnx", "exported": EXPORTED_ONNX}
+        save_onnx(unpruned, example, onnx_files["unpruned"])
+        measured = compare_models(
+            models, test, info.input, example, known_bytes={"exported": shipped_bytes}, onnx_files=onnx_files
+        )
     ratio = measured["ratio"]
     # DVC metrics hold numbers only: the criterion, strategy and CPU are named in a key set to 1.
     write_json(
@@ -169,6 +222,7 @@ def main() -> None:
             **facts,
             **measured,
             "threads": torch.get_num_threads(),
+            "onnx_opset": OPSET,
             f"cpu_{platform.machine()}": 1,
         },
     )
@@ -177,6 +231,12 @@ def main() -> None:
         f"{ratio['flops']:.2f}× fewer FLOPs, {ratio['speedup_batch256']:.2f}× faster at batch 256 "
         f"[{ratio['speedup_batch256_low']:.2f}, {ratio['speedup_batch256_high']:.2f}] over "
         f"{ratio['speedup_rounds']} paired rounds; the study's loss {facts['score_loss_points']:.2f} points"
+    )
+    log(
+        f"under ONNX Runtime {runtime_version()} (opset {OPSET}): {ratio['speedup_batch256_onnxruntime']:.2f}× "
+        f"faster at batch 256 [{ratio['speedup_batch256_onnxruntime_low']:.2f}, "
+        f"{ratio['speedup_batch256_onnxruntime_high']:.2f}]; logits within "
+        f"{measured['onnxruntime_max_abs_logit_diff']:.1e} of torch's"
     )
     if ratio["speedup_batch256_high"] < 1:
         log(

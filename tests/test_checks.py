@@ -261,15 +261,17 @@ def test_a_flipped_byte_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
 def test_efficiency_ratios_are_its_own_measurements() -> None:
     side = {"params": 100, "flops_per_sample": 1000, "program_bytes": 5000, "test_acc": 90.0, "test_bacc": 80.0,
             "test_roc_auc": 85.0, "latency_ms_batch1": 0.5, "latency_ms_batch256": 40.0,
-            "latency_ms_batch256_eager": 80.0}  # fmt: skip
+            "latency_ms_batch256_eager": 80.0, "latency_ms_batch256_onnxruntime": 20.0}  # fmt: skip
     small = {**side, "params": 50, "flops_per_sample": 800, "latency_ms_batch256": 32.0,
              "latency_ms_batch256_eager": 50.0}  # fmt: skip
     ratio = {"params": 2.0, "flops": 1.25, "program_bytes": 1.0, "speedup_batch1": 1.0, "speedup_batch256": 1.25,
-             "speedup_batch256_eager": 1.6}  # fmt: skip
+             "speedup_batch256_eager": 1.6, "speedup_batch256_onnxruntime": 1.0,
+             "speedup_batch256_onnxruntime_low": 0.9, "speedup_batch256_onnxruntime_high": 1.1}  # fmt: skip
     eff = {"k": 4, "channels": P, "seed": 0, "criterion_random": 1, "study_recal_bacc_at_k": 70.0,
            "study_recal_bacc_unpruned": 72.0, "score_loss_points": 2.0, "unpruned": side, "exported": small,
            "ratio": {**ratio, "speedup_batch256_vs_flops": 1.0, "speedup_batch256_low": 1.1,
-                     "speedup_batch256_high": 1.4, "speedup_rounds": 30}, "threads": 2, "cpu_x86_64": 1}  # fmt: skip
+                     "speedup_batch256_high": 1.4, "speedup_rounds": 30}, "threads": 2, "cpu_x86_64": 1,
+           "onnx_opset": 18, "onnxruntime_max_abs_logit_diff": 1e-6}  # fmt: skip
     check_efficiency(Path("e.json"), eff, facts())
     upside_down = {**eff, "ratio": {**eff["ratio"], "speedup_batch256_high": 1.0}}
     with pytest.raises(UserError) as err:
@@ -289,6 +291,9 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
     network = {key: value for key, value in eff.items() if key not in layer_keys} | {
         "budget": 0.5, "strategy_global": 1, "channels_conv1": 20, "channels_conv2": 40, "channels_conv3": 80,
         "within_points": 1, "study_finetuned_recal_bacc": 75.0, "study_finetuned_recal_bacc_unpruned": 74.0,
+        "slower_skipped": 0, "shipped_unpruned": 0,
+        "study_loss": {s: {"mean": -1.0, "ci_low": -2.0, "ci_high": 0.0} for s in ("finetuned_roc_auc",
+                                                                             "finetuned_recal_bacc")},
         "score_loss_points": -1.0,
     }  # fmt: skip
     allowed = facts(export_budget="auto", layers=("conv1", "conv2", "conv3"), budgets=(0.5,),
@@ -298,6 +303,11 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
         ({"budget": 0.25}, "budget=0.25 is not one export.budget and budget.flops allow"),
         ({"strategy_global": 1, "strategy_uniform": 1}, "it does not name one strategy"),
         ({"score_loss_points": 1.0}, "score_loss_points is not study_finetuned_recal_bacc_unpruned"),
+        (
+            {"study_loss": {"finetuned_roc_auc": {"mean": 1.0, "ci_low": 2.0, "ci_high": 3.0}}},
+            "study_loss is not as export writes it (missing finetuned_recal_bacc)",
+        ),
+        ({"shipped_unpruned": 2}, "shipped_unpruned=2"),
     ):
         with pytest.raises(UserError) as err:
             check_efficiency(Path("e.json"), {**network, **change}, allowed)

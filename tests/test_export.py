@@ -160,3 +160,26 @@ def test_the_speedup_interval_is_a_bootstrap_of_paired_rounds() -> None:
     assert speedup_interval([2.0] * 10, [1.0] * 10) == (2.0, 2.0)  # no spread, no width
     wide = speedup_interval(list(slow * rng.uniform(0.5, 1.5, 30)), list(fast))
     assert wide[1] - wide[0] > high - low  # noisier rounds, a wider interval
+
+
+@pytest.mark.parametrize("arch", ["pair_cnn", "resnet20"])
+def test_onnx_runtime_logits_equal_torchs(arch: str, tmp_path: Path) -> None:
+    """The second deploy target: the shipped model (odd channel counts: pruned for real) exported with
+    BatchNorm folded, run by ONNX Runtime's CPU provider at every graph optimisation, gives torch's
+    logits to ONNX_TOLERANCE, at another batch size than it was exported with (the batch is dynamic)."""
+    from prunelab.checks.documents import ONNX_TOLERANCE
+    from prunelab.deploy.onnx import run_session, save_onnx, session
+
+    spec = InputSpec(2, 28, 2) if arch == "pair_cnn" else InputSpec(3, 32, 10)
+    model = tiny_model(arch, spec)
+    example = example_input(spec)
+    groups = find_groups(model, example)
+    removed = {g.name: list(range(0, g.channels, 3)) for g in groups[:2]}  # a third of two groups' channels
+    pruned = remove_channels(model, groups, removed, example).eval()
+    path = tmp_path / "model.onnx"
+    assert save_onnx(pruned, torch.randn(2, *example.shape[1:]), path) == path.stat().st_size > 0
+    images = torch.randn(5, *example.shape[1:])
+    with torch.no_grad():
+        expected = pruned(images).numpy()
+    difference = np.abs(run_session(session(path, threads=1), images) - expected).max()
+    assert difference <= ONNX_TOLERANCE

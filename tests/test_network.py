@@ -266,9 +266,10 @@ def test_budget_metrics_compare_with_the_unpruned_model_fine_tuned_alike() -> No
     metrics = budget_metrics(pd.DataFrame(rows), MARGINS)
     entry = metrics["uniform"]["l1_norm"]["flops_50"]
     assert entry["finetuned_recal_bacc_vs_unpruned"]["mean"] == pytest.approx(-0.5)
+    assert entry["finetuned_roc_auc_vs_unpruned"]["mean"] == pytest.approx(-0.5)  # the rule reads both
     assert entry["finetuned_recal_bacc_vs_random"]["mean"] == pytest.approx(2.5)
     assert "finetuned_recal_bacc_vs_random" not in metrics["uniform"]["random"]["flops_50"]
-    # The smallest budget within 1 point: 0.5 (0.25 loses 2 points).
+    # The smallest budget that keeps both scores at the margins: 0.5 (0.25 loses 2 points of ROC AUC, margin 1).
     chosen = choose_budget(metrics, [0.5, 0.25])
     assert (chosen.budget, chosen.strategy, chosen.criterion, chosen.within) == (0.5, "uniform", "l1_norm", True)
     assert chosen.loss == pytest.approx(0.5)
@@ -318,20 +319,60 @@ def test_strategy_names_for_params_are_the_registrys() -> None:
     assert tuple(STRATEGIES) == STRATEGY_NAMES
 
 
+def paired(mean: float, low: float, high: float, margin: float) -> dict:
+    return {"mean": mean, "ci_low": low, "ci_high": high, "margin": margin}
+
+
+def budget_entry(share: float, roc: dict, recal: dict) -> dict:
+    return {
+        "flops_kept": {"mean": share - 0.01}, "params_kept": {"mean": share + 0.1}, "recal_bacc": {"mean": 70.0},
+        "finetuned_recal_bacc": {"mean": 75.0 + recal["mean"]}, "finetuned_roc_auc_vs_unpruned": roc,
+        "finetuned_recal_bacc_vs_unpruned": recal,
+    }  # fmt: skip
+
+
+def test_the_export_rule_is_non_inferiority_on_both_scores_not_a_mean_within_a_point() -> None:
+    from prunelab.network.choice import candidates
+
+    metrics = {
+        "unpruned": {},
+        "uniform": {"l1_norm": {
+            # 0.25: mean loss 0.3 (within 1 point), but the interval reaches 4 points below: not kept
+            "flops_25": budget_entry(0.25, paired(-0.2, -0.6, 0.2, 1.0), paired(-0.3, -4.0, 3.4, 2.0)),
+            # 0.5: a mean loss of 1.5 (past 1 point), but the interval stays above -2: kept
+            "flops_50": budget_entry(0.5, paired(-0.1, -0.5, 0.3, 1.0), paired(-1.5, -1.9, -1.1, 2.0)),
+            "flops_75": budget_entry(0.75, paired(0.0, -0.2, 0.2, 1.0), paired(0.1, -0.5, 0.7, 2.0)),
+        }},
+        "global": {"l1_norm": {
+            "flops_25": budget_entry(0.25, paired(-1.5, -2.0, -1.0, 1.0), paired(0.0, -0.5, 0.5, 2.0)),  # ROC AUC
+            "flops_50": budget_entry(0.5, paired(0.0, -0.3, 0.3, 1.0), paired(-0.5, -1.0, 0.0, 2.0)),
+        }},
+    }  # fmt: skip
+    chosen = choose_budget(metrics, [0.75, 0.5, 0.25])
+    assert (chosen.budget, chosen.strategy, chosen.within) == (0.5, "global", True)  # best mean among those kept
+    order = [(c.budget, c.strategy) for c in candidates(metrics, [0.75, 0.5, 0.25])]
+    assert order == [(0.5, "global"), (0.5, "uniform"), (0.75, "uniform")]  # what export tries, in turn
+    assert [c.budget for c in candidates(metrics, [0.75, 0.5, 0.25], strategy="uniform")] == [0.5]  # fixed: one
+    # One seed: no interval; the difference itself is read.
+    nan = float("nan")
+    lone = budget_entry(0.5, paired(-0.5, nan, nan, 1.0), paired(-2.5, nan, nan, 2.0))
+    one = {"unpruned": {}, "uniform": {"l1_norm": {"flops_50": lone}}}
+    assert not choose_budget(one, [0.5]).within
+
+
 def test_the_report_names_the_budget_the_export_takes() -> None:
     from prunelab.study.report import budget_section
 
     metrics = {"unpruned": {s: {"mean": 75.0} for s in ("finetuned_recal_bacc", "finetuned_roc_auc")}}
-    entry = {
-        "flops_kept": {"mean": 0.49}, "params_kept": {"mean": 0.6}, "recal_bacc": {"mean": 70.0},
-        "finetuned_recal_bacc": {"mean": 74.5}, "finetuned_recal_bacc_vs_unpruned": {"mean": -0.5},
-    }  # fmt: skip
+    entry = budget_entry(0.5, paired(-0.2, -0.6, 0.2, 1.0), paired(-0.5, -1.5, 0.5, 2.0))
     metrics["uniform"] = {"l1_norm": {"flops_50": entry}}
     text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5])))
-    assert "| 0.5 | uniform | l1_norm | — | 0.490 | 0.600 | 70.0 | 74.5 | -0.5 | — |" in text  # no channels given
-    assert "**0.5 of the FLOPs**, by `uniform` with `l1_norm` (-0.5 points, mean of 3 seeds)" in text
-    text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5], points=0.25)))
-    assert "the largest budget's best configuration loses 0.5 points" in text
+    assert "| 0.5 | uniform | l1_norm | — | 0.490 | 0.600 | 70.0 | 74.5 | -0.5 [-1.5, 0.5] | — |" in text
+    assert "It picks **0.5 of the FLOPs**, by `uniform` with `l1_norm`" in text
+    assert "ROC AUC 0.2 [-0.2, 0.6], recalibrated balanced accuracy 0.5 [-0.5, 1.5] points" in text
+    entry["finetuned_recal_bacc_vs_unpruned"] = paired(-0.5, -2.5, 1.5, 2.0)
+    text = "\n".join(budget_section(metrics, 3, choose_budget(metrics, [0.5])))
+    assert "No budget meets it: the largest budget's best configuration loses 0.5 points" in text
 
 
 def test_damaged_sensitivity_and_budget_tables_are_refused_in_one_line(tmp_path) -> None:

@@ -321,11 +321,13 @@ def test_the_report_shows_the_channels_each_configuration_keeps() -> None:
     metrics = {"unpruned": {s: {"mean": 75.0} for s in ("finetuned_recal_bacc", "finetuned_roc_auc")}}
     entry = {
         "flops_kept": {"mean": 0.49}, "params_kept": {"mean": 0.6}, "recal_bacc": {"mean": 70.0},
-        "finetuned_recal_bacc": {"mean": 74.5}, "finetuned_recal_bacc_vs_unpruned": {"mean": -0.5},
+        "finetuned_recal_bacc": {"mean": 74.5},
+        "finetuned_recal_bacc_vs_unpruned": {"mean": -0.5, "ci_low": -0.5, "ci_high": -0.5, "margin": 2.0},
+        "finetuned_roc_auc_vs_unpruned": {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "margin": 1.0},
     }  # fmt: skip
     metrics["uniform"] = {"l1_norm": {"flops_50": entry}}
     metrics["global"] = {"l1_norm": {"flops_50": entry}}
     text = "\n".join(budget_section(metrics, 2, choose_budget(metrics, [0.5]), channels))
-    assert "| 0.5 | uniform | l1_norm | 24/48/88 | 0.490 | 0.600 | 70.0 | 74.5 | -0.5 | — |" in text
+    assert "| 0.5 | uniform | l1_norm | 24/48/88 | 0.490 | 0.600 | 70.0 | 74.5 | -0.5 [-0.5, -0.5] | — |" in text
     assert "| 0.5 | global | l1_norm | 16–24/40–48/96 | 0.490 |" in text
     assert "(unpruned: 32/64/128)" in text and "`budget.round_to`" in text

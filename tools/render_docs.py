@@ -362,7 +362,8 @@ def export(files: Files) -> str:
         f"{ratio('params')}× fewer parameters, {ratio('flops')}× fewer FLOPs per sample, "
         f"a {ratio('program_bytes')}× smaller `.pt2` file, and runs {ratio('speedup_batch256')}× faster at batch 256 "
         f"(95 % bootstrap interval {ratio('speedup_batch256_low')}–{ratio('speedup_batch256_high')}× over "
-        f"{at(eff, 'ratio.speedup_rounds', EFFICIENCY)} paired rounds; {ratio('speedup_batch1')}× at batch 1) "
+        f"{at(eff, 'ratio.speedup_rounds', EFFICIENCY)} paired rounds; {ratio('speedup_batch1')}× at batch 1; "
+        f"{ratio('speedup_batch256_onnxruntime')}× under ONNX Runtime) "
         f"than the unpruned model in the same format (BatchNorm folded "
         f"into the convs, channels-last: the format shipped, which alone makes the unpruned model "
         f"{format_gain(eff)}× faster than as trained) on the CPU that ran the `export` stage "
@@ -410,6 +411,7 @@ def deploy(files: Files) -> str:
         ("latency, batch 1 (ms)", "latency_ms_batch1", 3, "speedup_batch1"),
         ("latency, batch 256 (ms)", "latency_ms_batch256", 2, "speedup_batch256"),
         ("latency, batch 256, as trained (ms)", "latency_ms_batch256_eager", 2, "speedup_batch256_eager"),
+        ("latency, batch 256, ONNX Runtime (ms)", "latency_ms_batch256_onnxruntime", 2, "speedup_batch256_onnxruntime"),
     ]
     lines = [
         f"Chosen: {shipped_words(eff, criterion)}, where, over {n} seeds, {loss_words(eff)}. The model shipped is seed "
@@ -434,6 +436,12 @@ def deploy(files: Files) -> str:
         f"{ratio('speedup_batch256_low')}–{ratio('speedup_batch256_high')}×) "
         f"is {ratio('speedup_batch256_vs_flops')} of the FLOPs ratio. Per part at batch 256 "
         f"(ms, unpruned → exported): {parts(eff)}.",
+        "",
+        f"ONNX Runtime (`data/export/model.onnx`, opset {at(eff, 'onnx_opset', EFFICIENCY)}, CPU execution provider, "
+        f"every graph optimisation, the same threads; each model exported with BatchNorm folded): the speed-up is "
+        f"{ratio('speedup_batch256_onnxruntime')}× "
+        f"({ratio('speedup_batch256_onnxruntime_low')}–{ratio('speedup_batch256_onnxruntime_high')}×), and its "
+        f"logits are within {at(eff, 'onnxruntime_max_abs_logit_diff', EFFICIENCY):.0e} of torch's.",
     ]
     return "\n".join(lines)
 

@@ -22,10 +22,9 @@ from prunelab.checks.implied import Implied
 from prunelab.checks.text import refusal, shown
 from prunelab.models.records import metric_key
 from prunelab.prepare.sources import SOURCES
-from prunelab.scoring.curves import EXTRA_SCORES, WITHIN_POINTS, max_k_within, milestone_ks
-from prunelab.scoring.scores import SCORES, over_k
-from prunelab.study.aggregate import PAIRED_SCORES
-from prunelab.study.verdicts import VERDICTS
+from prunelab.scoring.milestones import WITHIN_POINTS, max_k_within, milestone_ks
+from prunelab.scoring.names import EXTRA_SCORES, SCORES, over_k
+from prunelab.study.names import BUDGET_SCORES, PAIRED_SCORES, SENSITIVITY_SCORES, VERDICTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -343,8 +342,6 @@ def check_study_metrics(path: Path | str, metrics: Any, implied: Implied | None 
 def _check_sensitivity(doc: _Reader, value: Any, n_seeds: int, implied: Implied | None) -> None:
     """metrics.json's `sensitivity`: per layer the unpruned scores, and per criterion each score's
     mean over the shares with (criteria other than random) its comparison with random."""
-    from prunelab.study.network import SENSITIVITY_SCORES
-
     layers = doc.mapping(value, "sensitivity")
     if implied is not None:
         _keys(doc, layers, {metric_key(name) for name in implied.layers}, "sensitivity")
@@ -372,8 +369,7 @@ def _check_sensitivity(doc: _Reader, value: Any, n_seeds: int, implied: Implied 
 def _check_budget(doc: _Reader, value: Any, n_seeds: int, implied: Implied | None) -> None:
     """metrics.json's `budget`: the unpruned model fine-tuned, and per strategy, criterion and
     FLOPs budget the shares kept, the scores and the paired comparisons."""
-    from prunelab.network.choice import budget_key
-    from prunelab.study.network import BUDGET_SCORES
+    from prunelab.network.choice import KEPT_SCORES, budget_key
 
     strategies = doc.mapping(value, "budget")
     if implied is not None:
@@ -395,7 +391,7 @@ def _check_budget(doc: _Reader, value: Any, n_seeds: int, implied: Implied | Non
                 _keys(doc, budgets, {budget_key(b) for b in implied.budgets}, where)
             for key, entry in budgets.items():
                 entry = doc.mapping(entry, f"{where}.{key}")
-                expected = {"flops_kept", "params_kept", *BUDGET_SCORES, "finetuned_recal_bacc_vs_unpruned"}
+                expected = {"flops_kept", "params_kept", *BUDGET_SCORES, *(f"{s}_vs_unpruned" for s in KEPT_SCORES)}
                 if criterion != "random" and "random" in criteria:
                     expected.add("finetuned_recal_bacc_vs_random")
                 _keys(doc, entry, expected, f"{where}.{key}")
@@ -437,6 +433,9 @@ def _bounds(key: str) -> tuple[float, float] | None:
 
 
 # --------------------------------------------------------------------------- efficiency.json
+# ONNX Runtime's logits against torch's for the same shipped model (float32, BatchNorm folded): kernels
+# sum in another order, so equal up to rounding; measured max differences are about 1e-6.
+ONNX_TOLERANCE = 1e-3
 RATIOS = {
     "params": ("params", "params"),
     "flops": ("flops_per_sample", "flops_per_sample"),
@@ -444,6 +443,7 @@ RATIOS = {
     "speedup_batch1": ("latency_ms_batch1", "latency_ms_batch1"),
     "speedup_batch256": ("latency_ms_batch256", "latency_ms_batch256"),
     "speedup_batch256_eager": ("latency_ms_batch256_eager", "latency_ms_batch256_eager"),
+    "speedup_batch256_onnxruntime": ("latency_ms_batch256_onnxruntime", "latency_ms_batch256_onnxruntime"),
 }
 
 
@@ -491,10 +491,13 @@ def check_efficiency(
     vs_flops = doc.number(ratio, "speedup_batch256_vs_flops", "ratio.", low=0.0, low_open=True)
     if not math.isclose(vs_flops, ratio["speedup_batch256"] / ratio["flops"], rel_tol=1e-12):
         raise doc.refuse("ratio.speedup_batch256_vs_flops is not speedup_batch256 / flops")
-    # The speed-up's bootstrap interval over paired rounds (prunelab.deploy.efficiency.speedup_interval).
+    # The speed-ups' bootstrap intervals over paired rounds (prunelab.deploy.efficiency.speedup_interval).
     doc.number(ratio, "speedup_rounds", "ratio.", integer=True, low=2)
-    low = doc.number(ratio, "speedup_batch256_low", "ratio.", low=0.0, low_open=True)
-    doc.number(ratio, "speedup_batch256_high", "ratio.", low=low)
+    for runtime in ("", "_onnxruntime"):
+        low = doc.number(ratio, f"speedup_batch256{runtime}_low", "ratio.", low=0.0, low_open=True)
+        doc.number(ratio, f"speedup_batch256{runtime}_high", "ratio.", low=low)
+    doc.number(eff, "onnx_opset", integer=True, low=7)
+    doc.number(eff, "onnxruntime_max_abs_logit_diff", low=0.0, high=ONNX_TOLERANCE)
     if implied is not None and seed != implied.seeds[0]:
         raise doc.refuse(f"seed={seed}, but the model shipped is seeds[0]={implied.seeds[0]}'s")
 
@@ -546,6 +549,19 @@ def _check_network_export(
     if len(strategies) != 1 or eff[f"strategy_{strategies[0]}"] != 1:
         raise doc.refuse("it does not name one strategy (one strategy_<name> key set to 1)")
     doc.number(eff, "within_points", integer=True, low=0, high=1)
+    doc.number(eff, "slower_skipped", integer=True, low=0)
+    doc.number(eff, "shipped_unpruned", integer=True, low=0, high=1)
+    from prunelab.network.choice import KEPT_SCORES
+
+    losses = doc.mapping(doc.get(eff, "study_loss"), "study_loss")
+    _keys(doc, losses, set(KEPT_SCORES), "study_loss")
+    for score in KEPT_SCORES:
+        entry = doc.mapping(losses[score], f"study_loss.{score}")
+        mean = doc.number(entry, "mean", f"study_loss.{score}.", low=-100.0, high=100.0)
+        low = doc.get(entry, "ci_low")
+        if low == low and low is not None:  # no interval with one seed (NaN, written as null)
+            doc.number(entry, "ci_low", f"study_loss.{score}.", low=-100.0, high=mean)
+            doc.number(entry, "ci_high", f"study_loss.{score}.", low=mean, high=100.0)
     shipped = doc.number(eff, "study_finetuned_recal_bacc", low=0.0, high=100.0)
     unpruned = doc.number(eff, "study_finetuned_recal_bacc_unpruned", low=0.0, high=100.0)
     if not _close(loss, unpruned - shipped, 1e-9):

@@ -10,6 +10,7 @@ import io
 import statistics
 import time
 from collections.abc import Callable, Hashable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,6 +54,15 @@ def latency_rounds(
     for model in models.values():
         model.eval()
     return interleaved_times({name: (lambda m=model: m(batch)) for name, model in models.items()}, repeats, warmup)
+
+
+@torch.no_grad()
+def quick_speedup(reference: nn.Module, candidate: nn.Module, images: torch.Tensor, rounds: int = 10) -> float:
+    """The median paired speed-up of `candidate` over `reference` at batch 256 (`rounds` interleaved
+    rounds after warm-up): export's check that a configuration is faster before it ships it."""
+    batch = images[:256] if len(images) >= 256 else images.repeat(-(-256 // len(images)), 1, 1, 1)[:256]
+    times = latency_rounds({"reference": reference, "candidate": candidate}, batch, rounds, warmup=2)
+    return statistics.median(r / c for r, c in zip(times["reference"], times["candidate"], strict=True))
 
 
 SPEEDUP_RESAMPLES = 2000
@@ -118,6 +128,7 @@ def compare_models(
     spec: InputSpec,
     example: torch.Tensor,
     known_bytes: dict[str, int] | None = None,
+    onnx_files: dict[str, Path] | None = None,
 ) -> dict:
     """Per model: parameters and FLOPs per sample (of the model as trained), and, in the
     shipped format (`prunelab.deploy.formats.deployed`: BatchNorm folded, channels-last), the
@@ -126,8 +137,10 @@ def compare_models(
     show what the format alone buys. `ratio` is the first model's figures over the second's
     (speed-ups: first's latency over second's), always between two models in the same format,
     so folding is never counted as pruning's gain. The batch-256 latency is also split by part
-    (each conv layer, and the head): what pruning each layer can speed up. Latencies depend on the
-    machine and its load: they are the one output not reproduced bit for bit."""
+    (each conv layer, and the head): what pruning each layer can speed up. With `onnx_files` (each
+    model's ONNX file), also each model's batch-256 latency under ONNX Runtime (`prunelab.deploy.onnx`)
+    and the largest difference between its logits and torch's. Latencies depend on the machine and its
+    load: they are the one output not reproduced bit for bit."""
     shipped = {name: deployed(net) for name, net in models.items()}
     out: dict = {}
     for name, net in models.items():
@@ -171,9 +184,42 @@ def compare_models(
         "speedup_batch256": first["latency_ms_batch256"] / second["latency_ms_batch256"],
         "speedup_batch256_eager": first["latency_ms_batch256_eager"] / second["latency_ms_batch256_eager"],
     }
+    if onnx_files:
+        latencies, diffs = _onnxruntime(models, onnx_files, images, rounds)
+        for name, milliseconds in latencies.items():
+            out[name]["latency_ms_batch256_onnxruntime"] = milliseconds
+        ratio["speedup_batch256_onnxruntime"] = (
+            first["latency_ms_batch256_onnxruntime"] / second["latency_ms_batch256_onnxruntime"]
+        )
     ratio["speedup_batch256_vs_flops"] = ratio["speedup_batch256"] / ratio["flops"]
     # The speed-up is the one output that moves run to run: its interval over the paired rounds.
     first_name, second_name = models
     low, high = speedup_interval(rounds[first_name], rounds[second_name])
     ratio |= {"speedup_batch256_low": low, "speedup_batch256_high": high, "speedup_rounds": len(rounds[first_name])}
+    if onnx_files:
+        low, high = speedup_interval(rounds[f"{first_name}_onnxruntime"], rounds[f"{second_name}_onnxruntime"])
+        ratio |= {"speedup_batch256_onnxruntime_low": low, "speedup_batch256_onnxruntime_high": high}
+        out["onnxruntime_max_abs_logit_diff"] = max(diffs.values())
     return {**out, "ratio": ratio}
+
+
+def _onnxruntime(
+    models: dict[str, nn.Module], onnx_files: dict[str, Path], images: torch.Tensor, rounds: dict[str, list[float]]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each model under ONNX Runtime: its batch-256 latency in ms (the models' sessions timed in turn,
+    SPEEDUP_ROUNDS rounds, added to `rounds` as `<name>_onnxruntime`), and its logits' largest
+    difference from torch's on the first 256 test images."""
+    from prunelab.deploy.onnx import run_session, session
+
+    batch = images[:256] if len(images) >= 256 else images.repeat(-(-256 // len(images)), 1, 1, 1)[:256]
+    sessions = {name: session(onnx_files[name]) for name in models}
+    diffs = {
+        name: float(np.abs(run_session(sessions[name], batch) - model.eval()(batch).numpy()).max())
+        for name, model in models.items()
+    }
+    calls = {name: (lambda s=s: run_session(s, batch)) for name, s in sessions.items()}
+    latencies = {}
+    for name, seconds in interleaved_times(calls, SPEEDUP_ROUNDS, warmup=3).items():
+        rounds[f"{name}_onnxruntime"] = seconds
+        latencies[name] = 1000 * statistics.median(seconds)
+    return latencies, diffs

@@ -13,6 +13,16 @@ def budget_key(share: float) -> str:
     return f"flops_{share * 100:g}"
 
 
+# The scores a shipped model must keep: threshold-free ranking (ROC AUC) and the re-fitted decision
+# (recalibrated balanced accuracy), each fine-tuned and paired with the unpruned model fine-tuned alike.
+KEPT_SCORES = ("finetuned_roc_auc", "finetuned_recal_bacc")
+RULE = (
+    "the smallest FLOPs budget whose fine-tuned ROC AUC and recalibrated balanced accuracy are both non-inferior "
+    "to the unpruned model's fine-tuned alike: the lower end of the 95 % interval of the paired difference above "
+    "-margin (study.margins; with one seed, the difference itself)"
+)
+
+
 @dataclass(frozen=True)
 class Choice:
     """A whole-network configuration to ship, and what the study says it costs."""
@@ -21,7 +31,20 @@ class Choice:
     strategy: str
     criterion: str
     loss: float  # mean over seeds of the unpruned model's fine-tuned recal. bacc minus this one's (points)
-    within: bool  # whether the loss is at most the allowed points
+    within: bool  # whether it keeps every score of KEPT_SCORES by the rule (non-inferior at the margin)
+
+
+def kept(entry: dict) -> bool:
+    """Whether a budget entry keeps every score of KEPT_SCORES: the 95 % interval's lower end of the paired
+    difference from the unpruned model above -margin (a one-sided non-inferiority test); with
+    one seed there is no interval, and the difference itself is read."""
+    for score in KEPT_SCORES:
+        paired = entry[f"{score}_vs_unpruned"]
+        low = paired["ci_low"]
+        low = paired["mean"] if low is None or low != low else low  # NaN: one seed
+        if low < -paired["margin"]:
+            return False
+    return True
 
 
 def choose_budget(
@@ -30,29 +53,59 @@ def choose_budget(
     budget: float | str = "auto",
     strategy: str = "auto",
     criterion: str = "auto",
-    points: float = 1.0,
 ) -> Choice | None:
-    """The configuration to ship from `budget_metrics`: at a given budget, the strategy and
-    criterion (each `auto` or fixed) with the best mean fine-tuned recalibrated balanced accuracy
-    against the unpruned model fine-tuned alike; with `budget` auto, the smallest budget where that
-    best stays within `points`, else the largest budget's best (`within` False). `auto` criteria
-    leave random out. None when nothing matches."""
+    """The configuration to ship from `budget_metrics`, by `RULE`: at each budget (the given one, or
+    with `budget` auto each from the smallest up), the strategy and criterion (each `auto` or fixed)
+    that keep both scores, best mean fine-tuned recalibrated balanced accuracy first; with `budget`
+    auto, the smallest budget with one, else the largest budget's best by that mean (`within`
+    False). `auto` criteria leave random out. None when nothing matches."""
     shares = sorted(budgets) if budget == "auto" else [float(budget)]
     best_of: list[Choice] = []
     for share in shares:
+        key = budget_key(share)
         found = [
-            Choice(share, name, crit, -entry[budget_key(share)]["finetuned_recal_bacc_vs_unpruned"]["mean"], False)
+            Choice(share, name, crit, -entry[key]["finetuned_recal_bacc_vs_unpruned"]["mean"], kept(entry[key]))
             for name, criteria in metrics.items()
             if name != "unpruned" and strategy in ("auto", name)
             for crit, entry in criteria.items()
-            if (criterion == crit or (criterion == "auto" and crit != "random")) and budget_key(share) in entry
+            if (criterion == crit or (criterion == "auto" and crit != "random")) and key in entry
         ]
         if found:
-            top = min(found, key=lambda c: c.loss)
-            best_of.append(Choice(top.budget, top.strategy, top.criterion, top.loss, top.loss <= points))
+            best_of.append(min(found, key=lambda c: (not c.within, c.loss)))
     if not best_of:
         return None
     fitting = [c for c in best_of if c.within]
     if budget != "auto" or not fitting:
         return max(best_of, key=lambda c: c.budget) if budget == "auto" else best_of[0]
     return fitting[0]
+
+
+def candidates(
+    metrics: dict,
+    budgets: list[float],
+    budget: float | str = "auto",
+    strategy: str = "auto",
+    criterion: str = "auto",
+) -> list[Choice]:
+    """What export may ship, in order: `choose_budget`'s choice first, then (only when every one of
+    budget, strategy and criterion is auto) every other configuration that keeps both scores by
+    `RULE`, smallest budget first and best mean fine-tuned recalibrated balanced accuracy first within
+    a budget. Export ships the first that measures faster than the unpruned model."""
+    first = choose_budget(metrics, budgets, budget, strategy, criterion)
+    if first is None:
+        return []
+    if (budget, strategy, criterion) != ("auto", "auto", "auto"):
+        return [first]
+    others = [
+        Choice(share, name, crit, -entry[budget_key(share)]["finetuned_recal_bacc_vs_unpruned"]["mean"], True)
+        for share in sorted(budgets)
+        for name, criteria in metrics.items()
+        if name != "unpruned"
+        for crit, entry in criteria.items()
+        if crit != "random" and budget_key(share) in entry and kept(entry[budget_key(share)])
+    ]
+    others.sort(key=lambda c: (c.budget, c.loss))
+    return [
+        first,
+        *(c for c in others if (c.budget, c.strategy, c.criterion) != (first.budget, first.strategy, first.criterion)),
+    ]

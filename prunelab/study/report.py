@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prunelab.network.choice import Choice, budget_key
-from prunelab.scoring.scores import SCORES
+from prunelab.network.choice import KEPT_SCORES, RULE, Choice, budget_key
+from prunelab.scoring.names import SCORES
 from prunelab.study.aggregate import PAIRED, SCORE_OF
 from prunelab.study.verdicts import sentence
 
@@ -222,6 +222,13 @@ def budget_channels(table: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     return out
 
 
+def _loss(paired: dict) -> str:
+    """A paired difference (pruned minus unpruned) as a loss: `mean [low, high]`, interval flipped."""
+    if paired["ci_low"] != paired["ci_low"]:  # one seed: no interval
+        return f"{-paired['mean']:.1f}"
+    return f"{-paired['mean']:.1f} [{-paired['ci_high']:.1f}, {-paired['ci_low']:.1f}]"
+
+
 def budget_section(
     budget: dict, n_seeds: int, within: Choice | None, channels: dict[tuple[str, str, str], str] | None = None
 ) -> list[str]:
@@ -276,17 +283,27 @@ def budget_section(
                     f"| {_fmt(e['finetuned_recal_bacc_vs_unpruned'], True)} | {versus} |"
                 )
     lines.append("")
+    rule = f"Export's rule: {RULE}."
     if within is None or not within.within:
         lines.append(
-            "No budget keeps the mean fine-tuned recalibrated balanced accuracy within 1 point of the unpruned "
-            "model's (fine-tuned alike)"
-            + (f": the largest budget's best configuration loses {within.loss:.1f} points." if within else ".")
+            f"{rule} No budget meets it"
+            + (
+                f": the largest budget's best configuration loses {within.loss:.1f} points of fine-tuned "
+                "recalibrated balanced accuracy (mean)."
+                if within
+                else "."
+            )
         )
     else:
+        entry = budget[within.strategy][within.criterion][budget_key(within.budget)]
+        losses = ", ".join(
+            f"{SCORES[score.removeprefix('finetuned_')]} {_loss(entry[f'{score}_vs_unpruned'])}"
+            for score in KEPT_SCORES
+        )
         lines.append(
-            f"The smallest budget whose mean fine-tuned recalibrated balanced accuracy stays within 1 point of the "
-            f"unpruned model's (fine-tuned alike): **{within.budget:g} of the FLOPs**, by `{within.strategy}` with "
-            f"`{within.criterion}` ({-within.loss:+.1f} points, mean of {n_seeds} seeds)."
+            f"{rule} It picks **{within.budget:g} of the FLOPs**, by `{within.strategy}` with `{within.criterion}`: "
+            f"fine-tuned, it loses {losses} points against the unpruned model fine-tuned alike "
+            f"(mean [95 % interval], {n_seeds} seeds)."
         )
     lines.append("")
     return lines

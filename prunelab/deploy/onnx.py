@@ -1,0 +1,65 @@
+"""ONNX Runtime as a second deploy target: the shipped model as `model.onnx`, and its CPU latency.
+
+The model is exported with BatchNorm folded (`prunelab.deploy.formats.fold_batchnorm`) in the
+ordinary NCHW layout by PyTorch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`, opset
+`OPSET`, a dynamic batch dimension), and run by ONNX Runtime's CPU execution provider with every
+graph optimisation on (`ORT_ENABLE_ALL`) and the same number of threads as torch.
+
+What decides whether pruning pays under ONNX Runtime (measured on this project's pair CNN, numbers in
+the closing note of the issue that added this): at `ORT_ENABLE_ALL` ONNX Runtime rewrites convolutions
+into its blocked NCHWc layout, whose block is the CPU's vector width in floats (8 with AVX2, 16 with
+AVX-512); a conv whose channel counts are not multiples of the block keeps the plain, slower kernel,
+so a model pruned to odd counts can run *slower* than the unpruned one. Below `ORT_ENABLE_ALL`
+(extended) no layout rewrite happens at all. `budget.round_to` is the lever: set it to the block
+of the CPU you deploy on.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunelab.deploy.formats import fold_batchnorm
+from prunelab.runtime import atomic_path
+
+OPSET = 18  # the dynamo exporter's default opset in torch 2.14; stated in efficiency.json
+
+
+def save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> int:
+    """`model` (BatchNorm folded, NCHW) as an ONNX file with a dynamic batch; returns its size in bytes."""
+    folded = fold_batchnorm(copy.deepcopy(model).cpu().eval())
+    batch = torch.export.Dim("batch")
+    program = torch.onnx.export(
+        folded, (example.cpu(),), dynamo=True, opset_version=OPSET, dynamic_shapes=({0: batch},), verbose=False
+    )
+    with atomic_path(path) as tmp:
+        program.save(str(tmp))
+    return path.stat().st_size
+
+
+def session(path: Path, threads: int | None = None):  # -> onnxruntime.InferenceSession
+    """An ONNX Runtime CPU session for `path`: every graph optimisation, torch's thread count."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(onnx_session, images: torch.Tensor) -> np.ndarray:
+    """Logits of `images` (N×C×H×W, float32) under `onnx_session`."""
+    name = onnx_session.get_inputs()[0].name
+    return onnx_session.run(None, {name: images.detach().cpu().contiguous().numpy()})[0]
+
+
+def runtime_version() -> str:
+    import onnxruntime as ort
+
+    return ort.__version__
