@@ -5,13 +5,12 @@ ordinary NCHW layout by PyTorch's dynamo exporter (`torch.onnx.export(..., dynam
 `OPSET`, a dynamic batch dimension), and run by ONNX Runtime's CPU execution provider with every
 graph optimisation on (`ORT_ENABLE_ALL`) and the same number of threads as torch.
 
-What decides whether pruning pays under ONNX Runtime (measured on this project's pair CNN, numbers in
-the closing note of the issue that added this): at `ORT_ENABLE_ALL` ONNX Runtime rewrites convolutions
-into its blocked NCHWc layout, whose block is the CPU's vector width in floats (8 with AVX2, 16 with
-AVX-512); a conv whose channel counts are not multiples of the block keeps the plain, slower kernel,
-so a model pruned to odd counts can run *slower* than the unpruned one. Below `ORT_ENABLE_ALL`
-(extended) no layout rewrite happens at all. `budget.round_to` is the lever: set it to the block
-of the CPU you deploy on.
+What decides whether pruning pays under ONNX Runtime: at `ORT_ENABLE_ALL` it rewrites convolutions
+into its blocked NCHWc layout (blocks of the CPU's vector width in floats: 8 with AVX2, 16 with AVX-512),
+and its speed is not monotone in the channel counts: odd counts can run slower than the unpruned model,
+and counts between powers of two often buy little (docs/deploy.md). Below `ORT_ENABLE_ALL` no layout
+rewrite happens and everything is slower. Hence the export measures the ONNX Runtime speed-up of the
+model it ships rather than assuming one.
 """
 
 from __future__ import annotations
