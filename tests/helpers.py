@@ -44,6 +44,21 @@ TINY_OVERRIDES: dict[str, Any] = {
 }
 
 
+# The study's settings cut small, for end-to-end repros of other models (tests/test_any_model.py,
+# tests/test_your_model.py): one of everything the whole-network stages need, random among it.
+SMALL_STUDY: dict[str, Any] = {
+    "prune.k_step": 4,
+    "prune.random_orders": 2,
+    "finetune.criteria": ["headline", "random"],
+    "sensitivity.fractions": [0.5],
+    "sensitivity.criteria": ["l1_norm", "random"],
+    "sensitivity.random_orders": 1,
+    "budget.flops": [0.5],
+    "budget.strategies": ["uniform", "global"],
+    "budget.criteria": ["l1_norm", "random"],
+}
+
+
 def randomized(model: PrunableNet, seed: int = 0) -> PrunableNet:
     """Give BatchNorm non-trivial statistics and affine terms, so BN bugs cannot hide."""
     gen = torch.Generator().manual_seed(seed)

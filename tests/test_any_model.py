@@ -11,25 +11,17 @@ import pytest
 
 from prunelab.models.records import metric_key
 from prunelab.prepare.sources import CHECKSUMS_ENV
-from tests.helpers import dvc, project_copy, write_checksums, write_cifar10
+from tests.helpers import SMALL_STUDY, dvc, project_copy, write_checksums, write_cifar10
 
 SMALL = {
     "seeds": [0],
     "data.source": "cifar10",
     "data.task": "classification",
     "train.epochs": 1,
+    **SMALL_STUDY,
     "prune.criteria": ["mean_activation", "l1_norm", "taylor", "reconstruction", "random"],
-    "prune.k_step": 4,
-    "prune.random_orders": 2,
-    "finetune.criteria": ["headline", "random"],
     "finetune.epochs": 0.1,
     "recalibrate.max_samples": 40,
-    "sensitivity.fractions": [0.5],
-    "sensitivity.criteria": ["l1_norm", "random"],
-    "sensitivity.random_orders": 1,
-    "budget.flops": [0.5],
-    "budget.strategies": ["uniform", "global"],
-    "budget.criteria": ["l1_norm", "random"],
     "budget.finetune_epochs": 0.1,
 }
 

@@ -293,6 +293,17 @@ def test_budget_metrics_compare_with_the_unpruned_model_fine_tuned_alike() -> No
         ({"model": {"arch": "simple_cnn"}, "prune": {"criteria": ["l1_norm", "random"]},
           "sensitivity": {"criteria": ["bn_gamma", "random"]}},
          "sensitivity.criteria has bn_gamma, but model.arch=simple_cnn has no BatchNorm"),
+        ({"budget": {"round_to": 0}}, "budget.round_to=0 is invalid; allowed: an integer >= 1"),
+        ({"budget": {"round_to": -8}}, "budget.round_to=-8 is invalid; allowed: an integer >= 1"),
+        ({"budget": {"round_to": 1.5}}, "budget.round_to=1.5 is invalid; allowed: an integer >= 1"),
+        ({"budget": {"round_to": True}}, "budget.round_to=True is invalid; allowed: an integer >= 1"),
+        ({"budget": {"round_to": "8"}}, "budget.round_to='8' is invalid; allowed: an integer >= 1"),
+        ({"budget": {"round_to": 33}},
+         "budget.round_to=33 is larger than channel group 'conv1' of model.arch=pair_cnn (32 channels); "
+         "allowed: an integer from 1 to 32 (1: no rounding)"),
+        ({"model": {"arch": "simple_cnn"}, "prune": {"criteria": ["l1_norm", "random"]},
+          "budget": {"round_to": 32}},
+         "budget.round_to=32 is larger than channel group 'conv1' of model.arch=simple_cnn (16 channels)"),
     ],
 )  # fmt: skip
 def test_bad_network_params_are_one_line_errors_naming_the_key(edit: dict, expected: str) -> None:

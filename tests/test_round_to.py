@@ -227,30 +227,7 @@ def test_rounded_allocations_on_a_real_models_groups(arch: str, strategy: str) -
 
 
 # --------------------------------------------------------------------------- params
-@pytest.mark.parametrize(
-    ("edit", "expected"),
-    [
-        ({"budget": {"round_to": 0}}, "budget.round_to=0 is invalid; allowed: an integer >= 1"),
-        ({"budget": {"round_to": -8}}, "budget.round_to=-8 is invalid; allowed: an integer >= 1"),
-        ({"budget": {"round_to": 1.5}}, "budget.round_to=1.5 is invalid; allowed: an integer >= 1"),
-        ({"budget": {"round_to": True}}, "budget.round_to=True is invalid; allowed: an integer >= 1"),
-        ({"budget": {"round_to": "8"}}, "budget.round_to='8' is invalid; allowed: an integer >= 1"),
-        ({"budget": {"round_to": 33}},
-         "budget.round_to=33 is larger than channel group 'conv1' of model.arch=pair_cnn (32 channels); "
-         "allowed: an integer from 1 to 32 (1: no rounding)"),
-        ({"model": {"arch": "simple_cnn"}, "prune": {"criteria": ["l1_norm", "random"]},
-          "budget": {"round_to": 32}},
-         "budget.round_to=32 is larger than channel group 'conv1' of model.arch=simple_cnn (16 channels)"),
-    ],
-)  # fmt: skip
-def test_bad_round_to_is_one_line_naming_the_key(edit: dict, expected: str) -> None:
-    raw = copy.deepcopy(raw_params())
-    for section, values in edit.items():
-        raw[section].update(values)
-    with pytest.raises(UserError) as err:
-        validate(raw)
-    message = str(err.value)
-    assert expected in message and "\n" not in message, message
+# Bad values of budget.round_to: in tests/test_network.py's table of one-line refusals.
 
 
 def test_round_to_is_checked_against_traced_groups() -> None:

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from prunelab.models.records import metric_key
-from tests.helpers import dvc, project_copy, run
+from tests.helpers import SMALL_STUDY, dvc, project_copy, run
 
 # The README's example, with small settings for CI (one seed, few shares, budgets and orders).
 YOUR_MODEL = {
@@ -25,18 +25,10 @@ YOUR_MODEL = {
     "data.source": "imagefolder",
     "data.path": "data/raw/shapes",
     "data.task": "classification",
+    **SMALL_STUDY,
     "prune.criteria": ["mean_activation", "l1_norm", "random"],
-    "prune.k_step": 4,
-    "prune.random_orders": 2,
-    "finetune.criteria": ["headline", "random"],
     "finetune.epochs": 0.2,
     "recalibrate.max_samples": 60,
-    "sensitivity.fractions": [0.5],
-    "sensitivity.criteria": ["l1_norm", "random"],
-    "sensitivity.random_orders": 1,
-    "budget.flops": [0.5],
-    "budget.strategies": ["uniform", "global"],
-    "budget.criteria": ["l1_norm", "random"],
     "budget.finetune_epochs": 0.2,
 }
 MODEL_STAGES = {
