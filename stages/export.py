@@ -121,6 +121,8 @@ def _removed_for(
 
 def _loss_entry(paired: dict) -> dict[str, float]:
     """The study's paired difference (pruned minus unpruned, fine-tuned alike) as a loss in points."""
+    if "ci_low" not in paired:  # one seed: no interval
+        return {"mean": -paired["mean"]}
     return {"mean": -paired["mean"], "ci_low": -paired["ci_high"], "ci_high": -paired["ci_low"]}
 
 

@@ -299,6 +299,11 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
     allowed = facts(export_budget="auto", layers=("conv1", "conv2", "conv3"), budgets=(0.5,),
                     strategies=("uniform", "global"), budget_criteria=("l1_norm", "random"))  # fmt: skip
     check_efficiency(Path("e.json"), network, allowed)
+    # Two seeds: a paired t interval may pass ±100 points; one seed: no interval at all.
+    wide = {"mean": -1.0, "ci_low": -130.6, "ci_high": 128.6}
+    check_efficiency(Path("e.json"), {**network, "study_loss": {key: wide for key in network["study_loss"]}}, allowed)
+    lone = {key: {"mean": -1.0} for key in network["study_loss"]}
+    check_efficiency(Path("e.json"), {**network, "study_loss": lone}, allowed)
     for change, problem in (
         ({"budget": 0.25}, "budget=0.25 is not one export.budget and budget.flops allow"),
         ({"strategy_global": 1, "strategy_uniform": 1}, "it does not name one strategy"),

@@ -365,8 +365,8 @@ def test_the_export_rule_is_non_inferiority_on_both_scores_not_a_mean_within_a_p
     assert order == [(0.5, "global"), (0.5, "uniform"), (0.75, "uniform")]  # what export tries, in turn
     assert [c.budget for c in candidates(metrics, [0.75, 0.5, 0.25], strategy="uniform")] == [0.5]  # fixed: one
     # One seed: no interval; the difference itself is read.
-    nan = float("nan")
-    lone = budget_entry(0.5, paired(-0.5, nan, nan, 1.0), paired(-2.5, nan, nan, 2.0))
+    # (metrics.json's one-seed comparison, as prunelab.study.verdicts.comparison writes it: no ci_low/ci_high)
+    lone = budget_entry(0.5, {"mean": -0.5, "margin": 1.0}, {"mean": -2.5, "margin": 2.0})
     one = {"unpruned": {}, "uniform": {"l1_norm": {"flops_50": lone}}}
     assert not choose_budget(one, [0.5]).within
 

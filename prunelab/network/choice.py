@@ -40,8 +40,8 @@ def kept(entry: dict) -> bool:
     one seed there is no interval, and the difference itself is read."""
     for score in KEPT_SCORES:
         paired = entry[f"{score}_vs_unpruned"]
-        low = paired["ci_low"]
-        low = paired["mean"] if low is None or low != low else low  # NaN: one seed
+        low = paired.get("ci_low")  # one seed: no interval
+        low = paired["mean"] if low is None or low != low else low
         if low < -paired["margin"]:
             return False
     return True

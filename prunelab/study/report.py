@@ -224,7 +224,7 @@ def budget_channels(table: pd.DataFrame) -> dict[tuple[str, str, str], str]:
 
 def _loss(paired: dict) -> str:
     """A paired difference (pruned minus unpruned) as a loss: `mean [low, high]`, interval flipped."""
-    if paired["ci_low"] != paired["ci_low"]:  # one seed: no interval
+    if paired.get("ci_low") is None or paired["ci_low"] != paired["ci_low"]:  # one seed: no interval
         return f"{-paired['mean']:.1f}"
     return f"{-paired['mean']:.1f} [{-paired['ci_high']:.1f}, {-paired['ci_low']:.1f}]"
 
