@@ -183,3 +183,18 @@ def test_onnx_runtime_logits_equal_torchs(arch: str, tmp_path: Path) -> None:
         expected = pruned(images).numpy()
     difference = np.abs(run_session(session(path, threads=1), images) - expected).max()
     assert difference <= ONNX_TOLERANCE
+
+
+def test_the_onnx_file_is_the_same_bytes_whatever_was_exported_before(tmp_path: Path) -> None:
+    """The dynamo exporter writes stack traces (this clone's file paths) and symbol ranges named by what the
+    process exported before; stripped, the file is a function of the model alone (DVC hashes it)."""
+    from prunelab.deploy.onnx import save_onnx
+
+    spec = InputSpec(2, 28, 2)
+    model, example = tiny_model("pair_cnn", spec), example_input(spec)
+    save_onnx(model, example, tmp_path / "first.onnx")
+    save_onnx(tiny_model("simple_cnn", InputSpec(3, 32, 10)), torch.randn(2, 3, 32, 32), tmp_path / "other.onnx")
+    save_onnx(model, example, tmp_path / "again.onnx")
+    first = (tmp_path / "first.onnx").read_bytes()
+    assert first == (tmp_path / "again.onnx").read_bytes()
+    assert str(Path(__file__).resolve().parents[1]).encode() not in first  # no path of this clone

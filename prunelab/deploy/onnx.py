@@ -35,9 +35,21 @@ def save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> int:
     program = torch.onnx.export(
         folded, (example.cpu(),), dynamo=True, opset_version=OPSET, dynamic_shapes=({0: batch},), verbose=False
     )
+    proto = program.model_proto
+    strip_metadata(proto)
     with atomic_path(path) as tmp:
-        program.save(str(tmp))
+        tmp.write_bytes(proto.SerializeToString(deterministic=True))
     return path.stat().st_size
+
+
+def strip_metadata(proto) -> None:
+    """Drop the exporter's debug metadata (`metadata_props` of the graph, its nodes and values): stack
+    traces with this machine's file paths and the export's symbolic ranges, whose symbol names depend
+    on what the process exported before. Without it the file is the same bytes on every run and every
+    clone (tests/test_reproducibility.py); what ONNX Runtime computes does not read it."""
+    graph = proto.graph
+    for holder in [graph, *graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        holder.ClearField("metadata_props")
 
 
 def session(path: Path, threads: int | None = None):  # -> onnxruntime.InferenceSession
