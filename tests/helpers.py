@@ -165,6 +165,13 @@ def experiments(shown: list[dict]) -> dict[str, dict]:
 TIMED = {"metrics/efficiency.json", "metrics/headline.json", "metrics/plots/efficiency.png"}
 
 
+def headline_without_timing(repo: Path) -> dict:
+    """metrics/headline.json without the shipped model's measured speed-up."""
+    headline = json.loads((repo / "metrics/headline.json").read_text())
+    headline["shipped"].pop("speedup")
+    return headline
+
+
 def lock_without_timings(repo: Path) -> dict:
     """dvc.lock, parsed, with the hashes of the TIMED files blanked."""
     lock = yaml.safe_load((repo / "dvc.lock").read_text())

@@ -25,7 +25,10 @@ from tests.helpers import (
     ROOT,
     STUDY_STAGES,
     TIMED,
+    declared_files,
     dvc,
+    file_bytes,
+    headline_without_timing,
     lock_without_timings,
     project_copy,
     run,
@@ -140,6 +143,17 @@ def test_remote_aggregator_metrics_equal_one_machines_byte_for_byte(spread: dict
 def test_remote_aggregator_lock_equals_one_machines(spread: dict[str, Any], tiny_repo: Path) -> None:
     """Every per-seed entry is a worker's, merged stage by stage; the study entries are the aggregator's."""
     assert lock_without_timings(spread["aggregator"]) == lock_without_timings(tiny_repo)
+
+
+def test_a_study_computed_anew_elsewhere_gives_the_same_bytes(spread: dict[str, Any], tiny_repo: Path) -> None:
+    """Bit for bit: every declared output but the measured latencies, computed from scratch in other clones
+    (each seed on its worker, the study stages on the aggregator), equals tiny_repo's, file by file."""
+    files = [f for f in declared_files(tiny_repo) if f not in TIMED]
+    assert {"data/seeds/1/model.pt", "metrics/metrics.json", "metrics/seeds/1/sweep.csv"} <= set(files)
+    assert {"data/export/model.pt2", "data/export/model.onnx"} <= set(files)
+    elsewhere, here = file_bytes(spread["aggregator"], files), file_bytes(tiny_repo, files)
+    assert [f for f in files if elsewhere[f] != here[f]] == []
+    assert headline_without_timing(spread["aggregator"]) == headline_without_timing(tiny_repo)
 
 
 def test_remote_run_cache_holds_no_stage_with_an_uncached_output(spread: dict[str, Any]) -> None:
