@@ -30,6 +30,8 @@ YOUR_MODEL = {
     "finetune.epochs": 0.2,
     "recalibrate.max_samples": 60,
     "budget.finetune_epochs": 0.2,
+    # the default budgets, as the README's command runs them: each must be reachable with round_to's counts
+    "budget.flops": [0.75, 0.5, 0.25],
 }
 MODEL_STAGES = {
     "train@0",
@@ -64,7 +66,8 @@ def test_your_model_weights_and_images_run_the_whole_study(tmp_path: Path) -> No
     assert set(metrics["sensitivity"]) == {metric_key(g["name"]) for g in groups}
     assert {"uniform", "global"} <= set(metrics["budget"])
     efficiency = json.loads((repo / "metrics/efficiency.json").read_text())
-    assert efficiency["ratio"]["flops"] > 1.2 and efficiency["ratio"]["speedup_batch256"] > 0
+    assert efficiency["ratio"]["speedup_batch256"] > 0  # measured, in the deployed format
+    assert efficiency["ratio"]["flops"] > 1.2 or efficiency["shipped_unpruned"] == 1
     curve = (repo / "metrics/seeds/0/train_curve.csv").read_text().splitlines()
     assert len(curve) == 2 and curve[1].startswith("0,")  # the loaded weights, as epoch 0: not trained
     assert "not training itself" in (repo / "metrics/report.md").read_text()

@@ -26,7 +26,7 @@ class Block(nn.Module):
 
 
 class TinyResNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, width: int = 16):
+    def __init__(self, num_classes: int, in_channels: int, width: int = 32):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
