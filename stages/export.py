@@ -107,13 +107,17 @@ def _network_candidates(params: Params, expected: Implied) -> tuple[list[Choice]
 
 
 def _removed_for(
-    params: Params, choice: Choice, model: torch.nn.Module, groups: tuple[ChannelGroup, ...], spec: InputSpec
+    params: Params,
+    choice: Choice,
+    model: torch.nn.Module,
+    groups: tuple[ChannelGroup, ...],
+    spec: InputSpec,
+    expected: Implied,
 ) -> dict[str, list[int]]:
     """The channels `choice` removes from the first seed's model, allocated as the budget study did."""
     seed = params.seeds[0]
     channels = {layer.name: layer.channels for layer in groups}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
-    expected = implied(params, groups)
     plans = sensitivity_plans(rankings, load_curves(sensitivity_path(seed), expected), choice.criterion)
     flops = flops_model(model, groups, example_input(spec))
     return allocate(choice.strategy, plans, flops, choice.budget, params.budget.round_to)
@@ -139,6 +143,8 @@ def main() -> None:
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
     test = load_split("test", prepared_dir(seed), info)
     n_classes = info.input.n_classes
+    # The unpruned model gets its re-fitted decision too: the comparison is like for like.
+    unpruned = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes)
     if export.budget == "none":
         removed, facts = _layer_choice(params, groups, expected)
         shipped = shipped_model(model, removed, calibration, n_classes)
@@ -146,10 +152,10 @@ def main() -> None:
     else:
         found, budgets = _network_candidates(params, expected)
         train = load_split("train", prepared_dir(seed), info)
-        reference = deployed(fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes))
+        reference = deployed(unpruned)
         slower = 0
         for choice in found:
-            removed = _removed_for(params, choice, model, groups, info.input)
+            removed = _removed_for(params, choice, model, groups, info.input, expected)
             # Fine-tuned by the budget study's recipe, as the study scored it (same seed, same data).
             tuned, _ = finetune_pruned(
                 model, groups, removed, train, test, n_classes=n_classes, device=resolve_device(params.train.device),
@@ -166,7 +172,7 @@ def main() -> None:
             )
         else:  # every configuration the rule allows is slower here: ship the unpruned model, and say so
             choice, removed = found[0], {}
-            shipped = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes).eval()
+            shipped = copy.deepcopy(unpruned).eval()
             log("warning: no configuration the rule allows runs faster here than the unpruned model: shipping it")
         study = budgets[choice.strategy][choice.criterion][budget_key(choice.budget)]
         facts = {
@@ -185,8 +191,6 @@ def main() -> None:
         what = f"{choice.strategy} {choice.criterion} at {choice.budget:g} of the FLOPs"
         if not removed:
             what = f"the unpruned model (no configuration of the rule was faster; the study chose {what})"
-    # The unpruned model gets its re-fitted decision too: the comparison is like for like.
-    unpruned = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes)
     example = test[0][:2]
     # The program ships in the deployed format (BatchNorm folded, channels-last maps); model.pt keeps the
     # trained layout, which the project's classes rebuild.

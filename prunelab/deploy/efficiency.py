@@ -56,11 +56,16 @@ def latency_rounds(
     return interleaved_times({name: (lambda m=model: m(batch)) for name, model in models.items()}, repeats, warmup)
 
 
+def batch_of(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The first `size` images, repeated in turn when there are fewer (a tiny test split still times a full batch)."""
+    return images[:size] if len(images) >= size else images.repeat(-(-size // len(images)), 1, 1, 1)[:size]
+
+
 @torch.no_grad()
 def quick_speedup(reference: nn.Module, candidate: nn.Module, images: torch.Tensor, rounds: int = 10) -> float:
     """The median paired speed-up of `candidate` over `reference` at batch 256 (`rounds` interleaved
     rounds after warm-up): export's check that a configuration is faster before it ships it."""
-    batch = images[:256] if len(images) >= 256 else images.repeat(-(-256 // len(images)), 1, 1, 1)[:256]
+    batch = batch_of(images, 256)
     times = latency_rounds({"reference": reference, "candidate": candidate}, batch, rounds, warmup=2)
     return statistics.median(r / c for r, c in zip(times["reference"], times["candidate"], strict=True))
 
@@ -154,7 +159,7 @@ def compare_models(
     images = test[0]
     rounds: dict[str, list[float]] = {}
     for batch, repeats in ((1, 200), (256, SPEEDUP_ROUNDS)):
-        inputs = images[:batch] if len(images) >= batch else images.repeat(-(-batch // len(images)), 1, 1, 1)[:batch]
+        inputs = batch_of(images, batch)
         timed: dict[str, torch.nn.Module] = dict(shipped)
         if batch == 256:
             timed.update({f"{name}_eager": net for name, net in models.items()})
@@ -211,7 +216,7 @@ def _onnxruntime(
     difference from torch's on the first 256 test images."""
     from prunelab.deploy.onnx import run_session, session
 
-    batch = images[:256] if len(images) >= 256 else images.repeat(-(-256 // len(images)), 1, 1, 1)[:256]
+    batch = batch_of(images, 256)
     sessions = {name: session(onnx_files[name]) for name in models}
     diffs = {
         name: float(np.abs(run_session(sessions[name], batch) - model.eval()(batch).numpy()).max())

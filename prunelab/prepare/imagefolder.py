@@ -62,21 +62,16 @@ def _class_files(root: Path, top: Path, name: str) -> list[Path]:
     """The image files under class folder `top` (recursively, symlinks followed, sorted as
     make_dataset sorts them); refuses a file or folder whose real path leaves `root`."""
     real_root = root.resolve()
+
+    def inside(path: Path) -> Path:
+        if real_root not in path.resolve().parents:  # a class folder and its files lie below data.path
+            raise UserError(f"{_key(root)}: {path} is a symlink that leads outside data.path; allowed: files inside it")
+        return path
+
     found = []
     for folder, _, names in sorted(os.walk(top, followlinks=True)):
-        if real_root not in Path(folder).resolve().parents and Path(folder).resolve() != real_root:
-            raise UserError(
-                f"{_key(root)}: {folder} is a symlink that leads outside data.path; allowed: files inside it"
-            )
-        for file_name in sorted(names):
-            path = Path(folder) / file_name
-            if not file_name.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            if real_root not in path.resolve().parents:
-                raise UserError(
-                    f"{_key(root)}: {path} is a symlink that leads outside data.path; allowed: files inside it"
-                )
-            found.append(path)
+        inside(Path(folder))
+        found += [inside(Path(folder) / name) for name in sorted(names) if name.lower().endswith(IMAGE_EXTENSIONS)]
     if not found:
         raise UserError(
             f"{_key(root)}: class {name!r} has no image ({', '.join(IMAGE_EXTENSIONS)}); "
