@@ -248,7 +248,7 @@ def headline(files: Files) -> str:
 
 
 def network(files: Files) -> str:
-    """README: each conv layer's sensitivity sentence (from the report), and per FLOPs budget the
+    """docs/network.md: each conv layer's sensitivity sentence (from the report), and per FLOPs budget the
     best configuration against the unpruned model fine-tuned alike (from metrics.json)."""
     metrics = files.json(METRICS)
     report = files.text(REPORT)
@@ -305,7 +305,7 @@ def network(files: Files) -> str:
     lines += [
         "",
         *closing[-1:],
-        f"All {n} seeds' rows, every strategy and criterion: [metrics/report.md](metrics/report.md).",
+        f"All {n} seeds' rows, every strategy and criterion: `metrics/report.md`.",
     ]
     return "\n".join(lines)
 
@@ -662,12 +662,12 @@ def replicate_log(files: Files, path: str, goals: Callable[[Parts], list[str]]) 
 
 
 def gpu_check(files: Files) -> str:
-    """docs/performance.md and the README: the last `tools/gpu_check.py` run on a GPU."""
+    """docs/performance.md: the last `tools/gpu_check.py` run on a GPU."""
     return replicate_log(files, GPU_LOG, _gpu_goals)
 
 
 def cpu_check(files: Files) -> str:
-    """docs/performance.md and the README: `tools/gpu_check.py --device cpu`, the same runs on this CPU."""
+    """docs/performance.md: `tools/gpu_check.py --device cpu`, the same runs on this CPU."""
     return replicate_log(files, CPU_LOG, _cpu_goals)
 
 
