@@ -8,10 +8,11 @@ Subpackages by concern, in the order of the method:
   dependency graph), the traced forward pass, training, cost (params, FLOPs);
 * `prunelab.pruning`: group views (where a group's channels are made, read and consumed), activation
   statistics, criteria (registry), surgery (removal, masking), the sweep, fine-tuning after pruning;
-* `prunelab.network`: the whole network: per-layer sensitivity, FLOPs budgets and their allocation strategies;
+* `prunelab.network`: the whole network: per-layer sensitivity, FLOPs (or latency) budgets and their allocation
+  strategies;
 * `prunelab.scoring`: the five scores (acc, bacc, roc_auc, recal_acc, recal_bacc), per-K curves;
 * `prunelab.study`: intervals over seeds, aggregation, the report, figures;
-* `prunelab.deploy`: the exported model and what it buys;
+* `prunelab.deploy`: the exported model and what it buys, the latency table;
 * at the top: `params` (typed, validated params.yaml), `checks` (every file a stage reads, checked on
   read), `paths`, `runtime` (stage entry, seeding, atomic writes, checked reads), `errors`; `_speed`
   holds the private speed tricks the stages switch on.
@@ -64,7 +65,9 @@ _EXPORTS = {
     "flops_model": "prunelab.network.budget",
     "cost_models": "prunelab.models.cost",
     "allocate": "prunelab.network.budget",
-    "kept_counts": "prunelab.network.budget",
+    "kept_counts": "prunelab.models.records",
+    "LatencyModel": "prunelab.models.records",
+    "latency_model": "prunelab.network.latency",
     "STRATEGIES": "prunelab.network.budget",
     # scoring
     "SCORES": "prunelab.scoring.names",
@@ -78,6 +81,7 @@ _EXPORTS = {
     # study
     "t_interval": "prunelab.study.intervals",
     # deploy
+    "latency_table": "prunelab.deploy.latency",
     "load_rebuildable": "prunelab.deploy.export",
     # params and running
     "load_params": "prunelab.params",

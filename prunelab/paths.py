@@ -93,4 +93,8 @@ EXPORTED_PROGRAM = EXPORT / "model.pt2"  # torch.export: loads without this proj
 EXPORTED_ONNX = EXPORT / "model.onnx"  # ONNX (dynamo exporter), BatchNorm folded: for ONNX Runtime
 EXPORTED_STATE = EXPORT / "model.pt"  # state_dict + what prunelab.export.load_rebuildable needs
 EFFICIENCY = METRICS / "efficiency.json"
+# Measured on this machine (stages/latency.py), so in git like efficiency.json: each group's latency per count kept.
+COST = METRICS / "cost"  # what a budget is a share of, per budget.target: the budget stage's dependency
+LATENCY_TABLE = COST / "latency" / "table.csv"
+LATENCY_REPORT = METRICS / "latency.md"  # export: the table's prediction for each budget model against its measurement
 HEADLINE = METRICS / "headline.json"  # the few numbers `dvc exp show` compares

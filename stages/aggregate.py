@@ -78,7 +78,8 @@ def main() -> None:
     shares = list(params.sensitivity.fractions)
     names = {metric_key(str(layer)): str(layer) for layer in sensitivity["layer"].unique()}
     channels = budget_channels(budgets)  # the report's kept counts per group (budget.round_to's effect)
-    write_text(REPORT, report_markdown(metrics, seeds, setting, baseline, shares, within, names, channels))
+    text = report_markdown(metrics, seeds, setting, baseline, shares, within, names, channels, params.budget.target)
+    write_text(REPORT, text)
     log(f"aggregated {len(seeds)} seed(s) into {STUDY_METRICS} and {REPORT}")
 
 

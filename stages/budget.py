@@ -1,6 +1,7 @@
-"""Stage budget (one instance per seed): every conv layer pruned at once to a FLOPs budget.
+"""Stage budget (one instance per seed): every conv layer pruned at once to a FLOPs (or latency) budget.
 
-For every budget of budget.flops (share of FLOPs per sample kept), strategy of budget.strategies
+For every budget of budget.flops (share of FLOPs per sample kept; with budget.target: latency, share of
+the unpruned model's latency as metrics/cost/latency/table.csv predicts it), strategy of budget.strategies
 and criterion of budget.criteria, the strategy allocates removals across the layers
 (`prunelab.network.budget`) from this seed's layer rankings and sensitivity curves (the
 sensitivity stage), every group keeping a multiple of budget.round_to channels or all of them
@@ -22,6 +23,7 @@ from prunelab.models.cost import parameter_count
 from prunelab.models.groups import example_input, find_groups, remove_channels
 from prunelab.models.nets import load_model
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
+from prunelab.network.latency import TARGET_WORDS, budget_cost, read_latency_table
 from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import budget_path, layer_rankings_path, model_path, prepared_dir, sensitivity_path
@@ -47,6 +49,8 @@ def main() -> None:
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
     curves = load_curves(sensitivity_path(seed), implied(params, groups))
     flops = flops_model(model, groups, example)
+    table = read_latency_table(channels, budget.round_to) if budget.target == "latency" else None
+    cost = budget_cost(budget.target, flops, table)
     total_params = parameter_count(model)
     train, test = load_split("train", folder, info), load_split("test", folder, info)
     recal = params.recalibrate
@@ -79,19 +83,21 @@ def main() -> None:
     for share in budget.flops:
         for strategy in budget.strategies:
             for criterion in budget.criteria:
-                removed = allocate(strategy, plans[criterion], flops, share, budget.round_to)
-                reached = flops.kept(kept_channels(removed))
+                removed = allocate(strategy, plans[criterion], cost, share, budget.round_to)
+                reached = cost.kept(kept_channels(removed))
                 if reached > share + 1e-9:
                     # The rounding is named when it is what stops the strategy (unrounded, it reaches the budget).
                     rounded = budget.round_to > 1 and (
-                        flops.kept(kept_channels(allocate(strategy, plans[criterion], flops, share))) <= share + 1e-9
+                        cost.kept(kept_channels(allocate(strategy, plans[criterion], cost, share))) <= share + 1e-9
                     )
                     sensitivity = strategy == "sensitivity" and not rounded
                     raise UserError(
                         f"params.yaml: budget.flops has {share:g}, which the {strategy} strategy cannot reach"
+                        + f" (budget.target={budget.target})" * (budget.target != "flops")
                         + " (it removes at most the largest share of sensitivity.fractions)" * sensitivity
                         + f" (every group keeps at least budget.round_to={budget.round_to} channels)" * rounded
-                        + f": at most it keeps {reached:.3f} of the FLOPs; allowed: a larger budget"
+                        + f": at most it keeps {reached:.3f} of the {TARGET_WORDS[budget.target]}"
+                        + "; allowed: a larger budget"
                         + ", or larger shares in sensitivity.fractions" * sensitivity
                         + ", or a smaller budget.round_to" * rounded
                     )

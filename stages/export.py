@@ -29,9 +29,8 @@ import torch
 
 from prunelab.checks.documents import check_study_metrics
 from prunelab.checks.implied import Implied, implied
-from prunelab.checks.tables import check_band
+from prunelab.checks.tables import check_band, check_budget
 from prunelab.data.prepared import load_info, load_split
-from prunelab.data.spec import InputSpec
 from prunelab.deploy.efficiency import compare_models, quick_speedup
 from prunelab.deploy.export import (
     choose_export,
@@ -41,13 +40,15 @@ from prunelab.deploy.export import (
     shipped_model,
 )
 from prunelab.deploy.formats import deployed
+from prunelab.deploy.latency import CHECK_ROUNDS, configuration_shares, latency_report
 from prunelab.deploy.onnx import OPSET, runtime_version, save_onnx
 from prunelab.errors import UserError
 from prunelab.models.groups import example_input, find_groups, group_named
 from prunelab.models.nets import load_model
-from prunelab.models.records import ChannelGroup, metric_key
+from prunelab.models.records import ChannelGroup, CostModel, LatencyModel, metric_key
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
 from prunelab.network.choice import KEPT_SCORES, Choice, budget_key, candidates
+from prunelab.network.latency import TARGET_WORDS, latency_model, read_latency_table
 from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import Params, load_params
 from prunelab.paths import (
@@ -55,8 +56,10 @@ from prunelab.paths import (
     EXPORTED_ONNX,
     EXPORTED_PROGRAM,
     EXPORTED_STATE,
+    LATENCY_REPORT,
     STUDY,
     STUDY_METRICS,
+    budget_path,
     layer_rankings_path,
     model_path,
     prepared_dir,
@@ -65,7 +68,16 @@ from prunelab.paths import (
 )
 from prunelab.pruning.finetune import finetune_pruned
 from prunelab.pruning.ranking import ranked_order
-from prunelab.runtime import log, read_json, read_table, resolve_device, seed_everything, stage_main, write_json
+from prunelab.runtime import (
+    log,
+    read_json,
+    read_table,
+    resolve_device,
+    seed_everything,
+    stage_main,
+    write_json,
+    write_text,
+)
 
 
 def _layer_choice(
@@ -107,20 +119,68 @@ def _network_candidates(params: Params, expected: Implied) -> tuple[list[Choice]
 
 
 def _removed_for(
-    params: Params,
-    choice: Choice,
-    model: torch.nn.Module,
-    groups: tuple[ChannelGroup, ...],
-    spec: InputSpec,
-    expected: Implied,
+    params: Params, choice: Choice, groups: tuple[ChannelGroup, ...], cost: CostModel | LatencyModel, expected: Implied
 ) -> dict[str, list[int]]:
-    """The channels `choice` removes from the first seed's model, allocated as the budget study did."""
+    """The channels `choice` removes from the first seed's model, allocated as the budget study did
+    (`cost`: what its budget is a share of, `budget.target`)."""
     seed = params.seeds[0]
     channels = {layer.name: layer.channels for layer in groups}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
     plans = sensitivity_plans(rankings, load_curves(sensitivity_path(seed), expected), choice.criterion)
-    flops = flops_model(model, groups, example_input(spec))
-    return allocate(choice.strategy, plans, flops, choice.budget, params.budget.round_to)
+    return allocate(choice.strategy, plans, cost, choice.budget, params.budget.round_to)
+
+
+def _latency_check(
+    params: Params,
+    model: torch.nn.Module,
+    groups: tuple[ChannelGroup, ...],
+    cost: LatencyModel | None,
+    flops: CostModel,
+    example: torch.Tensor,
+    images: torch.Tensor,
+    expected: Implied,
+) -> dict:
+    """Every configuration of the first seed's budget study measured here (its share of the unpruned
+    model's latency, paired rounds), against what the latency table predicts and what its FLOPs
+    share would: efficiency.json's `latency_prediction`, also written as metrics/latency.md."""
+    seed = params.seeds[0]
+    table = read_table(budget_path(seed), "budget table", "budget", lambda p, t: check_budget(p, t, expected))
+    names = [g.name for g in groups]
+    configurations = {}
+    for row in table.itertuples():
+        if row.strategy != "unpruned":
+            counts = dict(zip(names, (int(n) for n in row.channels.split("/")), strict=True))
+            configurations[(budget_key(row.budget), row.strategy, row.criterion)] = counts
+    unpruned_ms, measured = configuration_shares(
+        model, groups, example, images, {"/".join(k): v for k, v in configurations.items()}
+    )
+    model_cost = cost if cost is not None else latency_model(read_latency_table(
+        {g.name: g.channels for g in groups}, params.budget.round_to), flops)  # fmt: skip
+    entries: dict = {}
+    table_errors, flops_errors = [], []
+    for (budget, strategy, criterion), counts in configurations.items():
+        share = measured["/".join((budget, strategy, criterion))]
+        predicted = model_cost.kept(counts)
+        table_errors.append(100 * (predicted - share) / share)
+        flops_errors.append(100 * (flops.kept(counts) - share) / share)
+        entries.setdefault(budget, {}).setdefault(strategy, {})[criterion] = {
+            "channels": "/".join(str(counts[n]) for n in names),
+            "measured_share": share,
+            "table_share": predicted,
+            "flops_share": flops.kept(counts),
+            "table_error_pct": table_errors[-1],
+            "flops_error_pct": flops_errors[-1],
+        }
+    return {
+        "configurations": len(configurations),
+        "rounds": CHECK_ROUNDS,
+        "unpruned_ms": unpruned_ms,
+        "table_mean_abs_error_pct": sum(abs(e) for e in table_errors) / len(table_errors),
+        "table_max_abs_error_pct": max(abs(e) for e in table_errors),
+        "flops_mean_abs_error_pct": sum(abs(e) for e in flops_errors) / len(flops_errors),
+        "flops_max_abs_error_pct": max(abs(e) for e in flops_errors),
+        **entries,
+    }
 
 
 def _loss_entry(paired: dict) -> dict[str, float]:
@@ -145,6 +205,11 @@ def main() -> None:
     n_classes = info.input.n_classes
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
     unpruned = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes)
+    target = params.budget.target
+    flops = flops_model(model, groups, example_input(info.input))
+    latency = None
+    if target == "latency":
+        latency = latency_model(read_latency_table({g.name: g.channels for g in groups}, params.budget.round_to), flops)
     if export.budget == "none":
         removed, facts = _layer_choice(params, groups, expected)
         shipped = shipped_model(model, removed, calibration, n_classes)
@@ -155,7 +220,7 @@ def main() -> None:
         reference = deployed(unpruned)
         slower = 0
         for choice in found:
-            removed = _removed_for(params, choice, model, groups, info.input, expected)
+            removed = _removed_for(params, choice, groups, latency or flops, expected)
             # Fine-tuned by the budget study's recipe, as the study scored it (same seed, same data).
             tuned, _ = finetune_pruned(
                 model, groups, removed, train, test, n_classes=n_classes, device=resolve_device(params.train.device),
@@ -167,8 +232,9 @@ def main() -> None:
                 break
             slower += 1
             log(
-                f"note: {choice.strategy} {choice.criterion} at {choice.budget:g} of the FLOPs measures no faster than "
-                f"the unpruned model here ({speedup:.2f}×); trying the next configuration the rule allows"
+                f"note: {choice.strategy} {choice.criterion} at {choice.budget:g} of the {TARGET_WORDS[target]} "
+                f"measures no faster than the unpruned model here ({speedup:.2f}×); "
+                "trying the next configuration the rule allows"
             )
         else:  # every configuration the rule allows is slower here: ship the unpruned model, and say so
             choice, removed = found[0], {}
@@ -188,7 +254,7 @@ def main() -> None:
             "score_loss_points": choice.loss,
             "study_loss": {score: _loss_entry(study[f"{score}_vs_unpruned"]) for score in KEPT_SCORES},
         }
-        what = f"{choice.strategy} {choice.criterion} at {choice.budget:g} of the FLOPs"
+        what = f"{choice.strategy} {choice.criterion} at {choice.budget:g} of the {TARGET_WORDS[target]}"
         if not removed:
             what = f"the unpruned model (no configuration of the rule was faster; the study chose {what})"
     example = test[0][:2]
@@ -220,6 +286,8 @@ def main() -> None:
             models, test, info.input, example, known_bytes={"exported": shipped_bytes}, onnx_files=onnx_files
         )
     ratio = measured["ratio"]
+    prediction = _latency_check(params, model, groups, latency, flops, example_input(info.input), test[0], expected)
+    write_text(LATENCY_REPORT, latency_report(prediction, target))
     # DVC metrics hold numbers only: the criterion, strategy and CPU are named in a key set to 1.
     write_json(
         EFFICIENCY,
@@ -227,6 +295,8 @@ def main() -> None:
             "seed": seed,
             **facts,
             **measured,
+            f"target_{target}": 1,
+            "latency_prediction": prediction,
             "threads": torch.get_num_threads(),
             "onnx_opset": OPSET,
             f"cpu_{platform.machine()}": 1,

@@ -26,7 +26,8 @@ from prunelab.models.nets import PrunableNet, build_model
 ROOT = Path(__file__).resolve().parents[1]
 # What a fresh clone needs to run the pipeline.
 PROJECT_FILES = [
-    "prunelab", "stages", "examples", "data/raw/README.md", "dvc.yaml", "params.yaml", ".dvc/config", ".dvc/plots",
+    "prunelab", "stages", "examples", "data/raw/README.md", "metrics/cost/flops/README.md", "dvc.yaml", "params.yaml",
+    ".dvc/config", ".dvc/plots",
     ".dvcignore", ".gitignore",
 ]  # fmt: skip
 
@@ -162,7 +163,11 @@ def experiments(shown: list[dict]) -> dict[str, dict]:
 # The headline quotes one of them (shipped.speedup).
 # What holds a measured latency, so changes from run to run: the export's measurements, the headline's
 # speed-up, and the figure that marks the shipped model with its measured speed-up.
-TIMED = {"metrics/efficiency.json", "metrics/headline.json", "metrics/plots/efficiency.png"}
+# The latency table (the latency stage's folder, and its file) and the export's check of its predictions too.
+TIMED = {
+    "metrics/efficiency.json", "metrics/headline.json", "metrics/plots/efficiency.png", "metrics/cost/latency",
+    "metrics/cost/latency/table.csv", "metrics/latency.md",
+}  # fmt: skip
 
 
 def headline_without_timing(repo: Path) -> dict:
@@ -185,8 +190,11 @@ def lock_without_timings(repo: Path) -> dict:
 
 
 def study_order(seeds: list[int]) -> list[str]:
-    """The stages a full `dvc repro` runs for these seeds, stage by stage as DVC orders them."""
-    return [f"{name}@{seed}" for name in PER_SEED_STAGES for seed in seeds] + STUDY_STAGES
+    """The stages of dvc.yaml for these seeds, in its order (`dvc stage list`): the latency table (one
+    instance, measured once for every seed) sits just before the budget stage that may read it."""
+    per_seed = [f"{name}@{seed}" for name in PER_SEED_STAGES for seed in seeds]
+    first_budget = per_seed.index(f"budget@{seeds[0]}")
+    return [*per_seed[:first_budget], "latency", *per_seed[first_budget:], *STUDY_STAGES]
 
 
 # --------------------------------------------------------------------------- dataset files in their real formats

@@ -271,8 +271,19 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
            "study_recal_bacc_unpruned": 72.0, "score_loss_points": 2.0, "unpruned": side, "exported": small,
            "ratio": {**ratio, "speedup_batch256_vs_flops": 1.0, "speedup_batch256_low": 1.1,
                      "speedup_batch256_high": 1.4, "speedup_rounds": 30}, "threads": 2, "cpu_x86_64": 1,
-           "onnx_opset": 18, "onnxruntime_max_abs_logit_diff": 1e-6}  # fmt: skip
+           "onnx_opset": 18, "onnxruntime_max_abs_logit_diff": 1e-6, "target_flops": 1,
+           "latency_prediction": {"configurations": 1, "rounds": 10, "unpruned_ms": 40.0,
+                                  "table_mean_abs_error_pct": 0.0, "table_max_abs_error_pct": 0.0,
+                                  "flops_mean_abs_error_pct": 0.0, "flops_max_abs_error_pct": 0.0,
+                                  "flops_50": {"uniform": {"random": {
+                                      "channels": "8", "measured_share": 0.5, "table_share": 0.5,
+                                      "flops_share": 0.5, "table_error_pct": 0.0,
+                                      "flops_error_pct": 0.0}}}}}  # fmt: skip
     check_efficiency(Path("e.json"), eff, facts())
+    other_target = {key: value for key, value in eff.items() if key != "target_flops"} | {"target_latency": 1}
+    with pytest.raises(UserError) as err:
+        check_efficiency(Path("e.json"), other_target, facts())
+    one_line(err, "e.json: target_latency, but budget.target=flops", "rerun export")
     upside_down = {**eff, "ratio": {**eff["ratio"], "speedup_batch256_high": 1.0}}
     with pytest.raises(UserError) as err:
         check_efficiency(Path("e.json"), upside_down, facts())

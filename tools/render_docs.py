@@ -446,6 +446,47 @@ def deploy(files: Files) -> str:
     return "\n".join(lines)
 
 
+LATENCY_TABLE = "metrics/cost/latency/table.csv"
+
+
+def latency(files: Files) -> str:
+    """docs/deploy.md: the latency table (what each group's counts save) and how well it predicts the first
+    seed's budget models, beside FLOPs as a predictor (efficiency.json's `latency_prediction`)."""
+    eff = files.json(EFFICIENCY)
+    prediction = at(eff, "latency_prediction", EFFICIENCY)
+    rows = [line.split(",") for line in files.text(LATENCY_TABLE).strip().splitlines()]
+    header, body = rows[0], rows[1:]
+    if header[:4] != ["group", "channels", "kept", "latency_ms"] or "saved_ms" not in header:
+        raise RenderError(f"{LATENCY_TABLE}: not a latency table (header {','.join(header)})")
+    saved = header.index("saved_ms")
+    groups: dict[str, list[tuple[int, float, int]]] = {}
+    for row in body:
+        groups.setdefault(row[0], []).append((int(row[2]), float(row[saved]), int(row[1])))
+    unpruned = next(float(row[3]) for row in body if row[1] == row[2])
+    most = ", ".join(
+        f"{name} {counts[0][2]} → {counts[0][0]}: {num(counts[0][1], 1)} ms" for name, counts in groups.items()
+    )
+    target = next(key.removeprefix("target_") for key in eff if key.startswith("target_"))
+
+    def pct(key: str) -> str:
+        return num(at(prediction, key, EFFICIENCY), 1)
+
+    return "\n".join(
+        [
+            f"The table: {len(body)} rows over {len(groups)} channel groups; the unpruned model {num(unpruned, 2)} ms "
+            f"at batch 256; each group at its fewest channels alone saves {most}.",
+            "",
+            f"Against the first seed's {at(prediction, 'configurations', EFFICIENCY)} budget models (`budget.target: "
+            f"{target}`), each measured as a share of the unpruned model's latency over "
+            f"{at(prediction, 'rounds', EFFICIENCY)} paired rounds: the table's prediction is off by "
+            f"{pct('table_mean_abs_error_pct')} % on average (largest {pct('table_max_abs_error_pct')} %); the FLOPs "
+            f"share, read as a latency prediction, by {pct('flops_mean_abs_error_pct')} % (largest "
+            f"{pct('flops_max_abs_error_pct')} %). One machine, one run: the models one by one are in "
+            "`metrics/latency.md`.",
+        ]
+    )
+
+
 def study_unpruned(files: Files) -> str:
     """docs/study.md: the unpruned model, with and without the re-fitted decision."""
     metrics = files.json(METRICS)
@@ -725,6 +766,7 @@ BLOCKS: dict[str, Callable[[Files], str]] = {
     "export": export,
     "network": network,
     "deploy": deploy,
+    "latency": latency,
     "study-unpruned": study_unpruned,
     "study-means": study_means,
     "study-vs-random": study_vs_random,

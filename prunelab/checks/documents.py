@@ -498,8 +498,46 @@ def check_efficiency(
         doc.number(ratio, f"speedup_batch256{runtime}_high", "ratio.", low=low)
     doc.number(eff, "onnx_opset", integer=True, low=7)
     doc.number(eff, "onnxruntime_max_abs_logit_diff", low=0.0, high=ONNX_TOLERANCE)
+    targets = [key.removeprefix("target_") for key in eff if key.startswith("target_")]
+    if len(targets) != 1 or targets[0] not in ("flops", "latency") or eff[f"target_{targets[0]}"] != 1:
+        raise doc.refuse("it does not name one budget target (one target_flops or target_latency key set to 1)")
+    if implied is not None and targets[0] != implied.target:
+        raise doc.refuse(f"target_{targets[0]}, but budget.target={implied.target}")
+    _check_latency_prediction(doc, doc.mapping(doc.get(eff, "latency_prediction"), "latency_prediction"))
     if implied is not None and seed != implied.seeds[0]:
         raise doc.refuse(f"seed={seed}, but the model shipped is seeds[0]={implied.seeds[0]}'s")
+
+
+def _check_latency_prediction(doc: _Reader, prediction: dict) -> None:
+    """efficiency.json's `latency_prediction` (`stages/export.py`): each budget model's measured share of
+    the unpruned model's latency against the table's and the FLOPs' prediction; every error is its
+    prediction over the measurement, less 1 (in %), and the summaries are those errors' mean and largest."""
+    where = "latency_prediction."
+    n = doc.number(prediction, "configurations", where, integer=True, low=1)
+    doc.number(prediction, "rounds", where, integer=True, low=1)
+    doc.number(prediction, "unpruned_ms", where, low=0.0, low_open=True)
+    errors: dict[str, list[float]] = {"table": [], "flops": []}
+    for budget, strategies in prediction.items():
+        if not isinstance(strategies, dict):
+            continue
+        for strategy, criteria in doc.mapping(strategies, f"{where}{budget}").items():
+            for criterion, entry in doc.mapping(criteria, f"{where}{budget}.{strategy}").items():
+                at = f"{where}{budget}.{strategy}.{criterion}."
+                entry = doc.mapping(entry, at)
+                measured = doc.number(entry, "measured_share", at, low=0.0, low_open=True)
+                for source in errors:
+                    share = doc.number(entry, f"{source}_share", at, low=0.0)
+                    error = doc.number(entry, f"{source}_error_pct", at)
+                    if not _close(error, 100 * (share - measured) / measured, 1e-6):
+                        raise doc.refuse(f"{at}{source}_error_pct is not {source}_share over measured_share, less 1")
+                    errors[source].append(abs(error))
+    if sum(1 for _ in errors["table"]) != n:
+        raise doc.refuse(f"{where}configurations={n}, but it holds {len(errors['table'])} models")
+    for source, values in errors.items():
+        for stat, expected in (("mean", sum(values) / len(values)), ("max", max(values))):
+            key = f"{source}_{stat}_abs_error_pct"
+            if not _close(doc.number(prediction, key, where, low=0.0), expected, 1e-6):
+                raise doc.refuse(f"{where}{key} is not its models' {stat} absolute error")
 
 
 def _check_layer_export(

@@ -49,6 +49,7 @@ class Implied:
     strategies: tuple[str, ...] = ()
     budget_criteria: tuple[str, ...] = ()
     round_to: int = 1  # budget.round_to: every kept count a multiple of it, or the group's all
+    target: str = "flops"  # budget.target: what budget.flops are shares of (flops | latency)
     loaded: bool = False  # model.weights given: train loads them, no epochs
 
     @property
@@ -146,4 +147,5 @@ def implied(params: Params, groups: Sequence[ChannelGroup] | None = None) -> Imp
         strategies=tuple(params.budget.strategies),
         budget_criteria=tuple(params.budget.criteria),
         round_to=params.budget.round_to,
+        target=params.budget.target,
     )

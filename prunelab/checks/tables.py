@@ -311,7 +311,8 @@ def check_budget(path: Path | str, text: str, implied: Implied | None = None) ->
             raise refusal(path, problem, BUDGET.stage)
     check_unique_rows(path, parsed, BUDGET)
     budget, flops = parsed.columns["budget"], parsed.columns["flops_kept"]
-    over = (budget < 1) & (flops > budget + 1e-6)
+    # With budget.target: latency a budget is a share of the predicted latency, not of the FLOPs.
+    over = (budget < 1) & (flops > budget + 1e-6) & (implied is None or implied.target == "flops")
     if np.any(over):
         raise refusal(path, f"line {int(np.flatnonzero(over)[0]) + 2}: flops_kept is over its budget", BUDGET.stage)
     whole = (budget == 1) & (flops != 1)
@@ -321,3 +322,45 @@ def check_budget(path: Path | str, text: str, implied: Implied | None = None) ->
             f"line {int(np.flatnonzero(whole)[0]) + 2}: the unpruned model keeps less than all its FLOPs",
             BUDGET.stage,
         )
+
+
+# metrics/cost/latency/table.csv (stages/latency.py: prunelab.deploy.latency.latency_table, "%.6f"); measured, so
+# machine-dependent; a saving can be negative (noise, or a count the kernels like less).
+LATENCY_TABLE = TableFormat(
+    "latency table",
+    "latency",
+    (
+        Column("group", "text"),
+        Column("channels", "int", low=1),
+        Column("kept", "int", low=1),
+        *(Column(n, "float", 6, 0.0, None, low_open=True) for n in ("latency_ms", "latency_ms_q25", "latency_ms_q75")),
+        *(Column(n, "float", 6) for n in ("saved_ms", "saved_ms_q25", "saved_ms_q75")),
+    ),
+    ("group", "kept"),
+)
+
+
+def check_latency_table(path: Path | str, text: str, channels: dict[str, int], round_to: int) -> None:
+    """metrics/cost/latency/table.csv: per channel group (`channels`: name → P, forward order) a row for
+    every count it may keep under budget.round_to (`kept_counts`), its channels P; quartiles around
+    each median; at P, the unpruned model: nothing saved."""
+    from prunelab.models.records import kept_counts
+
+    parsed = parse_table(path, text, LATENCY_TABLE)
+    expected = [(name, kept) for name, p in channels.items() for kept in kept_counts(p, round_to)]
+    check_rows(path, parsed, LATENCY_TABLE, expected)
+    columns = parsed.columns
+    wrong_p = np.flatnonzero(columns["channels"] != np.array([channels[name] for name, _ in expected]))
+    if wrong_p.size:
+        line = int(wrong_p[0]) + 2
+        raise refusal(path, f"line {line}: channels is not group {expected[wrong_p[0]][0]!r}'s", LATENCY_TABLE.stage)
+    for stat in ("latency_ms", "saved_ms"):
+        low, mid, high = columns[f"{stat}_q25"], columns[stat], columns[f"{stat}_q75"]
+        outside = np.flatnonzero((low > mid + 1e-6) | (mid > high + 1e-6))
+        if outside.size:
+            problem = f"line {int(outside[0]) + 2}: {stat} is not between {stat}_q25 and {stat}_q75"
+            raise refusal(path, problem, LATENCY_TABLE.stage)
+    whole = np.flatnonzero((columns["kept"] == columns["channels"]) & (columns["saved_ms"] != 0))
+    if whole.size:
+        problem = f"line {int(whole[0]) + 2}: the unpruned model (kept = channels) saves something"
+        raise refusal(path, problem, LATENCY_TABLE.stage)

@@ -4,6 +4,7 @@ builds the cost models."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,6 +57,63 @@ class CostModel:
         g = self.layers.index(group)
         p = self.channels[g]
         return sum(cost // p for cost, i, o in self.terms if g in (i, o))
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """A model's latency on one machine as a function of how many channels each group keeps, read
+    off a measured latency table (`prunelab.deploy.latency`): the unpruned model's time, less what
+    each group's count saves when that group alone is pruned (measured at every count the table
+    holds, linear between them), plus back what that sum counts twice. A conv between two pruned
+    groups does bilinear work in their kept shares s_i, s_o, so its saving is not the sum of the two
+    single-group savings: each such term adds back `ms · (1 − s_i)(1 − s_o)` (`overlap`, its cost in
+    milliseconds at the groups' measured time per FLOP saved). On a table whose savings are exactly
+    proportional to FLOPs the prediction is the FLOPs model's, exactly (tested); how well it predicts
+    measured pruned models is in efficiency.json (`latency_prediction`). Same interface as
+    `CostModel` (`layers`, `channels`, `total`, `kept`), so every budget strategy allocates against
+    either."""
+
+    layers: tuple[str, ...]  # group names
+    channels: tuple[int, ...]
+    unpruned_ms: float
+    saved: tuple[tuple[tuple[int, float], ...], ...]  # per group: (kept count, ms saved), ascending counts
+    overlap: tuple[tuple[float, int, int], ...] = ()  # (ms, input group index, output group index)
+
+    @property
+    def total(self) -> float:
+        return self.unpruned_ms
+
+    def predicted_ms(self, counts: Mapping[str, int]) -> float:
+        """Milliseconds when group g keeps counts[g] channels (unnamed groups: all)."""
+        share = [counts.get(name, p) / p for name, p in zip(self.layers, self.channels, strict=True)]
+        ms = self.unpruned_ms
+        for name, p, table in zip(self.layers, self.channels, self.saved, strict=True):
+            ms -= _interpolated(table, counts.get(name, p))
+        for cost, i, o in self.overlap:
+            ms += cost * (1.0 - share[i]) * (1.0 - share[o])
+        return ms
+
+    def kept(self, counts: Mapping[str, int]) -> float:
+        """The share of the unpruned model's latency predicted when group g keeps counts[g] channels."""
+        return self.predicted_ms(counts) / self.unpruned_ms
+
+
+def _interpolated(table: tuple[tuple[int, float], ...], kept: int) -> float:
+    """The ms saved at `kept` channels: the table's value at a count it holds, linear between two."""
+    for (low, low_ms), (high, high_ms) in itertools.pairwise(table):
+        if low <= kept <= high:
+            return low_ms + (high_ms - low_ms) * (kept - low) / (high - low)
+    if kept <= table[0][0]:
+        return table[0][1]
+    return table[-1][1]
+
+
+def kept_counts(channels: int, round_to: int = 1) -> tuple[int, ...]:
+    """The channel counts a group of `channels` may keep under `budget.round_to`, ascending: every
+    multiple of `round_to` from `round_to` up to `channels`, and `channels` itself (the group left
+    whole). `round_to` 1: every count from 1 to `channels`; `round_to` >= `channels`: only
+    `channels` (params refuse a `round_to` above a group's channels; here such a group stays whole)."""
+    return tuple(sorted({*range(round_to, channels + 1, round_to), channels}))
 
 
 def metric_key(name: str) -> str:

@@ -12,6 +12,10 @@ strategy turns it into per-layer removals, growing one knob until the model fits
   normaliser; Molchanov et al. 2019). A criterion that only orders (reconstruction, random) is
   normalised by rank: its channel at rank r of P scores (r + 1) / P.
 
+With `budget.target: latency` the budget is a share of the unpruned model's latency as a measured table
+predicts it (`prunelab.network.latency`, a `LatencyModel`), and "FLOPs" below reads "predicted
+milliseconds": every strategy walks the same knob against either cost.
+
 Every strategy removes each layer's channels in that layer's criterion order and keeps at least
 one channel per layer. FLOPs are exact arithmetic (`FlopsModel`, tested against the counter on
 physically smaller models): a conv's work is proportional to its kept input channels times its
@@ -44,6 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from prunelab.models.records import CostModel as FlopsModel
+from prunelab.models.records import LatencyModel, kept_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,14 +80,8 @@ class LayerPlan:
 
 
 Counts = dict[str, int]  # channels removed per layer
-
-
-def kept_counts(channels: int, round_to: int = 1) -> tuple[int, ...]:
-    """The channel counts a group of `channels` may keep under `budget.round_to`, ascending: every
-    multiple of `round_to` from `round_to` up to `channels`, and `channels` itself (the group left
-    whole). `round_to` 1: every count from 1 to `channels`; `round_to` >= `channels`: only
-    `channels` (params refuse a `round_to` above a group's channels; here such a group stays whole)."""
-    return tuple(sorted({*range(round_to, channels + 1, round_to), channels}))
+# What a budget is a share of (`budget.target`): FLOPs per sample, or the latency a measured table predicts.
+Cost = FlopsModel | LatencyModel
 
 
 def _round_up(allowed: Sequence[int], kept: int) -> int:
@@ -90,19 +89,19 @@ def _round_up(allowed: Sequence[int], kept: int) -> int:
     return allowed[bisect_left(allowed, kept)]
 
 
-def _fits(flops: FlopsModel, removed: Counts, budget: float) -> bool:
-    kept = {name: p - removed[name] for name, p in zip(flops.layers, flops.channels, strict=True)}
-    return flops.kept(kept) <= budget + 1e-12
+def _fits(cost: Cost, removed: Counts, budget: float) -> bool:
+    kept = {name: p - removed[name] for name, p in zip(cost.layers, cost.channels, strict=True)}
+    return cost.kept(kept) <= budget + 1e-12
 
 
-def _smallest(candidates: Sequence[Counts], flops: FlopsModel, budget: float) -> Counts:
+def _smallest(candidates: Sequence[Counts], cost: Cost, budget: float) -> Counts:
     """The first of growing candidates that fits the budget (by bisection), else the last."""
     low, high = 0, len(candidates) - 1
-    if not _fits(flops, candidates[high], budget):
+    if not _fits(cost, candidates[high], budget):
         return candidates[high]
     while low < high:
         mid = (low + high) // 2
-        if _fits(flops, candidates[mid], budget):
+        if _fits(cost, candidates[mid], budget):
             high = mid
         else:
             low = mid + 1
@@ -112,7 +111,7 @@ def _smallest(candidates: Sequence[Counts], flops: FlopsModel, budget: float) ->
 STEPS = 1024  # the resolution of a strategy's knob
 
 
-def _uniform(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1) -> Counts:
+def _uniform(plans: Mapping[str, LayerPlan], cost: Cost, budget: float, round_to: int = 1) -> Counts:
     """The same share of every layer's channels removed, each layer's kept count rounded up to an
     allowed one (`kept_counts`), growing the share until the model fits. With `round_to` > 1,
     groups whose channels are multiples of it cross a block at the same share (32/64/128 lose a
@@ -132,7 +131,7 @@ def _uniform(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, r
 
     knob = [at(step / STEPS) for step in range(STEPS + 1)]
     if round_to == 1:
-        return _smallest(knob, flops, budget)
+        return _smallest(knob, cost, budget)
     candidates = [knob[0]]
     for target in knob[1:]:
         now = dict(candidates[-1])
@@ -142,7 +141,7 @@ def _uniform(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, r
             now[name] = target[name]
             candidates.append(dict(now))
             moving.remove(name)
-    return _smallest(candidates, flops, budget)
+    return _smallest(candidates, cost, budget)
 
 
 def _envelope(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +152,7 @@ def _envelope(plan: LayerPlan) -> tuple[np.ndarray, np.ndarray]:
     return shares, losses
 
 
-def _sensitivity(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1) -> Counts:
+def _sensitivity(plans: Mapping[str, LayerPlan], cost: Cost, budget: float, round_to: int = 1) -> Counts:
     """Greedy on the sensitivity curves: one channel (with `round_to` r > 1, one step down to the
     next allowed count: a block of r) at a time from the layer whose next step costs the least loss
     (interpolated on its curve) per FLOP it saves; equal costs (flat curves) go to the layer with
@@ -178,12 +177,12 @@ def _sensitivity(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: floa
         shares, losses = curves[name]
         return float(np.interp(k / channels[name], shares, losses))
 
-    def flops_kept(counts: Counts) -> float:
-        return flops.kept({name: channels[name] - counts[name] for name in names})
+    def cost_kept(counts: Counts) -> float:
+        return cost.kept({name: channels[name] - counts[name] for name in names})
 
     candidates = [dict(removed)]
     while True:
-        now = flops_kept(removed)
+        now = cost_kept(removed)
         best: tuple[float, float, int] | None = None
         choice = None
         steps = {}
@@ -191,9 +190,9 @@ def _sensitivity(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: floa
             after = step(name)
             if after is None:
                 continue
-            saved = now - flops_kept(removed | {name: after})
-            cost = (loss(name, after) - loss(name, removed[name])) / max(saved, 1e-12)
-            key = (cost, removed[name] / channels[name], i)
+            saved = now - cost_kept(removed | {name: after})
+            price = (loss(name, after) - loss(name, removed[name])) / max(saved, 1e-12)
+            key = (price, removed[name] / channels[name], i)
             steps[name] = after
             if best is None or key < best:
                 best, choice = key, name
@@ -201,7 +200,7 @@ def _sensitivity(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: floa
             break
         removed[choice] = steps[choice]
         candidates.append(dict(removed))
-    return _smallest(candidates, flops, budget)
+    return _smallest(candidates, cost, budget)
 
 
 def normalised_scores(plan: LayerPlan) -> np.ndarray:
@@ -216,7 +215,7 @@ def normalised_scores(plan: LayerPlan) -> np.ndarray:
     return plan.scores / scale if scale > 0 else np.zeros(channels)
 
 
-def _global(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1) -> Counts:
+def _global(plans: Mapping[str, LayerPlan], cost: Cost, budget: float, round_to: int = 1) -> Counts:
     """Down the one network-wide ranking: each channel passed is wanted out of its layer, and the
     layer removes as many as leave an allowed count (`kept_counts`) of at most the wanted ones (its
     kept count rounded up); the first point of the walk that fits."""
@@ -237,10 +236,10 @@ def _global(plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, ro
             if now != removed[name]:
                 removed[name] = now
                 candidates.append(dict(removed))
-    return _smallest(candidates, flops, budget)
+    return _smallest(candidates, cost, budget)
 
 
-STRATEGIES: dict[str, Callable[[Mapping[str, LayerPlan], FlopsModel, float, int], Counts]] = {
+STRATEGIES: dict[str, Callable[[Mapping[str, LayerPlan], Cost, float, int], Counts]] = {
     "uniform": _uniform,
     "sensitivity": _sensitivity,
     "global": _global,
@@ -248,15 +247,16 @@ STRATEGIES: dict[str, Callable[[Mapping[str, LayerPlan], FlopsModel, float, int]
 
 
 def allocate(
-    strategy: str, plans: Mapping[str, LayerPlan], flops: FlopsModel, budget: float, round_to: int = 1
+    strategy: str, plans: Mapping[str, LayerPlan], cost: Cost, budget: float, round_to: int = 1
 ) -> dict[str, list[int]]:
     """The channels each layer removes (its plan's first K) so that the model keeps at most
-    `budget` of its FLOPs, by the fewest removals the strategy's knob allows, every layer keeping
+    `budget` of its cost (`cost`: FLOPs, or a latency table's prediction: `budget.target`), by the
+    fewest removals the strategy's knob allows, every layer keeping
     a count of `kept_counts(P, round_to)` (`budget.round_to`; 1: any count); if even the most it
     allows does not fit (every layer down to one channel, or to `round_to`), that most."""
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise ValueError(f"round_to={round_to!r}: allowed: an integer >= 1")
-    counts = STRATEGIES[strategy](plans, flops, budget, round_to)
+    counts = STRATEGIES[strategy](plans, cost, budget, round_to)
     return {name: sorted(int(c) for c in plans[name].order[: counts[name]]) for name in plans}
 
 

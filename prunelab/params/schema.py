@@ -348,6 +348,9 @@ class BudgetParams(Section):
     round_to: int = Field(
         ge=1, description="an integer >= 1 and at most the channels of every channel group (1: no rounding)"
     )
+    # What the shares of `flops` are shares of: FLOPs per sample, or the unpruned model's latency as the
+    # measured latency table predicts it (stages/latency.py; prunelab/network/latency.py).
+    target: Literal["flops", "latency"] = choice(["flops", "latency"])
     criteria: Annotated[Listed[str], Field(min_length=1), AfterValidator(_known_criteria)] = Field(
         description="a list of distinct criteria of sensitivity.criteria with random among them, "
         f"each {one_of(CRITERION_NAMES)}"

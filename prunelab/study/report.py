@@ -59,6 +59,7 @@ def report_markdown(
     within: Choice | None = None,
     names: dict[str, str] | None = None,
     channels: dict[tuple[str, str, str], str] | None = None,
+    target: str = "flops",
 ) -> str:
     """metrics/report.md: the setting, the unpruned model, the criteria against random on every
     score, one sentence per criterion, which criterion ranks first on each score, and fine-tuning."""
@@ -125,7 +126,7 @@ def report_markdown(
     if "sensitivity" in metrics:
         lines += ["", *sensitivity_section(metrics["sensitivity"], n, list(shares or []), names)]
     if "budget" in metrics:
-        lines += budget_section(metrics["budget"], n, within, channels)
+        lines += budget_section(metrics["budget"], n, within, channels, target)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -229,21 +230,35 @@ def _loss(paired: dict) -> str:
     return f"{-paired['mean']:.1f} [{-paired['ci_high']:.1f}, {-paired['ci_low']:.1f}]"
 
 
+# What a budget is a share of, per budget.target, in the report's words.
+TARGET_SHARE = {
+    "flops": "its FLOPs per sample",
+    "latency": "its latency as the latency table (`metrics/cost/latency/table.csv`, measured by the latency stage on "
+    "its machine) predicts it",
+}
+
+
 def budget_section(
-    budget: dict, n_seeds: int, within: Choice | None, channels: dict[tuple[str, str, str], str] | None = None
+    budget: dict,
+    n_seeds: int,
+    within: Choice | None,
+    channels: dict[tuple[str, str, str], str] | None = None,
+    target: str = "flops",
 ) -> list[str]:
-    """The budget table: per FLOPs budget, strategy and criterion, the channels and shares kept and
-    the fine-tuned recalibrated balanced accuracy against the unpruned model fine-tuned alike.
-    `channels`: `budget_channels` of the stacked tables ("—" where not given)."""
+    """The budget table: per budget (a share of FLOPs, or of predicted latency: `target`), strategy and
+    criterion, the channels and shares kept and the fine-tuned recalibrated balanced accuracy against the
+    unpruned model fine-tuned alike. `channels`: `budget_channels` of the stacked tables ("—" where not
+    given). Ends with where the latency table's predictions are checked against measurements."""
     channels = channels or {}
     base = budget["unpruned"]
     whole = channels.get(("unpruned", "none", budget_key(1.0)))
+    word = {"flops": "FLOPs", "latency": "latency"}[target]
     lines = [
-        "## The whole network to a FLOPs budget",
+        f"## The whole network to a {word} budget",
         "",
-        "Every conv layer pruned at once so that the model keeps at most the budget's share of its FLOPs per "
-        "sample, channels allocated by each strategy (`budget.strategies`), ranked within each layer by each "
-        "criterion, removed for real, then fine-tuned (`budget.finetune_epochs`). The unpruned model fine-tuned "
+        f"Every conv layer pruned at once so that the model keeps at most the budget's share of {TARGET_SHARE[target]}"
+        " (`budget.target`), channels allocated by each strategy (`budget.strategies`), ranked within each layer by "
+        "each criterion, removed for real, then fine-tuned (`budget.finetune_epochs`). The unpruned model fine-tuned "
         f"by the same recipe scores {_fmt(base['finetuned_recal_bacc'])} recalibrated balanced accuracy "
         f"(ROC AUC {_fmt(base['finetuned_roc_auc'])}); *vs unpruned* is paired with it within seeds, so extra "
         "training is not counted as pruning's gain. *Channels kept*: per channel group in forward order"
@@ -251,7 +266,7 @@ def budget_section(
         + ", each a multiple of `budget.round_to` or all of the group's (CPU kernels block channels by 8 or 16), "
         "the range over seeds where they differ. Figure: `metrics/plots/budget.png`.",
         "",
-        "| FLOPs budget | strategy | criterion | channels kept | FLOPs kept | params kept | recal. bacc as pruned "
+        f"| {word} budget | strategy | criterion | channels kept | FLOPs kept | params kept | recal. bacc as pruned "
         "| fine-tuned recal. bacc | vs unpruned | vs random (verdict) |",
         "|" + " --- |" * 10,
     ]
@@ -301,9 +316,19 @@ def budget_section(
             for score in KEPT_SCORES
         )
         lines.append(
-            f"{rule} It picks **{within.budget:g} of the FLOPs**, by `{within.strategy}` with `{within.criterion}`: "
+            f"{rule} It picks **{within.budget:g} of the {word}**, by `{within.strategy}` with `{within.criterion}`: "
             f"fine-tuned, it loses {losses} points against the unpruned model fine-tuned alike "
             f"(mean [95 % interval], {n_seeds} seeds)."
         )
-    lines.append("")
+    lines += [
+        "",
+        "### Latency",
+        "",
+        "The latency table (`metrics/cost/latency/table.csv`: every channel group pruned alone to every count it "
+        "may keep, timed in the deployed format on the latency stage's machine) predicts each budget model's "
+        "latency; the export measures the first seed's budget models and writes the prediction's error per model, "
+        "beside FLOPs as a predictor, to `metrics/latency.md` and efficiency.json (`latency_prediction`). "
+        "`dvc exp run -S budget.target=latency` allocates the budgets against the table instead of FLOPs.",
+        "",
+    ]
     return lines

@@ -1,0 +1,46 @@
+"""Stage latency: the latency table, measured on this machine (one instance; architecture, not weights).
+
+Builds model.arch afresh (the latency of a forward pass does not depend on the weights) for the first
+seed's prepared data, and times, in the deployed format at batch 256 on that split's test images, every
+channel group pruned alone to every count it may keep under budget.round_to against the unpruned
+model, in interleaved rounds (`prunelab.deploy.latency.latency_table`). Writes
+metrics/cost/latency/table.csv: in git like efficiency.json, as it is machine-dependent; with budget.target:
+latency the budget stage allocates against it, and the export says how well it predicts each
+budget model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prunelab.data.prepared import load_info, load_split
+from prunelab.deploy.latency import TABLE_ROUNDS, latency_table
+from prunelab.models.groups import example_input, find_groups
+from prunelab.models.nets import build_model
+from prunelab.params import load_params
+from prunelab.paths import LATENCY_TABLE, prepared_dir
+from prunelab.runtime import log, seed_everything, stage_main, write_table
+
+
+def main() -> None:
+    params = load_params()
+    seed = params.seeds[0]
+    seed_everything(seed)
+    info = load_info(prepared_dir(seed))
+    model = build_model(params.model.arch, info.input).eval()
+    example = example_input(info.input)
+    groups = find_groups(model, example)
+    params.check_groups(groups)
+    images, _ = load_split("test", prepared_dir(seed), info)
+    table = latency_table(model, groups, example, images, params.budget.round_to)
+    write_table(LATENCY_TABLE, table, "%.6f")
+    unpruned = float(table.loc[table["kept"] == table["channels"], "latency_ms"].iloc[0])
+    log(
+        f"latency table: {len(table)} rows ({len(groups)} groups, counts by budget.round_to="
+        f"{params.budget.round_to}), {TABLE_ROUNDS} interleaved rounds at batch 256 on {torch.get_num_threads()} "
+        f"threads; the unpruned model {unpruned:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    stage_main(main)
