@@ -151,34 +151,37 @@ def _latency_check(
         if row.strategy != "unpruned":
             counts = dict(zip(names, (int(n) for n in row.channels.split("/")), strict=True))
             configurations[(budget_key(row.budget), row.strategy, row.criterion)] = counts
-    unpruned_ms, measured = configuration_shares(
-        model, groups, example, images, {"/".join(k): v for k, v in configurations.items()}
-    )
+    # Each distinct model once (strategies often agree): its error counts once, and its rounds are not shared.
+    distinct = {"/".join(str(c[n]) for n in names): c for c in configurations.values()}
+    unpruned_ms, measured = configuration_shares(model, groups, example, images, distinct)
     model_cost = cost if cost is not None else latency_model(read_latency_table(
         {g.name: g.channels for g in groups}, params.budget.round_to), flops)  # fmt: skip
+
+    def error(predicted: float, share: float) -> float:
+        return 100 * (predicted - share) / share
+
+    errors = {
+        source: [abs(error(predict(counts), measured[label])) for label, counts in distinct.items()]
+        for source, predict in (("table", model_cost.kept), ("flops", flops.kept))
+    }
     entries: dict = {}
-    table_errors, flops_errors = [], []
     for (budget, strategy, criterion), counts in configurations.items():
-        share = measured["/".join((budget, strategy, criterion))]
-        predicted = model_cost.kept(counts)
-        table_errors.append(100 * (predicted - share) / share)
-        flops_errors.append(100 * (flops.kept(counts) - share) / share)
+        label = "/".join(str(counts[n]) for n in names)
+        share, predicted = measured[label], model_cost.kept(counts)
         entries.setdefault(budget, {}).setdefault(strategy, {})[criterion] = {
-            "channels": "/".join(str(counts[n]) for n in names),
+            "channels": label,
             "measured_share": share,
             "table_share": predicted,
             "flops_share": flops.kept(counts),
-            "table_error_pct": table_errors[-1],
-            "flops_error_pct": flops_errors[-1],
+            "table_error_pct": error(predicted, share),
+            "flops_error_pct": error(flops.kept(counts), share),
         }
     return {
-        "configurations": len(configurations),
+        "configurations": len(distinct),
         "rounds": CHECK_ROUNDS,
         "unpruned_ms": unpruned_ms,
-        "table_mean_abs_error_pct": sum(abs(e) for e in table_errors) / len(table_errors),
-        "table_max_abs_error_pct": max(abs(e) for e in table_errors),
-        "flops_mean_abs_error_pct": sum(abs(e) for e in flops_errors) / len(flops_errors),
-        "flops_max_abs_error_pct": max(abs(e) for e in flops_errors),
+        **{f"{source}_mean_abs_error_pct": sum(e) / len(e) for source, e in errors.items()},
+        **{f"{source}_max_abs_error_pct": max(e) for source, e in errors.items()},
         **entries,
     }
 

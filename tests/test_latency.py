@@ -179,18 +179,23 @@ def test_a_bad_budget_target_is_refused_in_one_line_naming_the_key(value: object
     assert "latency" in text and "\n" not in text
 
 
-def _prediction() -> dict:
-    entries = {}
-    for share, criterion in zip((0.8, 0.5), ["l1_norm", "random"], strict=True):
-        table_share, flops_share = share * 1.05, share * 0.7
-        entries[criterion] = {
-            "channels": "24/48/96", "measured_share": share, "table_share": table_share, "flops_share": flops_share,
-            "table_error_pct": 5.0, "flops_error_pct": -30.0,
-        }  # fmt: skip
+def _entry(channels: str, measured: float, table_error: float) -> dict:
+    table, flops = measured * (1 + table_error / 100), measured * 0.7
     return {
-        "configurations": 2, "rounds": 10, "unpruned_ms": 17.5, "table_mean_abs_error_pct": 5.0,
-        "table_max_abs_error_pct": 5.0, "flops_mean_abs_error_pct": 30.0, "flops_max_abs_error_pct": 30.0,
-        "flops_50": {"uniform": entries},
+        "channels": channels, "measured_share": measured, "table_share": table, "flops_share": flops,
+        "table_error_pct": 100 * (table - measured) / measured, "flops_error_pct": 100 * (flops - measured) / measured,
+    }  # fmt: skip
+
+
+def _prediction() -> dict:
+    """Three budget models, two of them the same model (24/48/96, measured once): two distinct models."""
+    return {
+        "configurations": 2, "rounds": 20, "unpruned_ms": 17.5, "table_mean_abs_error_pct": 7.5,
+        "table_max_abs_error_pct": 10.0, "flops_mean_abs_error_pct": 30.0, "flops_max_abs_error_pct": 30.0,
+        "flops_50": {
+            "uniform": {"l1_norm": _entry("24/48/96", 0.8, 5.0), "random": _entry("16/32/64", 0.5, 10.0)},
+            "global": {"l1_norm": _entry("24/48/96", 0.8, 5.0)},
+        },
     }  # fmt: skip
 
 
@@ -201,13 +206,21 @@ def test_the_latency_prediction_in_efficiency_json_is_checked_against_its_own_nu
     wrong["flops_50"]["uniform"]["random"]["table_error_pct"] = 4.0
     with pytest.raises(UserError, match="table_error_pct is not table_share over measured_share, less 1"):
         _check_latency_prediction(reader, wrong)
-    wrong = _prediction() | {"table_max_abs_error_pct": 1.0}
+    wrong = _prediction() | {"table_max_abs_error_pct": 5.0}
     with pytest.raises(UserError, match="table_max_abs_error_pct is not its models' max absolute error"):
+        _check_latency_prediction(reader, wrong)
+    wrong = _prediction() | {"configurations": 3}  # the same model twice is one
+    with pytest.raises(UserError, match="configurations=3, but it holds 2 distinct models"):
+        _check_latency_prediction(reader, wrong)
+    wrong = _prediction()
+    wrong["flops_50"]["global"]["l1_norm"] = _entry("24/48/96", 0.7, 5.0)  # one model, two measurements
+    with pytest.raises(UserError, match="differs from another model's with its channels"):
         _check_latency_prediction(reader, wrong)
 
 
 def test_the_latency_report_lists_every_model_with_both_errors() -> None:
     text = latency_report(_prediction(), "flops")
     rows = [line for line in text.splitlines() if line.startswith("| 0.5 |")]
-    assert len(rows) == 2 and "+5.0 %" in rows[0] and "-30.0 %" in rows[0]
-    assert "`budget.target: flops`" in text and "mean absolute error 5.0 %" in text
+    assert len(rows) == 3 and "+5.0 %" in rows[0] and "-30.0 %" in rows[0] and "| global | l1_norm |" in rows[2]
+    assert "`budget.target: flops`" in text
+    assert "mean absolute error 7.5 %, largest 10.0 % over 2 distinct models" in text

@@ -476,8 +476,8 @@ def latency(files: Files) -> str:
             f"The table: {len(body)} rows over {len(groups)} channel groups; the unpruned model {num(unpruned, 2)} ms "
             f"at batch 256; each group at its fewest channels alone saves {most}.",
             "",
-            f"Against the first seed's {at(prediction, 'configurations', EFFICIENCY)} budget models (`budget.target: "
-            f"{target}`), each measured as a share of the unpruned model's latency over "
+            f"Against the first seed's {at(prediction, 'configurations', EFFICIENCY)} distinct budget models "
+            f"(`budget.target: {target}`), each measured as a share of the unpruned model's latency over "
             f"{at(prediction, 'rounds', EFFICIENCY)} paired rounds: the table's prediction is off by "
             f"{pct('table_mean_abs_error_pct')} % on average (largest {pct('table_max_abs_error_pct')} %); the FLOPs "
             f"share, read as a latency prediction, by {pct('flops_mean_abs_error_pct')} % (largest "

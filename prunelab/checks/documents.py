@@ -511,12 +511,13 @@ def check_efficiency(
 def _check_latency_prediction(doc: _Reader, prediction: dict) -> None:
     """efficiency.json's `latency_prediction` (`stages/export.py`): each budget model's measured share of
     the unpruned model's latency against the table's and the FLOPs' prediction; every error is its
-    prediction over the measurement, less 1 (in %), and the summaries are those errors' mean and largest."""
+    prediction over the measurement, less 1 (in %), and the summaries are those errors' mean and largest over
+    the distinct models (`configurations` of them: entries with the same channels are one model, measured once)."""
     where = "latency_prediction."
     n = doc.number(prediction, "configurations", where, integer=True, low=1)
     doc.number(prediction, "rounds", where, integer=True, low=1)
     doc.number(prediction, "unpruned_ms", where, low=0.0, low_open=True)
-    errors: dict[str, list[float]] = {"table": [], "flops": []}
+    errors: dict[str, dict[str, float]] = {"table": {}, "flops": {}}  # per distinct model (its channels)
     for budget, strategies in prediction.items():
         if not isinstance(strategies, dict):
             continue
@@ -525,15 +526,18 @@ def _check_latency_prediction(doc: _Reader, prediction: dict) -> None:
                 at = f"{where}{budget}.{strategy}.{criterion}."
                 entry = doc.mapping(entry, at)
                 measured = doc.number(entry, "measured_share", at, low=0.0, low_open=True)
+                channels = doc.get(entry, "channels", at)
                 for source in errors:
                     share = doc.number(entry, f"{source}_share", at, low=0.0)
                     error = doc.number(entry, f"{source}_error_pct", at)
                     if not _close(error, 100 * (share - measured) / measured, 1e-6):
                         raise doc.refuse(f"{at}{source}_error_pct is not {source}_share over measured_share, less 1")
-                    errors[source].append(abs(error))
-    if sum(1 for _ in errors["table"]) != n:
-        raise doc.refuse(f"{where}configurations={n}, but it holds {len(errors['table'])} models")
-    for source, values in errors.items():
+                    if errors[source].setdefault(channels, abs(error)) != abs(error):
+                        raise doc.refuse(f"{at}{source}_error_pct differs from another model's with its channels")
+    if len(errors["table"]) != n:
+        raise doc.refuse(f"{where}configurations={n}, but it holds {len(errors['table'])} distinct models")
+    for source, by_model in errors.items():
+        values = list(by_model.values())
         for stat, expected in (("mean", sum(values) / len(values)), ("max", max(values))):
             key = f"{source}_{stat}_abs_error_pct"
             if not _close(doc.number(prediction, key, where, low=0.0), expected, 1e-6):

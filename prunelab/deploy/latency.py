@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from prunelab.models.records import ChannelGroup
 
 TABLE_ROUNDS = 20  # interleaved rounds per configuration of the table
-CHECK_ROUNDS = 10  # interleaved rounds per pruned model checked against the table's prediction
+CHECK_ROUNDS = 20  # interleaved rounds per pruned model checked against the table's prediction
 BATCH = 256
 
 
@@ -130,7 +130,7 @@ def latency_report(prediction: dict, target: str) -> str:
         "machine and its load: this file is rewritten by every export.",
         "",
         f"Table: mean absolute error {prediction['table_mean_abs_error_pct']:.1f} %, largest "
-        f"{prediction['table_max_abs_error_pct']:.1f} % over {prediction['configurations']} models. "
+        f"{prediction['table_max_abs_error_pct']:.1f} % over {prediction['configurations']} distinct models. "
         f"FLOPs share as the prediction: mean {prediction['flops_mean_abs_error_pct']:.1f} %, largest "
         f"{prediction['flops_max_abs_error_pct']:.1f} %.",
         "",
