@@ -68,6 +68,7 @@ _EXPORTS = {
     "kept_counts": "prunelab.models.records",
     "LatencyModel": "prunelab.models.records",
     "latency_model": "prunelab.network.latency",
+    "open_replicate": "prunelab.models.replicate",
     "STRATEGIES": "prunelab.network.budget",
     # scoring
     "SCORES": "prunelab.scoring.names",

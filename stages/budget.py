@@ -17,34 +17,28 @@ from __future__ import annotations
 import pandas as pd
 
 from prunelab.checks.implied import implied
-from prunelab.data.prepared import load_info, load_split
 from prunelab.errors import UserError
 from prunelab.models.cost import parameter_count
-from prunelab.models.groups import example_input, find_groups, remove_channels
-from prunelab.models.nets import load_model
+from prunelab.models.groups import remove_channels
+from prunelab.models.replicate import open_replicate
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
 from prunelab.network.latency import TARGET_WORDS, budget_cost, read_latency_table
 from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import load_params, replicate_seed
-from prunelab.paths import budget_path, layer_rankings_path, model_path, prepared_dir, sensitivity_path
+from prunelab.paths import budget_path, layer_rankings_path, sensitivity_path
 from prunelab.pruning.finetune import finetune_pruned
-from prunelab.runtime import log, progress, resolve_device, seed_everything, stage_main, write_table
+from prunelab.runtime import log, progress, resolve_device, stage_main, write_table
 from prunelab.scoring.evaluate import every_score
 
 
 def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
-    seed_everything(seed)
+    replicate = open_replicate(params, seed)
+    model, example, groups = replicate.model, replicate.example, replicate.groups
     budget = params.budget
-    folder = prepared_dir(seed)
-    info = load_info(folder)
-    n_classes = info.input.n_classes
-    model = load_model(model_path(seed), params.model.arch, info.input)
+    n_classes = replicate.info.input.n_classes
     device = resolve_device(params.train.device)
-    example = example_input(info.input)
-    groups = find_groups(model, example)
-    params.check_groups(groups)
     channels = {layer.name: layer.channels for layer in groups}
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
     curves = load_curves(sensitivity_path(seed), implied(params, groups))
@@ -52,9 +46,9 @@ def main() -> None:
     table = read_latency_table(channels, budget.round_to) if budget.target == "latency" else None
     cost = budget_cost(budget.target, flops, table)
     total_params = parameter_count(model)
-    train, test = load_split("train", folder, info), load_split("test", folder, info)
+    train, test = replicate.split("train"), replicate.split("test")
     recal = params.recalibrate
-    images, labels = load_split(recal.split, folder, info)
+    images, labels = replicate.split(recal.split)
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
 
     def kept_channels(removed: dict[str, list[int]]) -> dict[str, int]:

@@ -30,7 +30,6 @@ import torch
 from prunelab.checks.documents import check_study_metrics
 from prunelab.checks.implied import Implied, implied
 from prunelab.checks.tables import check_band, check_budget
-from prunelab.data.prepared import load_info, load_split
 from prunelab.deploy.efficiency import compare_models, quick_speedup
 from prunelab.deploy.export import (
     choose_export,
@@ -43,9 +42,9 @@ from prunelab.deploy.formats import deployed
 from prunelab.deploy.latency import CHECK_ROUNDS, configuration_shares, latency_report
 from prunelab.deploy.onnx import OPSET, runtime_version, save_onnx
 from prunelab.errors import UserError
-from prunelab.models.groups import example_input, find_groups, group_named
-from prunelab.models.nets import load_model
+from prunelab.models.groups import group_named
 from prunelab.models.records import ChannelGroup, CostModel, LatencyModel, metric_key
+from prunelab.models.replicate import open_replicate
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
 from prunelab.network.choice import KEPT_SCORES, Choice, budget_key, candidates
 from prunelab.network.latency import TARGET_WORDS, latency_model, read_latency_table
@@ -61,8 +60,6 @@ from prunelab.paths import (
     STUDY_METRICS,
     budget_path,
     layer_rankings_path,
-    model_path,
-    prepared_dir,
     ranking_path,
     sensitivity_path,
 )
@@ -73,7 +70,6 @@ from prunelab.runtime import (
     read_json,
     read_table,
     resolve_device,
-    seed_everything,
     stage_main,
     write_json,
     write_text,
@@ -196,20 +192,17 @@ def _loss_entry(paired: dict) -> dict[str, float]:
 def main() -> None:
     params = load_params()
     seed, export, recal = params.seeds[0], params.export, params.recalibrate
-    seed_everything(seed)
-    info = load_info(prepared_dir(seed))
-    model = load_model(model_path(seed), params.model.arch, info.input)
-    groups = find_groups(model, example_input(info.input))
-    params.check_groups(groups)
+    replicate = open_replicate(params, seed)
+    info, model, groups = replicate.info, replicate.model, replicate.groups
     expected = implied(params, groups)
-    images, labels = load_split(recal.split, prepared_dir(seed), info)
+    images, labels = replicate.split(recal.split)
     calibration = images[: recal.max_samples], labels[: recal.max_samples]
-    test = load_split("test", prepared_dir(seed), info)
+    test = replicate.split("test")
     n_classes = info.input.n_classes
     # The unpruned model gets its re-fitted decision too: the comparison is like for like.
     unpruned = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes)
     target = params.budget.target
-    flops = flops_model(model, groups, example_input(info.input))
+    flops = flops_model(model, groups, replicate.example)
     latency = None
     if target == "latency":
         latency = latency_model(read_latency_table({g.name: g.channels for g in groups}, params.budget.round_to), flops)
@@ -219,7 +212,7 @@ def main() -> None:
         what = f"{next(k for k in facts if k.startswith('criterion_')).removeprefix('criterion_')} K={facts['k']}"
     else:
         found, budgets = _network_candidates(params, expected)
-        train = load_split("train", prepared_dir(seed), info)
+        train = replicate.split("train")
         reference = deployed(unpruned)
         slower = 0
         for choice in found:
@@ -289,7 +282,7 @@ def main() -> None:
             models, test, info.input, example, known_bytes={"exported": shipped_bytes}, onnx_files=onnx_files
         )
     ratio = measured["ratio"]
-    prediction = _latency_check(params, model, groups, latency, flops, example_input(info.input), test[0], expected)
+    prediction = _latency_check(params, model, groups, latency, flops, replicate.example, test[0], expected)
     write_text(LATENCY_REPORT, latency_report(prediction, target))
     # DVC metrics hold numbers only: the criterion, strategy and CPU are named in a key set to 1.
     write_json(

@@ -13,7 +13,7 @@ import pandas as pd
 
 from prunelab.checks.implied import implied
 from prunelab.params import load_params, replicate_seed
-from prunelab.paths import finetune_path, model_path, prepared_dir, ranking_path
+from prunelab.paths import finetune_path, ranking_path
 from prunelab.pruning.names import finetune_criteria, named_k
 from prunelab.pruning.ranking import ranked_order
 from prunelab.runtime import log, stage_main, write_table
@@ -28,25 +28,21 @@ def main() -> None:
     rows = []
     if finetune.ks and finetune.criteria:
         # Imported here: with fine-tuning off the stage is a no-op and needs no torch.
-        from prunelab.data.prepared import load_info, load_split
-        from prunelab.models.groups import example_input, find_groups, group_named
-        from prunelab.models.nets import load_model
+        from prunelab.models.groups import group_named
+        from prunelab.models.replicate import open_replicate
         from prunelab.pruning.finetune import finetune_pruned
-        from prunelab.runtime import resolve_device, seed_everything
+        from prunelab.runtime import resolve_device
 
-        seed_everything(seed)
-        info = load_info(prepared_dir(seed))
-        model = load_model(model_path(seed), params.model.arch, info.input)
+        replicate = open_replicate(params, seed)
+        model, groups, info = replicate.model, replicate.groups, replicate.info
         chosen = finetune_criteria(finetune.criteria, params.prune.criteria)
         for name in finetune.criteria:
             if name != "headline" and name not in chosen:
                 log(f"note: finetune.criteria names {name}, which prune.criteria does not rank: not fine-tuned")
-        groups = find_groups(model, example_input(info.input))
-        params.check_groups(groups)
         expected = implied(params, groups)
         layer = group_named(groups, params.prune.layer)
         orders = {c: ranked_order(ranking_path(seed), c, layer.channels, expected) for c in chosen}
-        splits = {name: load_split(name, prepared_dir(seed), info) for name in ("train", "test")}
+        splits = {name: replicate.split(name) for name in ("train", "test")}
         device = resolve_device(train.device)
         for criterion, order in orders.items():
             for spec in finetune.ks:

@@ -13,26 +13,19 @@ from __future__ import annotations
 
 import torch
 
-from prunelab.data.prepared import load_info, load_split
 from prunelab.deploy.latency import TABLE_ROUNDS, latency_table
-from prunelab.models.groups import example_input, find_groups
-from prunelab.models.nets import build_model
+from prunelab.models.replicate import open_replicate
 from prunelab.params import load_params
-from prunelab.paths import LATENCY_TABLE, prepared_dir
-from prunelab.runtime import log, seed_everything, stage_main, write_table
+from prunelab.paths import LATENCY_TABLE
+from prunelab.runtime import log, stage_main, write_table
 
 
 def main() -> None:
     params = load_params()
-    seed = params.seeds[0]
-    seed_everything(seed)
-    info = load_info(prepared_dir(seed))
-    model = build_model(params.model.arch, info.input).eval()
-    example = example_input(info.input)
-    groups = find_groups(model, example)
-    params.check_groups(groups)
-    images, _ = load_split("test", prepared_dir(seed), info)
-    table = latency_table(model, groups, example, images, params.budget.round_to)
+    replicate = open_replicate(params, params.seeds[0], trained=False)
+    groups = replicate.groups
+    images, _ = replicate.split("test")
+    table = latency_table(replicate.model, groups, replicate.example, images, params.budget.round_to)
     write_table(LATENCY_TABLE, table, "%.6f")
     unpruned = float(table.loc[table["kept"] == table["channels"], "latency_ms"].iloc[0])
     log(

@@ -13,37 +13,31 @@ from __future__ import annotations
 
 import pandas as pd
 
-from prunelab.data.prepared import load_info, load_split
 from prunelab.models.graph import trace
-from prunelab.models.groups import example_input, find_groups
-from prunelab.models.nets import load_model
+from prunelab.models.replicate import open_replicate
 from prunelab.network.sensitivity import layer_sensitivity, rank_layer, save_rankings
 from prunelab.params import load_params, replicate_seed
-from prunelab.paths import layer_rankings_path, model_path, prepared_dir, sensitivity_path
+from prunelab.paths import layer_rankings_path, sensitivity_path
 from prunelab.pruning.collect import collect_stats
 from prunelab.pruning.sweep import block_outputs
 from prunelab.pruning.views import GroupView
-from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_table
+from prunelab.runtime import log, resolve_device, stage_main, write_table
 from prunelab.scoring.evaluate import SplitOutputs
 
 
 def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
-    seed_everything(seed)
+    replicate = open_replicate(params, seed)
+    model, groups = replicate.model, replicate.groups
     sens = params.sensitivity
-    folder = prepared_dir(seed)
-    info = load_info(folder)
-    model = load_model(model_path(seed), params.model.arch, info.input)
     device = resolve_device(params.train.device)
     batch = params.activations.batch_size
-    ranking_images, ranking_labels = load_split(params.activations.split, folder, info)
-    test_images, test_labels = load_split("test", folder, info)
+    ranking_images, ranking_labels = replicate.split(params.activations.split)
+    test_images, test_labels = replicate.split("test")
     recal = params.recalibrate
-    cal_images, cal_labels = load_split(recal.split, folder, info)
+    cal_images, cal_labels = replicate.split(recal.split)
     cal_images, cal_labels = cal_images[: recal.max_samples], cal_labels[: recal.max_samples]
-    groups = find_groups(model, example_input(info.input))
-    params.check_groups(groups)
     graph = trace(model)
     tables, rankings = [], {}
     for layer in groups:
@@ -57,7 +51,7 @@ def main() -> None:
         )  # fmt: skip
         test = SplitOutputs(block_outputs(view, test_images, batch, device), test_labels.to(device))
         calibration = SplitOutputs(block_outputs(view, cal_images, batch, device), cal_labels.to(device))
-        table = layer_sensitivity(view, ranked, test, calibration, sens.fractions, info.input.n_classes)
+        table = layer_sensitivity(view, ranked, test, calibration, sens.fractions, replicate.info.input.n_classes)
         tables.append(table)
         rankings[layer.name] = ranked
         half = table[(table["fraction"] == sens.fractions[len(sens.fractions) // 2])].set_index("criterion")

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunelab.data.prepared import load_info, load_split
+from prunelab.data.prepared import load_split
 from prunelab.models.cost import cost_models, kept_fractions
-from prunelab.models.groups import example_input, find_groups, group_named
-from prunelab.models.nets import load_model
+from prunelab.models.groups import group_named
+from prunelab.models.replicate import open_replicate
 from prunelab.params import load_params, replicate_seed
-from prunelab.paths import model_path, prepared_dir, ranking_path, seed_summary_path, stats_path, sweep_path
+from prunelab.paths import ranking_path, seed_summary_path, stats_path, sweep_path
 from prunelab.pruning.activations import load_stats
 from prunelab.pruning.criteria import RankingContext, removal_orders
 from prunelab.pruning.ranking import ranking_table
 from prunelab.pruning.sweep import block_outputs
 from prunelab.pruning.views import GroupView
-from prunelab.runtime import log, resolve_device, seed_everything, stage_main, write_json, write_table
+from prunelab.runtime import log, resolve_device, stage_main, write_json, write_table
 from prunelab.scoring.curves import Curve, curve_from_scores, long_table, summary_metrics
 from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders
 from prunelab.scoring.milestones import resolve_ks
@@ -34,13 +34,14 @@ def main() -> None:
     params = load_params()
     seed = replicate_seed(params)
     prune = params.prune
-    seed_everything(seed)
-    folder = prepared_dir(seed)
-    info = load_info(folder)
-    model = load_model(model_path(seed), params.model.arch, info.input)
-    example = example_input(info.input)
-    groups = find_groups(model, example)
-    params.check_groups(groups)
+    replicate = open_replicate(params, seed)
+    folder, info, model, example, groups = (
+        replicate.folder,
+        replicate.info,
+        replicate.model,
+        replicate.example,
+        replicate.groups,
+    )
     layer = group_named(groups, prune.layer)
     flops, params_cost = cost_models(model, groups, example)  # on the CPU, before the model moves to its device
     view = GroupView.of(model, layer)

@@ -1,14 +1,15 @@
 """Budgets in milliseconds (`budget.target: latency`): the latency table, its checks, the latency model
 read off it, and the strategies allocating against it.
 
-The oracle for the model is FLOPs: on a table whose every saving is proportional to the FLOPs that
-count saves, the latency model must predict exactly the FLOPs share of any combination of counts
-(the single-group savings summed, and the bilinear overlap of two pruned groups added back), and
-every strategy must then allocate exactly as with `budget.target: flops`."""
+The oracle for the model is FLOPs where the product of single-group shares is exact: a model that is one
+conv between two groups, whose work is proportional to both kept shares. On its FLOPs-proportional table
+the latency model predicts the FLOPs share of any combination of counts, and every strategy allocates
+exactly as with `budget.target: flops`."""
 
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,47 +56,61 @@ def csv_text(table: pd.DataFrame) -> str:
     return buffer.getvalue()
 
 
+# One conv between two groups (work proportional to both kept shares) and nothing else.
+ONE_CONV = CostModel(("a", "b"), (32, 64), ((32 * 64 * 9 * 2, 0, 1),))
+
+
+def test_for_one_conv_between_two_groups_the_product_of_shares_is_exact() -> None:
+    """The sum of the two single-group savings would count the saving twice (and reach 0 ms at half
+    of each group's channels); the product of the shares is the conv's bilinear work, exactly."""
+    latency = latency_model(proportional_table(ONE_CONV, 1), ONE_CONV)
+    for a, b in itertools.product(range(1, 33), range(1, 65, 3)):
+        assert latency.kept({"a": a, "b": b}) == pytest.approx(ONE_CONV.kept({"a": a, "b": b}), abs=1e-12)
+    assert latency.predicted_ms({"a": 16, "b": 32}) == pytest.approx(UNPRUNED_MS / 4)
+
+
 @pytest.mark.parametrize("arch", ["pair_cnn", "resnet20"])
-def test_a_flops_proportional_table_predicts_exactly_the_flops_share(arch: str) -> None:
-    """Any combination of counts, pair_cnn's chain and resnet20's residual groups (convs reading one
-    group and writing another, a stage group written by several convs): the overlap terms make the
-    sum of single-group savings exact."""
+def test_more_channels_are_never_predicted_faster_on_a_monotone_table(arch: str) -> None:
+    """pair_cnn's chain and resnet20's residual groups: with savings that grow as counts fall, keeping one
+    more block of any group never lowers the prediction, and the whole model is the unpruned time."""
     spec = SPECS[arch]
     model, example = tiny_model(arch, spec), example_input(spec)
     flops = flops_model(model, find_groups(model, example), example)
-    latency = latency_model(proportional_table(flops, 1), flops)
-    assert latency.overlap, "no conv between two groups: the overlap is untested"
+    latency = latency_model(proportional_table(flops, 8), flops)
+    assert latency.kept({}) == 1.0 and latency.total == UNPRUNED_MS
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        counts = {name: int(rng.integers(1, p + 1)) for name, p in zip(flops.layers, flops.channels, strict=True)}
-        assert latency.kept(counts) == pytest.approx(flops.kept(counts), abs=1e-12)
-        assert latency.predicted_ms(counts) == pytest.approx(UNPRUNED_MS * flops.kept(counts), abs=1e-9)
+    for _ in range(30):
+        counts = {n: int(rng.choice(kept_counts(p, 8))) for n, p in zip(flops.layers, flops.channels, strict=True)}
+        for name, p in zip(flops.layers, flops.channels, strict=True):
+            allowed = kept_counts(p, 8)
+            i = allowed.index(counts[name])
+            if i + 1 < len(allowed):
+                assert latency.kept(counts | {name: allowed[i + 1]}) >= latency.kept(counts)
 
 
 def test_the_model_reads_the_table_at_its_counts_and_linearly_between_them() -> None:
-    """A table measured at multiples of 8 only: its rows exactly, straight lines between them."""
+    """A table measured at multiples of 8 only: its rows exactly, straight lines between them, and two
+    groups' shares multiplied."""
     model = LatencyModel(
         ("a", "b"), (32, 16), 10.0, (((8, 6.0), (16, 2.0), (24, 2.0), (32, 0.0)), ((8, 1.0), (16, 0.0)))
     )
     assert model.predicted_ms({"a": 16}) == pytest.approx(8.0)
     assert model.predicted_ms({"a": 12}) == pytest.approx(6.0)  # halfway between 6 and 2 ms saved
-    assert model.predicted_ms({"a": 8, "b": 8}) == pytest.approx(3.0)  # no overlap term: additive
+    assert model.predicted_ms({"a": 8, "b": 8}) == pytest.approx(10.0 * 0.4 * 0.9)
     assert model.kept({}) == 1.0 and model.total == 10.0
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("round_to", [1, 8])
-def test_strategies_allocate_against_latency_as_against_flops_on_a_flops_proportional_table(
+def test_strategies_allocate_against_latency_as_against_flops_where_the_table_is_exact(
     strategy: str, round_to: int
 ) -> None:
-    channels = (32, 64, 128)
-    flops = _chain(channels, 1)
-    plans = _plans(flops.layers, channels, 1)
-    latency = budget_cost("latency", flops, proportional_table(flops, round_to))
-    assert budget_cost("flops", flops, None) is flops
-    for budget in (0.75, 0.5, 0.25):
+    plans = _plans(ONE_CONV.layers, ONE_CONV.channels, 1)
+    latency = budget_cost("latency", ONE_CONV, proportional_table(ONE_CONV, round_to))
+    assert budget_cost("flops", ONE_CONV, None) is ONE_CONV
+    for budget in (0.75, 0.5, 0.25, 0.1):
         by_latency = allocate(strategy, plans, latency, budget, round_to)
-        assert by_latency == allocate(strategy, plans, flops, budget, round_to)
+        assert by_latency == allocate(strategy, plans, ONE_CONV, budget, round_to)
 
 
 def test_a_latency_budget_is_met_in_predicted_latency_not_in_flops() -> None:

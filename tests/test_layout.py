@@ -252,6 +252,8 @@ def test_the_seed_matrix_expands_to_one_instance_per_seed(tmp_path) -> None:
             outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec["outs"]]
             assert all(f"seeds/{seed}/" in out for out in outs), outs
             assert "seeds" not in spec["params"]
+        elif name == "latency":  # the first seed's test images, by path: adding a seed never re-measures
+            assert "seeds" not in spec["params"] and "data/seeds/3/prepared" in spec["deps"]
         elif name != "headline":  # headline reads only the aggregated files
             assert "seeds" in spec["params"]
     assert "data/seeds/3/activations.npz" in stages["plot"]["deps"]

@@ -328,7 +328,8 @@ def budget_section(
         "may keep, timed in the deployed format on the latency stage's machine) predicts each budget model's "
         "latency; the export measures the first seed's budget models and writes the prediction's error per model, "
         "beside FLOPs as a predictor, to `metrics/latency.md` and efficiency.json (`latency_prediction`). "
-        "`dvc exp run -S budget.target=latency` allocates the budgets against the table instead of FLOPs.",
+        "`dvc exp run -S budget.target=latency` allocates the budgets against the table instead of FLOPs (shares "
+        "below what the table can reach are refused: latency has a floor).",
         "",
     ]
     return lines
