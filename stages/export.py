@@ -130,42 +130,41 @@ def _latency_check(
     params: Params,
     model: torch.nn.Module,
     groups: tuple[ChannelGroup, ...],
-    cost: LatencyModel | None,
+    table: LatencyModel,
     flops: CostModel,
     example: torch.Tensor,
     images: torch.Tensor,
     expected: Implied,
 ) -> dict:
     """Every configuration of the first seed's budget study measured here (its share of the unpruned
-    model's latency, paired rounds), against what the latency table predicts and what its FLOPs
-    share would: efficiency.json's `latency_prediction`, also written as metrics/latency.md."""
+    model's latency, paired rounds), against what the latency table predicts (`table`) and what its FLOPs
+    share would: efficiency.json's `latency_prediction` (numbers only, as DVC metrics: the kept counts
+    as `channels_<group>`), also written as metrics/latency.md."""
     seed = params.seeds[0]
-    table = read_table(budget_path(seed), "budget table", "budget", lambda p, t: check_budget(p, t, expected))
+    study = read_table(budget_path(seed), "budget table", "budget", lambda p, t: check_budget(p, t, expected))
     names = [g.name for g in groups]
     configurations = {}
-    for row in table.itertuples():
+    for row in study.itertuples():
         if row.strategy != "unpruned":
             counts = dict(zip(names, (int(n) for n in row.channels.split("/")), strict=True))
             configurations[(budget_key(row.budget), row.strategy, row.criterion)] = counts
     # Each distinct model once (strategies often agree): its error counts once, and its rounds are not shared.
     distinct = {"/".join(str(c[n]) for n in names): c for c in configurations.values()}
     unpruned_ms, measured = configuration_shares(model, groups, example, images, distinct)
-    model_cost = cost if cost is not None else latency_model(read_latency_table(
-        {g.name: g.channels for g in groups}, params.budget.round_to), flops)  # fmt: skip
 
     def error(predicted: float, share: float) -> float:
         return 100 * (predicted - share) / share
 
     errors = {
         source: [abs(error(predict(counts), measured[label])) for label, counts in distinct.items()]
-        for source, predict in (("table", model_cost.kept), ("flops", flops.kept))
+        for source, predict in (("table", table.kept), ("flops", flops.kept))
     }
     entries: dict = {}
     for (budget, strategy, criterion), counts in configurations.items():
         label = "/".join(str(counts[n]) for n in names)
-        share, predicted = measured[label], model_cost.kept(counts)
+        share, predicted = measured[label], table.kept(counts)
         entries.setdefault(budget, {}).setdefault(strategy, {})[criterion] = {
-            "channels": label,
+            **{f"channels_{metric_key(n)}": counts[n] for n in names},
             "measured_share": share,
             "table_share": predicted,
             "flops_share": flops.kept(counts),
@@ -203,9 +202,9 @@ def main() -> None:
     unpruned = fold_recalibrated_decision(copy.deepcopy(model).eval(), *calibration, n_classes)
     target = params.budget.target
     flops = flops_model(model, groups, replicate.example)
-    latency = None
-    if target == "latency":
-        latency = latency_model(read_latency_table({g.name: g.channels for g in groups}, params.budget.round_to), flops)
+    # Read whatever the target: the export checks the table's predictions against its measurements.
+    table = latency_model(read_latency_table({g.name: g.channels for g in groups}, params.budget.round_to), flops)
+    cost = table if target == "latency" else flops
     if export.budget == "none":
         removed, facts = _layer_choice(params, groups, expected)
         shipped = shipped_model(model, removed, calibration, n_classes)
@@ -216,7 +215,7 @@ def main() -> None:
         reference = deployed(unpruned)
         slower = 0
         for choice in found:
-            removed = _removed_for(params, choice, groups, latency or flops, expected)
+            removed = _removed_for(params, choice, groups, cost, expected)
             # Fine-tuned by the budget study's recipe, as the study scored it (same seed, same data).
             tuned, _ = finetune_pruned(
                 model, groups, removed, train, test, n_classes=n_classes, device=resolve_device(params.train.device),
@@ -282,7 +281,7 @@ def main() -> None:
             models, test, info.input, example, known_bytes={"exported": shipped_bytes}, onnx_files=onnx_files
         )
     ratio = measured["ratio"]
-    prediction = _latency_check(params, model, groups, latency, flops, replicate.example, test[0], expected)
+    prediction = _latency_check(params, model, groups, table, flops, replicate.example, test[0], expected)
     write_text(LATENCY_REPORT, latency_report(prediction, target))
     # DVC metrics hold numbers only: the criterion, strategy and CPU are named in a key set to 1.
     write_json(

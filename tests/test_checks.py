@@ -276,7 +276,7 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
                                   "table_mean_abs_error_pct": 0.0, "table_max_abs_error_pct": 0.0,
                                   "flops_mean_abs_error_pct": 0.0, "flops_max_abs_error_pct": 0.0,
                                   "flops_50": {"uniform": {"random": {
-                                      "channels": "8", "measured_share": 0.5, "table_share": 0.5,
+                                      "channels_conv1": 8, "measured_share": 0.5, "table_share": 0.5,
                                       "flops_share": 0.5, "table_error_pct": 0.0,
                                       "flops_error_pct": 0.0}}}}}  # fmt: skip
     check_efficiency(Path("e.json"), eff, facts())

@@ -196,8 +196,9 @@ def test_a_bad_budget_target_is_refused_in_one_line_naming_the_key(value: object
 
 def _entry(channels: str, measured: float, table_error: float) -> dict:
     table, flops = measured * (1 + table_error / 100), measured * 0.7
+    counts = {f"channels_conv{i + 1}": int(n) for i, n in enumerate(channels.split("/"))}
     return {
-        "channels": channels, "measured_share": measured, "table_share": table, "flops_share": flops,
+        **counts, "measured_share": measured, "table_share": table, "flops_share": flops,
         "table_error_pct": 100 * (table - measured) / measured, "flops_error_pct": 100 * (flops - measured) / measured,
     }  # fmt: skip
 

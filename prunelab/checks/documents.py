@@ -526,7 +526,9 @@ def _check_latency_prediction(doc: _Reader, prediction: dict) -> None:
                 at = f"{where}{budget}.{strategy}.{criterion}."
                 entry = doc.mapping(entry, at)
                 measured = doc.number(entry, "measured_share", at, low=0.0, low_open=True)
-                channels = doc.get(entry, "channels", at)
+                channels = tuple(value for key, value in entry.items() if key.startswith("channels_"))
+                if not channels or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in channels):
+                    raise doc.refuse(f"{at}channels_<group> are not its kept counts (positive integers)")
                 for source in errors:
                     share = doc.number(entry, f"{source}_share", at, low=0.0)
                     error = doc.number(entry, f"{source}_error_pct", at)

@@ -142,9 +142,10 @@ def latency_report(prediction: dict, target: str) -> str:
             continue
         for strategy, criteria in strategies.items():
             for criterion, entry in criteria.items():
+                channels = "/".join(str(n) for key, n in entry.items() if key.startswith("channels_"))
                 lines.append(
                     f"| {float(budget.removeprefix('flops_')) / 100:g} | {strategy} | {criterion} | "
-                    f"{entry['channels']} | {100 * entry['measured_share']:.1f} % | {100 * entry['table_share']:.1f} % "
+                    f"{channels} | {100 * entry['measured_share']:.1f} % | {100 * entry['table_share']:.1f} % "
                     f"| {entry['table_error_pct']:+.1f} % | {100 * entry['flops_share']:.1f} % | "
                     f"{entry['flops_error_pct']:+.1f} % |"
                 )
