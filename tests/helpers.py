@@ -41,6 +41,7 @@ TINY_OVERRIDES: dict[str, Any] = {
     "sensitivity.random_orders": 1,
     "budget.flops": [0.5],
     "budget.finetune_epochs": 0.1,
+    "latency.rounds": 5,
     "plot.dpi": 40,
 }
 
@@ -57,6 +58,8 @@ SMALL_STUDY: dict[str, Any] = {
     "budget.flops": [0.5],
     "budget.strategies": ["uniform", "global"],
     "budget.criteria": ["l1_norm", "random"],
+    "latency.rounds": 2,
+    "latency.counts": 2,
 }
 
 

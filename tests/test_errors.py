@@ -31,7 +31,7 @@ from prunelab.runtime import stage_main
 from tests.helpers import PER_SEED_STAGES, ROOT, TINY_OVERRIDES, copy_repo, project_copy, stage, temp_leftovers
 
 STAGE_NAMES = [
-    "prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "sensitivity", "budget",
+    "prepare_data", "train", "collect_activations", "sweep_prune", "finetune", "sensitivity", "latency", "budget",
     "aggregate", "export", "plot", "headline",
 ]  # fmt: skip
 ALL_CRITERIA_BUT_BN = [
@@ -309,6 +309,9 @@ CASES = [
         ("export.k=128", "allowed: auto or an integer K from 0 to 127"),
     ),
     Case("export-k-text", "export", put(**{"export.k": "most"}), ("export.k='most'", "allowed: auto or an integer")),
+    Case("budget-target", "budget", put(**{"budget.target": "speed"}), ("budget.target='speed'", "flops", "latency")),
+    Case("latency-rounds", "latency", put(**{"latency.rounds": 1}), ("latency.rounds=1", "an integer from 2 to 1000")),
+    Case("latency-counts", "export", put(**{"latency.counts": "all"}), ("latency.counts='all'", "an integer from 2")),
     Case(
         "export-criterion-unknown",
         "export",

@@ -92,7 +92,7 @@ def test_the_model_reads_the_table_at_its_counts_and_linearly_between_them() -> 
     """A table measured at multiples of 8 only: its rows exactly, straight lines between them, and two
     groups' shares multiplied."""
     model = LatencyModel(
-        ("a", "b"), (32, 16), 10.0, (((8, 6.0), (16, 2.0), (24, 2.0), (32, 0.0)), ((8, 1.0), (16, 0.0)))
+        ("a", "b"), (32, 16), 10.0, (((8, 0.4), (16, 0.8), (24, 0.8), (32, 1.0)), ((8, 0.9), (16, 1.0)))
     )
     assert model.predicted_ms({"a": 16}) == pytest.approx(8.0)
     assert model.predicted_ms({"a": 12}) == pytest.approx(6.0)  # halfway between 6 and 2 ms saved
@@ -147,8 +147,9 @@ def test_a_measured_table_passes_its_check_and_the_model_reproduces_its_rows() -
     check_latency_table(TABLE, text, channels, 16)
     assert list(table["kept"][table["group"] == "conv3"]) == [16, 32, 48, 64, 80, 96, 112, 128]
     latency = latency_model(pd.read_csv(io.StringIO(text)), flops_model(model, groups, example))
-    for row in table.itertuples():
-        assert latency.predicted_ms({row.group: row.kept}) == pytest.approx(row.latency_ms, abs=2e-6)
+    whole = table[table["kept"] == table["channels"]].set_index("group")["latency_ms"]
+    for row in table.itertuples():  # each group's share, against the unpruned model timed beside it
+        assert latency.kept({row.group: row.kept}) == pytest.approx(1 - row.saved_ms / whole[row.group], abs=1e-6)
     unpruned_ms, shares = configuration_shares(model, groups, example, images, {"small": {"conv3": 16}}, rounds=2)
     assert unpruned_ms > 0 and 0 < shares["small"] < 5
 
@@ -156,7 +157,7 @@ def test_a_measured_table_passes_its_check_and_the_model_reproduces_its_rows() -
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda t: t.drop(index=2), "1 of the 28 rows params.yaml implies are missing (first: group='conv1', kept=24)"),
+        (lambda t: t.drop(index=0), "group 'conv1''s counts (16, 24, 32) are not ascending counts of budget.round_to"),
         (lambda t: t.assign(channels=t["channels"].where(t.index != 0, 33)), "line 2: channels is not group 'conv1'"),
         (lambda t: t.assign(latency_ms_q25=t["latency_ms"] + 1), "line 2: latency_ms is not between latency_ms_q25"),
         (
@@ -164,7 +165,8 @@ def test_a_measured_table_passes_its_check_and_the_model_reproduces_its_rows() -
             "line 5: the unpruned model (kept = channels) saves",
         ),
         (lambda t: t.assign(latency_ms=-t["latency_ms"]), "latency_ms"),
-        (lambda t: pd.concat([t, t.iloc[[0]].assign(group="conv4")]), "row group='conv4', kept=8 is not one params"),
+        (lambda t: pd.concat([t, t.iloc[[0]].assign(group="conv4")]), "its groups (conv1, conv2, conv3, conv4) are"),
+        (lambda t: t.iloc[[1, 0, *range(2, len(t))]], "group 'conv1''s counts (16, 8, 24, 32) are not ascending"),
     ],
 )
 def test_a_damaged_latency_table_is_refused_in_one_line_naming_the_stage(damage, message: str) -> None:
@@ -179,7 +181,7 @@ def test_a_damaged_latency_table_is_refused_in_one_line_naming_the_stage(damage,
 
 def test_a_table_for_another_round_to_is_refused() -> None:
     flops = CostModel(("conv1",), (32,), ((100, None, 0),))
-    with pytest.raises(UserError, match=r"rows params\.yaml implies are missing"):
+    with pytest.raises(UserError, match=r"counts \(8, 16, 24, 32\) are not ascending counts of budget\.round_to=4"):
         check_latency_table(TABLE, csv_text(proportional_table(flops, 8)), {"conv1": 32}, 4)
 
 

@@ -341,15 +341,33 @@ LATENCY_TABLE = TableFormat(
 
 
 def check_latency_table(path: Path | str, text: str, channels: dict[str, int], round_to: int) -> None:
-    """metrics/cost/latency/table.csv: per channel group (`channels`: name → P, forward order) a row for
-    every count it may keep under budget.round_to (`kept_counts`), its channels P; quartiles around
-    each median; at P, the unpruned model: nothing saved."""
+    """metrics/cost/latency/table.csv: per channel group (`channels`: name → P, forward order) rows for
+    ascending counts it may keep under budget.round_to (`kept_counts`), from the smallest to all P of
+    them (`latency.counts` may leave some out between: they are interpolated), its channels P; quartiles
+    around each median; at P, the unpruned model: nothing saved."""
     from prunelab.models.records import kept_counts
 
     parsed = parse_table(path, text, LATENCY_TABLE)
-    expected = [(name, kept) for name, p in channels.items() for kept in kept_counts(p, round_to)]
-    check_rows(path, parsed, LATENCY_TABLE, expected)
+    check_unique_rows(path, parsed, LATENCY_TABLE)
     columns = parsed.columns
+    names, kept = columns["group"], columns["kept"].tolist()
+    order = list(dict.fromkeys(names))
+    if order != list(channels):
+        problem = f"its groups ({', '.join(order)}) are not model.arch's channel groups ({', '.join(channels)})"
+        raise refusal(path, problem, LATENCY_TABLE.stage)
+    if names != sorted(names, key=order.index):
+        raise refusal(path, "the rows are not grouped by channel group, in forward order", LATENCY_TABLE.stage)
+    for name, p in channels.items():
+        counts = [k for g, k in zip(names, kept, strict=True) if g == name]
+        allowed = kept_counts(p, round_to)
+        wrong = [k for k in counts if k not in allowed]
+        if wrong or counts != sorted(counts) or counts[0] != allowed[0] or counts[-1] != p:
+            problem = (
+                f"group {name!r}'s counts ({', '.join(map(str, counts))}) are not ascending counts of budget.round_to="
+                f"{round_to} from {allowed[0]} to its {p} channels"
+            )
+            raise refusal(path, problem, LATENCY_TABLE.stage)
+    expected = [(name, k) for name, k in zip(names, kept, strict=True)]
     wrong_p = np.flatnonzero(columns["channels"] != np.array([channels[name] for name, _ in expected]))
     if wrong_p.size:
         line = int(wrong_p[0]) + 2

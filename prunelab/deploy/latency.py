@@ -1,16 +1,17 @@
-"""The latency table: what each channel group's count costs in milliseconds, on this machine, in
-the deployed format (BatchNorm folded, channels-last; `prunelab.deploy.formats`), at batch 256.
+"""The latency table: what each channel group's count costs in milliseconds, on this machine, in the
+deployed format (BatchNorm folded, channels-last; `prunelab.deploy.formats`), at batch 256.
 
-For every group and every count it may keep under `budget.round_to` (`kept_counts`), the model
-with that group alone pruned to that count (the first channels removed: which channels go does not
-change the work) is timed against the unpruned model, every configuration in turn within each of
-`rounds` rounds (`interleaved_times`), so a drifting machine speed hits them alike and round i of
-one pairs with round i of another. A row holds the median latency and its quartiles, and the
-milliseconds saved against the unpruned model (median of the paired differences, and quartiles).
-NetAdapt (Yang et al. 2018) builds such tables per layer; Torch-Pruning and NNI have none.
+For every group and the counts it may keep under `budget.round_to` (`measured_counts`: all of them,
+or at most `latency.counts` spread evenly), the model with that group alone pruned to that count
+(the first channels removed: which channels go does not change the work) is timed against the
+unpruned model, the group's configurations in turn within each of `latency.rounds` rounds
+(`interleaved_times`), so a drifting machine speed hits them alike and round i of one pairs with
+round i of another. A row holds the median latency and its quartiles, and the milliseconds saved
+against the unpruned model (median of the paired differences, and quartiles). NetAdapt (Yang et al.
+2018) builds such tables per layer; Torch-Pruning and NNI have none.
 
-The table is machine-dependent, like efficiency.json: `metrics/cost/latency/table.csv` is in git, so a
-fresh clone reuses it (the stage reruns only when what it measures changes) and a rerun elsewhere
+The table is machine-dependent, like efficiency.json: `metrics/cost/latency/table.csv` is in git, so
+a fresh clone reuses it (the stage reruns only when what it measures changes) and a rerun elsewhere
 measures that machine. `prunelab.network.latency.latency_model` turns it into the cost the budget
 strategies allocate against with `budget.target: latency`; `configuration_shares` measures pruned
 models to say how well it predicts them.
@@ -28,7 +29,7 @@ import torch
 from prunelab.deploy.efficiency import batch_of, latency_rounds
 from prunelab.deploy.formats import deployed
 from prunelab.models.groups import remove_channels
-from prunelab.models.records import kept_counts
+from prunelab.models.records import measured_counts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
     from prunelab.models.records import ChannelGroup
 
-TABLE_ROUNDS = 20  # interleaved rounds per configuration of the table
+TABLE_ROUNDS = 20  # interleaved rounds per configuration of the table (latency.rounds)
+TABLE_COUNTS = 8  # the most counts measured per group (latency.counts)
 CHECK_ROUNDS = 20  # interleaved rounds per pruned model checked against the table's prediction
 BATCH = 256
 
@@ -59,24 +61,28 @@ def latency_table(
     images: torch.Tensor,
     round_to: int,
     rounds: int = TABLE_ROUNDS,
+    most: int = TABLE_COUNTS,
 ) -> pd.DataFrame:
-    """The table: one row per group and count of `kept_counts(channels, round_to)` (the last, all
-    of the group's channels, is the unpruned model: 0 ms saved), columns group, channels, kept,
-    latency_ms, latency_ms_q25, latency_ms_q75, saved_ms, saved_ms_q25, saved_ms_q75."""
+    """The table: one row per group and count of `measured_counts(channels, round_to, most)` (the
+    last, all of the group's channels, is the unpruned model: 0 ms saved), columns group, channels,
+    kept, latency_ms, latency_ms_q25, latency_ms_q75, saved_ms, saved_ms_q25, saved_ms_q75. Group by
+    group: its configurations and the unpruned model timed in turn within each of `rounds` rounds, so
+    only one group's models are held at a time (a MobileNetV2 has dozens of groups)."""
     import pandas as pd
 
     model = model.cpu().eval()
-    configurations: dict[str, nn.Module] = {"": deployed(model)}
-    for group in groups:
-        for kept in kept_counts(group.channels, round_to)[:-1]:
-            configurations[f"{group.name}@{kept}"] = _pruned_to(model, groups, {group.name: kept}, example)
-    times = {key: 1000 * np.asarray(seconds) for key, seconds in
-             latency_rounds(configurations, batch_of(images, BATCH), rounds).items()}  # fmt: skip
-    unpruned = times[""]
+    batch = batch_of(images, BATCH)
+    unpruned_model = deployed(model)
     rows = []
     for group in groups:
-        for kept in kept_counts(group.channels, round_to):
-            measured = times[f"{group.name}@{kept}"] if kept < group.channels else unpruned
+        counts = measured_counts(group.channels, round_to, most)
+        timed: dict[str, nn.Module] = {"": unpruned_model}
+        for kept in counts[:-1]:
+            timed[str(kept)] = _pruned_to(model, groups, {group.name: kept}, example)
+        times = {key: 1000 * np.asarray(seconds) for key, seconds in latency_rounds(timed, batch, rounds).items()}
+        unpruned = times[""]
+        for kept in counts:
+            measured = times[str(kept)] if kept < group.channels else unpruned
             ms = np.percentile(measured, [25, 50, 75])
             saved = np.percentile(unpruned - measured, [25, 50, 75])
             rows.append({
@@ -122,8 +128,8 @@ def latency_report(prediction: dict, target: str) -> str:
         f"`budget.target: {target}`: the budgets of `budget.flops` are shares of "
         + ("FLOPs per sample." if target == "flops" else "the unpruned model's latency, as the table predicts it."),
         "",
-        "The latency table (`metrics/cost/latency/table.csv`: each channel group pruned alone to each count it keeps, "
-        f"{TABLE_ROUNDS} interleaved rounds at batch {BATCH} in the deployed format) predicts each pruned model's "
+        "The latency table (`metrics/cost/latency/table.csv`: each channel group pruned alone to counts it may keep, "
+        f"`latency.rounds` interleaved rounds at batch {BATCH} in the deployed format) predicts each pruned model's "
         "latency as a share of the unpruned model's. Below, the first seed's budget models are measured the same "
         f"way ({prediction['rounds']} paired rounds each; the unpruned model {prediction['unpruned_ms']:.2f} ms), "
         "and the prediction's error is the predicted share over the measured one, less 1. Latencies depend on the "

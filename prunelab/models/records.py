@@ -80,8 +80,9 @@ class LatencyModel:
 
     layers: tuple[str, ...]  # group names
     channels: tuple[int, ...]
-    unpruned_ms: float
-    saved: tuple[tuple[tuple[int, float], ...], ...]  # per group: (kept count, ms saved), ascending counts
+    unpruned_ms: float  # the unpruned model's latency (the median of its timings beside each group's)
+    # Per group: (kept count, share of the unpruned model's time left), ascending counts, ending (P, 1.0).
+    shares: tuple[tuple[tuple[int, float], ...], ...]
 
     @property
     def total(self) -> float:
@@ -91,8 +92,8 @@ class LatencyModel:
         """The share of the unpruned model's latency predicted when group g keeps counts[g] channels
         (unnamed groups: all): the product of each group's measured share alone."""
         share = 1.0
-        for name, p, table in zip(self.layers, self.channels, self.saved, strict=True):
-            share *= 1.0 - _interpolated(table, counts.get(name, p)) / self.unpruned_ms
+        for name, p, table in zip(self.layers, self.channels, self.shares, strict=True):
+            share *= _interpolated(table, counts.get(name, p))
         return share
 
     def predicted_ms(self, counts: Mapping[str, int]) -> float:
@@ -101,7 +102,8 @@ class LatencyModel:
 
 
 def _interpolated(table: tuple[tuple[int, float], ...], kept: int) -> float:
-    """The ms saved at `kept` channels: the table's value at a count it holds, linear between two."""
+    """The table's value at `kept` channels: at a count it holds, linear between two, and the nearest
+    end's beyond them."""
     for (low, low_ms), (high, high_ms) in itertools.pairwise(table):
         if low <= kept <= high:
             return low_ms + (high_ms - low_ms) * (kept - low) / (high - low)
@@ -116,6 +118,18 @@ def kept_counts(channels: int, round_to: int = 1) -> tuple[int, ...]:
     whole). `round_to` 1: every count from 1 to `channels`; `round_to` >= `channels`: only
     `channels` (params refuse a `round_to` above a group's channels; here such a group stays whole)."""
     return tuple(sorted({*range(round_to, channels + 1, round_to), channels}))
+
+
+def measured_counts(channels: int, round_to: int, most: int) -> tuple[int, ...]:
+    """The counts the latency table measures for a group of `channels` (`latency.counts`: at most
+    `most` of them): every allowed count (`kept_counts`) when there are no more than `most`, else
+    `most` of them spread evenly from the smallest to the whole group (always both); the latency
+    model interpolates linearly between them."""
+    allowed = kept_counts(channels, round_to)
+    if len(allowed) <= most:
+        return allowed
+    last = len(allowed) - 1
+    return tuple(sorted({allowed[round(i * last / (most - 1))] for i in range(most)}))
 
 
 def metric_key(name: str) -> str:

@@ -8,6 +8,7 @@ each group's measured share of the unpruned model's time (what it measured again
 
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING
 
 from prunelab.models.records import CostModel, LatencyModel
@@ -34,17 +35,20 @@ def read_latency_table(channels: dict[str, int], round_to: int) -> pd.DataFrame:
 
 def latency_model(table: pd.DataFrame, flops: CostModel) -> LatencyModel:
     """The table's `LatencyModel` for the groups of `flops` (the FLOPs cost model of the same model,
-    which names the groups in forward order): per group the median ms saved at each count it holds."""
-    saved = []
-    unpruned = None
+    which names the groups in forward order): per group and count it holds, the share of the unpruned
+    model's time left, 1 − (median ms saved) / (the unpruned model's median timed beside that group's
+    configurations); the unpruned model's latency is the median of those medians."""
+    if not flops.layers:
+        raise ValueError("a model without channel groups has no latency table")
+    shares, unpruned = [], []
     for name, p in zip(flops.layers, flops.channels, strict=True):
         rows = table[table["group"] == name].sort_values("kept")
-        saved.append(tuple((int(k), float(ms)) for k, ms in zip(rows["kept"], rows["saved_ms"], strict=True)))
-        if unpruned is None:
-            unpruned = float(rows.loc[rows["kept"] == p, "latency_ms"].iloc[0])
-    if unpruned is None:
-        raise ValueError("a model without channel groups has no latency table")
-    return LatencyModel(flops.layers, flops.channels, unpruned, tuple(saved))
+        whole = float(rows.loc[rows["kept"] == p, "latency_ms"].iloc[0])
+        unpruned.append(whole)
+        shares.append(
+            tuple((int(k), 1.0 - float(ms) / whole) for k, ms in zip(rows["kept"], rows["saved_ms"], strict=True))
+        )
+    return LatencyModel(flops.layers, flops.channels, statistics.median(unpruned), tuple(shares))
 
 
 def budget_cost(target: str, flops: CostModel, table: pd.DataFrame | None) -> CostModel | LatencyModel:

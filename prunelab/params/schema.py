@@ -358,6 +358,16 @@ class BudgetParams(Section):
     finetune_epochs: float = positive_number()  # the recipe for every pruned model and the unpruned one
 
 
+class LatencyParams(Section):
+    """The latency table (stages/latency.py): how many counts per group it measures, and how long."""
+
+    # Interleaved rounds per configuration: more rounds, less noise (about 2-5 % at 20 on 2 cores).
+    rounds: int = integer(2, 1000)
+    # The most counts of budget.round_to's it measures per group (the smallest and the whole always
+    # among them, the rest spread evenly); linear in between. A big model has many groups and counts.
+    counts: int = integer(2, 1000)
+
+
 class ExportParams(Section):
     """What the export stage ships: the whole network pruned to a FLOPs budget (`budget`: auto, the
     smallest within 1 point, or one of budget.flops), or (`budget: none`) the single-layer study's
@@ -424,6 +434,7 @@ class Params(Section):
     finetune: FinetuneParams
     sensitivity: SensitivityParams
     budget: BudgetParams
+    latency: LatencyParams
     export: ExportParams
     study: StudyParams
     plot: PlotParams
