@@ -39,7 +39,7 @@ from prunelab.deploy.export import (
     shipped_model,
 )
 from prunelab.deploy.formats import deployed
-from prunelab.deploy.latency import CHECK_ROUNDS, configuration_shares, latency_report
+from prunelab.deploy.latency import configuration_shares, latency_report
 from prunelab.deploy.onnx import OPSET, runtime_version, save_onnx
 from prunelab.errors import UserError
 from prunelab.models.groups import group_named
@@ -150,7 +150,8 @@ def _latency_check(
             configurations[(budget_key(row.budget), row.strategy, row.criterion)] = counts
     # Each distinct model once (strategies often agree): its error counts once, and its rounds are not shared.
     distinct = {"/".join(str(c[n]) for n in names): c for c in configurations.values()}
-    unpruned_ms, measured = configuration_shares(model, groups, example, images, distinct)
+    rounds = params.latency.rounds  # as many as the table's: the check is as steady as what it checks
+    unpruned_ms, measured = configuration_shares(model, groups, example, images, distinct, rounds)
 
     def error(predicted: float, share: float) -> float:
         return 100 * (predicted - share) / share
@@ -173,7 +174,7 @@ def _latency_check(
         }
     return {
         "configurations": len(distinct),
-        "rounds": CHECK_ROUNDS,
+        "rounds": rounds,
         "unpruned_ms": unpruned_ms,
         **{f"{source}_mean_abs_error_pct": sum(e) / len(e) for source, e in errors.items()},
         **{f"{source}_max_abs_error_pct": max(e) for source, e in errors.items()},

@@ -38,8 +38,7 @@ if TYPE_CHECKING:
     from prunelab.models.records import ChannelGroup
 
 TABLE_ROUNDS = 20  # interleaved rounds per configuration of the table (latency.rounds)
-TABLE_COUNTS = 8  # the most counts measured per group (latency.counts)
-CHECK_ROUNDS = 20  # interleaved rounds per pruned model checked against the table's prediction
+TABLE_COUNTS = 16  # the most counts measured per group (latency.counts)
 BATCH = 256
 
 
@@ -100,7 +99,7 @@ def configuration_shares(
     example: torch.Tensor,
     images: torch.Tensor,
     configurations: Mapping[str, Mapping[str, int]],
-    rounds: int = CHECK_ROUNDS,
+    rounds: int = TABLE_ROUNDS,
 ) -> tuple[float, dict[str, float]]:
     """The unpruned model's median batch-256 latency (ms), and each configuration's (kept counts per
     group) measured share of it: the median over interleaved rounds of its time over the unpruned
