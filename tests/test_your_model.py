@@ -39,6 +39,7 @@ MODEL_STAGES = {
     "sweep_prune@0",
     "finetune@0",
     "sensitivity@0",
+    "latency",  # it builds model.arch afresh to time it
     "budget@0",
     "export",
 }
