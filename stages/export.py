@@ -148,8 +148,12 @@ def _latency_check(
         if row.strategy != "unpruned":
             counts = dict(zip(names, (int(n) for n in row.channels.split("/")), strict=True))
             configurations[(budget_key(row.budget), row.strategy, row.criterion)] = counts
+
+    def label(counts: dict[str, int]) -> str:
+        return "/".join(str(counts[n]) for n in names)
+
     # Each distinct model once (strategies often agree): its error counts once, and its rounds are not shared.
-    distinct = {"/".join(str(c[n]) for n in names): c for c in configurations.values()}
+    distinct = {label(c): c for c in configurations.values()}
     rounds = params.latency.rounds  # as many as the table's: the check is as steady as what it checks
     unpruned_ms, measured = configuration_shares(model, groups, example, images, distinct, rounds)
 
@@ -157,13 +161,12 @@ def _latency_check(
         return 100 * (predicted - share) / share
 
     errors = {
-        source: [abs(error(predict(counts), measured[label])) for label, counts in distinct.items()]
+        source: [abs(error(predict(counts), measured[key])) for key, counts in distinct.items()]
         for source, predict in (("table", table.kept), ("flops", flops.kept))
     }
     entries: dict = {}
     for (budget, strategy, criterion), counts in configurations.items():
-        label = "/".join(str(counts[n]) for n in names)
-        share, predicted = measured[label], table.kept(counts)
+        share, predicted = measured[label(counts)], table.kept(counts)
         entries.setdefault(budget, {}).setdefault(strategy, {})[criterion] = {
             **{f"channels_{metric_key(n)}": counts[n] for n in names},
             "measured_share": share,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -462,7 +463,8 @@ def latency(files: Files) -> str:
     groups: dict[str, list[tuple[int, float, int]]] = {}
     for row in body:
         groups.setdefault(row[0], []).append((int(row[2]), float(row[saved]), int(row[1])))
-    unpruned = next(float(row[3]) for row in body if row[1] == row[2])
+    # As the latency model reads it: the median of the unpruned model's timings beside each group's.
+    unpruned = statistics.median(float(row[3]) for row in body if row[1] == row[2])
     most = ", ".join(
         f"{name} {counts[0][2]} → {counts[0][0]}: {num(counts[0][1], 1)} ms" for name, counts in groups.items()
     )

@@ -350,7 +350,7 @@ def check_latency_table(path: Path | str, text: str, channels: dict[str, int], r
     parsed = parse_table(path, text, LATENCY_TABLE)
     check_unique_rows(path, parsed, LATENCY_TABLE)
     columns = parsed.columns
-    names, kept = columns["group"], columns["kept"].tolist()
+    names, kept = columns["group"], columns["kept"].tolist()  # per row
     order = list(dict.fromkeys(names))
     if order != list(channels):
         problem = f"its groups ({', '.join(order)}) are not model.arch's channel groups ({', '.join(channels)})"
@@ -367,11 +367,10 @@ def check_latency_table(path: Path | str, text: str, channels: dict[str, int], r
                 f"{round_to} from {allowed[0]} to its {p} channels"
             )
             raise refusal(path, problem, LATENCY_TABLE.stage)
-    expected = [(name, k) for name, k in zip(names, kept, strict=True)]
-    wrong_p = np.flatnonzero(columns["channels"] != np.array([channels[name] for name, _ in expected]))
+    wrong_p = np.flatnonzero(columns["channels"] != np.array([channels[name] for name in names]))
     if wrong_p.size:
         line = int(wrong_p[0]) + 2
-        raise refusal(path, f"line {line}: channels is not group {expected[wrong_p[0]][0]!r}'s", LATENCY_TABLE.stage)
+        raise refusal(path, f"line {line}: channels is not group {names[wrong_p[0]]!r}'s", LATENCY_TABLE.stage)
     for stat in ("latency_ms", "saved_ms"):
         low, mid, high = columns[f"{stat}_q25"], columns[stat], columns[f"{stat}_q75"]
         outside = np.flatnonzero((low > mid + 1e-6) | (mid > high + 1e-6))
