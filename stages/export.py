@@ -282,7 +282,8 @@ def main() -> None:
         onnx_files = {"unpruned": Path(scratch) / "unpruned.onnx", "exported": EXPORTED_ONNX}
         save_onnx(unpruned, example, onnx_files["unpruned"])
         measured = compare_models(
-            models, test, info.input, example, known_bytes={"exported": shipped_bytes}, onnx_files=onnx_files
+            models, test, info.input, example, known_bytes={"exported": shipped_bytes}, onnx_files=onnx_files,
+            rounds=export.rounds,
         )
     ratio = measured["ratio"]
     prediction = _latency_check(params, model, groups, table, flops, replicate.example, test[0], expected)

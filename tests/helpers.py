@@ -42,6 +42,7 @@ TINY_OVERRIDES: dict[str, Any] = {
     "budget.flops": [0.5],
     "budget.finetune_epochs": 0.1,
     "latency.rounds": 5,
+    "export.rounds": 5,
     "plot.dpi": 40,
 }
 

@@ -309,6 +309,7 @@ CASES = [
         ("export.k=128", "allowed: auto or an integer K from 0 to 127"),
     ),
     Case("export-k-text", "export", put(**{"export.k": "most"}), ("export.k='most'", "allowed: auto or an integer")),
+    Case("export-rounds", "export", put(**{"export.rounds": 2}), ("export.rounds=2", "an integer from 3 to 1000")),
     Case("budget-target", "budget", put(**{"budget.target": "speed"}), ("budget.target='speed'", "flops", "latency")),
     Case("latency-rounds", "latency", put(**{"latency.rounds": 1}), ("latency.rounds=1", "an integer from 2 to 1000")),
     Case("latency-counts", "export", put(**{"latency.counts": "all"}), ("latency.counts='all'", "an integer from 2")),

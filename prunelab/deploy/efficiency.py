@@ -71,7 +71,7 @@ def quick_speedup(reference: nn.Module, candidate: nn.Module, images: torch.Tens
 
 
 SPEEDUP_RESAMPLES = 2000
-SPEEDUP_ROUNDS = 30  # paired batch-256 rounds per model: the speed-up's interval comes from them
+SPEEDUP_ROUNDS = 30  # paired batch-256 rounds per model (params.yaml's export.rounds): the speed-up's interval
 
 
 def speedup_interval(slow: list[float], fast: list[float], seed: int = 0) -> tuple[float, float]:
@@ -134,6 +134,7 @@ def compare_models(
     example: torch.Tensor,
     known_bytes: dict[str, int] | None = None,
     onnx_files: dict[str, Path] | None = None,
+    rounds: int = SPEEDUP_ROUNDS,
 ) -> dict:
     """Per model: parameters and FLOPs per sample (of the model as trained), and, in the
     shipped format (`prunelab.deploy.formats.deployed`: BatchNorm folded, channels-last), the
@@ -144,7 +145,8 @@ def compare_models(
     so folding is never counted as pruning's gain. The batch-256 latency is also split by part
     (each conv layer, and the head): what pruning each layer can speed up. With `onnx_files` (each
     model's ONNX file), also each model's batch-256 latency under ONNX Runtime (`prunelab.deploy.onnx`)
-    and the largest difference between its logits and torch's. Latencies depend on the machine and its
+    and the largest difference between its logits and torch's. Every batch-256 latency (in torch, per part,
+    under ONNX Runtime) is the median of `rounds` paired rounds. Latencies depend on the machine and its
     load: they are the one output not reproduced bit for bit."""
     shipped = {name: deployed(net) for name, net in models.items()}
     out: dict = {}
@@ -157,8 +159,8 @@ def compare_models(
             **{f"test_{key}": value for key, value in model_scores(shipped[name], *test, spec.n_classes).items()},
         }
     images = test[0]
-    rounds: dict[str, list[float]] = {}
-    for batch, repeats in ((1, 200), (256, SPEEDUP_ROUNDS)):
+    paired: dict[str, list[float]] = {}
+    for batch, repeats in ((1, 200), (256, rounds)):
         inputs = batch_of(images, batch)
         timed: dict[str, torch.nn.Module] = dict(shipped)
         if batch == 256:
@@ -167,7 +169,7 @@ def compare_models(
             suffix = "_eager" if key.endswith("_eager") else ""
             out[key.removesuffix("_eager")][f"latency_ms_batch{batch}{suffix}"] = 1000 * statistics.median(seconds)
             if batch == 256 and not suffix:
-                rounds[key] = seconds
+                paired[key] = seconds
     # Where the time goes at batch 256: each conv layer (conv → [BN] → pooling → ReLU, BN folded)
     # and the head, of each model, timed in turn within every repeat (drifting machine speed then
     # hits all parts alike), each on its real input: channels-last maps, as the deployed forward
@@ -178,7 +180,7 @@ def compare_models(
         for part, (before, run) in model_parts(deployed_net.net, example[:1].cpu()).items():
             feed = before(inputs)
             parts[(name, part)] = lambda run=run, x=feed: run(x)
-    for (name, part), seconds in interleaved_medians(parts, 30).items():
+    for (name, part), seconds in interleaved_medians(parts, rounds).items():
         out[name][f"latency_ms_batch256_{part}"] = 1000 * seconds
     first, second = (out[name] for name in models)
     ratio = {
@@ -190,7 +192,7 @@ def compare_models(
         "speedup_batch256_eager": first["latency_ms_batch256_eager"] / second["latency_ms_batch256_eager"],
     }
     if onnx_files:
-        latencies, diffs = _onnxruntime(models, onnx_files, images, rounds)
+        latencies, diffs = _onnxruntime(models, onnx_files, images, paired, rounds)
         for name, milliseconds in latencies.items():
             out[name]["latency_ms_batch256_onnxruntime"] = milliseconds
         ratio["speedup_batch256_onnxruntime"] = (
@@ -199,20 +201,24 @@ def compare_models(
     ratio["speedup_batch256_vs_flops"] = ratio["speedup_batch256"] / ratio["flops"]
     # The speed-up is the one output that moves run to run: its interval over the paired rounds.
     first_name, second_name = models
-    low, high = speedup_interval(rounds[first_name], rounds[second_name])
-    ratio |= {"speedup_batch256_low": low, "speedup_batch256_high": high, "speedup_rounds": len(rounds[first_name])}
+    low, high = speedup_interval(paired[first_name], paired[second_name])
+    ratio |= {"speedup_batch256_low": low, "speedup_batch256_high": high, "speedup_rounds": len(paired[first_name])}
     if onnx_files:
-        low, high = speedup_interval(rounds[f"{first_name}_onnxruntime"], rounds[f"{second_name}_onnxruntime"])
+        low, high = speedup_interval(paired[f"{first_name}_onnxruntime"], paired[f"{second_name}_onnxruntime"])
         ratio |= {"speedup_batch256_onnxruntime_low": low, "speedup_batch256_onnxruntime_high": high}
         out["onnxruntime_max_abs_logit_diff"] = max(diffs.values())
     return {**out, "ratio": ratio}
 
 
 def _onnxruntime(
-    models: dict[str, nn.Module], onnx_files: dict[str, Path], images: torch.Tensor, rounds: dict[str, list[float]]
+    models: dict[str, nn.Module],
+    onnx_files: dict[str, Path],
+    images: torch.Tensor,
+    paired: dict[str, list[float]],
+    rounds: int,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Each model under ONNX Runtime: its batch-256 latency in ms (the models' sessions timed in turn,
-    SPEEDUP_ROUNDS rounds, added to `rounds` as `<name>_onnxruntime`), and its logits' largest
+    `rounds` rounds, added to `paired` as `<name>_onnxruntime`), and its logits' largest
     difference from torch's on the first 256 test images."""
     from prunelab.deploy.onnx import run_session, session
 
@@ -224,7 +230,7 @@ def _onnxruntime(
     }
     calls = {name: (lambda s=s: run_session(s, batch)) for name, s in sessions.items()}
     latencies = {}
-    for name, seconds in interleaved_times(calls, SPEEDUP_ROUNDS, warmup=3).items():
-        rounds[f"{name}_onnxruntime"] = seconds
+    for name, seconds in interleaved_times(calls, rounds, warmup=3).items():
+        paired[f"{name}_onnxruntime"] = seconds
         latencies[name] = 1000 * statistics.median(seconds)
     return latencies, diffs

@@ -386,6 +386,9 @@ class ExportParams(Section):
     k: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(
         description="auto or an integer K from 0 to P-1 (budget: none only)"
     )
+    # Paired rounds of every batch-256 latency the export measures (torch, per part, ONNX Runtime): the
+    # speed-up's interval comes from them. Fewer: a quicker, noisier export (the tests' tiny studies use 5).
+    rounds: int = integer(3, 1000)
 
 
 class PlotParams(Section):

@@ -65,15 +65,30 @@ def evaluate_orders(
     return {name: np.concatenate([p[name] for p in parts]) for name in SCORES}
 
 
+# Scoring one model, on the CPU: image batches of 256 in channels-last layout, whatever the model's own
+# layout (a channels-last input is enough for oneDNN's convolutions to take their channels-last kernels).
+# Measured on 2 cores, the pair CNN over 2,600 images: 0.52 s in NCHW at batch 1000, 0.37 s channels-last at
+# batch 1000, 0.22 s channels-last at batch 256; the scores came out identical. Elsewhere the ordinary layout.
+INFERENCE_BATCH = 256
+
+
+def inference_batches(images: torch.Tensor, device: torch.device, batch_size: int = INFERENCE_BATCH):
+    """`images` in batches on `device`, laid out for a fast forward pass (channels-last on the CPU)."""
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device)
+        if device.type == "cpu" and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        yield batch
+
+
 @torch.no_grad()
 def model_scores(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_classes: int, batch_size: int = 1000
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_classes: int, batch_size: int = INFERENCE_BATCH
 ) -> dict[str, float]:
     """acc, bacc and roc_auc (percent) of a model on a split, at its own decision."""
     device = next(model.parameters()).device
     model.eval()
-    parts = [model(images[i : i + batch_size].to(device)).double().cpu() for i in range(0, len(images), batch_size)]
-    logits = torch.cat(parts)
+    logits = torch.cat([model(batch).double().cpu() for batch in inference_batches(images, device, batch_size)])
     truth = labels.cpu().numpy()
     conf = confusion_counts(truth, logits.argmax(-1).numpy(), n_classes)
     scores = logits[:, 1] - logits[:, 0] if n_classes == 2 else softmax(logits.numpy())
@@ -90,7 +105,7 @@ def every_score(
     test: tuple[torch.Tensor, torch.Tensor],
     calibration: tuple[torch.Tensor, torch.Tensor],
     n_classes: int,
-    batch_size: int = 1000,
+    batch_size: int = INFERENCE_BATCH,
 ) -> dict[str, float]:
     """Every score of SCORES (percent) of one model: at its own decision on the test split, and
     with the decision re-fitted on the calibration split, as the sweep scores each K."""
@@ -98,7 +113,7 @@ def every_score(
     model.eval()
 
     def logits(images: torch.Tensor) -> torch.Tensor:
-        parts = [model(images[i : i + batch_size].to(device)).double() for i in range(0, len(images), batch_size)]
+        parts = [model(batch).double() for batch in inference_batches(images, device, batch_size)]
         return torch.cat(parts)[None]  # one "order" for the batched scorer
 
     scores = score_logits(

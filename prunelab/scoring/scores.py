@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.special import logsumexp
-from scipy.stats import rankdata
 
 from prunelab.scoring.names import SCORES as SCORES  # re-exported: it lives in the leaf
 from prunelab.scoring.names import over_k as over_k
@@ -116,6 +114,8 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    from scipy.special import logsumexp  # SciPy is imported where it is used: most stages never need it
+
     return z - logsumexp(z, axis=axis, keepdims=True)
 
 
@@ -146,6 +146,8 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarra
         s, y, n_pos, n_neg = _two_class_rows(s, labels, "two-class scores")
         if n_pos == 0 or n_neg == 0:
             return np.full(s.shape[:-1], np.nan)
+        from scipy.stats import rankdata  # 0.4 s to import: a stage that only trains never pays it
+
         ranks = rankdata(s, axis=-1)
         # Rank sums are sums of half-integers: exact in float64, so the only rounding is the final division.
         u = ranks @ y.astype(np.float64) - n_pos * (n_pos + 1) / 2.0
@@ -160,6 +162,8 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarra
     n_pos = onehot.sum(axis=0)
     n_neg = n - n_pos
     defined = (n_pos > 0) & (n_neg > 0)
+    from scipy.stats import rankdata
+
     ranks = rankdata(s, axis=-2)  # each class's column ranked across the examples
     u = np.einsum("...nc,nc->...c", ranks, onehot) - n_pos * (n_pos + 1) / 2.0
     per_class = u / np.where(defined, n_pos * n_neg, 1.0)
@@ -249,6 +253,8 @@ def fit_bias(
     fitted out (the others are fitted as if it did not exist, which is the limit) and given the finite bias that
     puts its probability at most e^ABSENT_LOG_PROB (≈ 2e-22) on every calibration example, so no inf/NaN escapes.
     """
+    from scipy.special import logsumexp
+
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim < 2 or z.shape[-1] != n_classes:
         raise ValueError(f"logits must have shape (..., n, {n_classes}), got {z.shape}")
