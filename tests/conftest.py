@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from prunelab import _speed
-from tests.helpers import dvc, project_copy
+from tests.helpers import Grid, copy_repo, dvc, project_copy, run_grid
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +27,10 @@ def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = project_copy(tmp_path_factory.mktemp("tiny") / "repo")
     dvc(repo, "repro")
     return repo
+
+
+@pytest.fixture(scope="session")
+def experiment_grid(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Grid:
+    """tests/helpers.py's EXPERIMENTS, queued on a copy of `tiny_repo` and run two at a time: one queue run
+    serves every test of a `dvc exp` variant (each applies its experiment to a copy of its own)."""
+    return run_grid(copy_repo(tiny_repo, tmp_path_factory.mktemp("grid") / "repo"))

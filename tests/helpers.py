@@ -13,6 +13,8 @@ import struct
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -376,7 +378,8 @@ def declared_files(repo: Path) -> list[str]:
 
 def start_until(cmd: list[str], repo: Path, marker: str) -> subprocess.Popen:
     """Start `cmd` in its own process group and return once a line starting with `marker`
-    appeared on its output (the stage is then inside its training loop)."""
+    appeared on its output (the stage is then inside its training loop). The output up to that
+    line is the process's `seen` attribute."""
     proc = subprocess.Popen(
         cmd,
         cwd=repo,
@@ -393,6 +396,7 @@ def start_until(cmd: list[str], repo: Path, marker: str) -> subprocess.Popen:
         for line in proc.stdout:
             seen.append(line)
             if line.startswith(marker):
+                proc.seen = "".join(seen)  # type: ignore[attr-defined]
                 return proc
     finally:
         watchdog.cancel()
@@ -431,3 +435,59 @@ def lab_view(model: torch.nn.Module, arch: str, name: str = "last"):  # -> Group
     from prunelab.pruning.views import GroupView
 
     return GroupView.of(model, group_named(lab_groups(model, arch), name))
+
+
+# --------------------------------------------------------------------------- the experiment queue
+# The experiments the `dvc exp` tests read, each a variant of the tiny study: queued on one copy of
+# `tiny_repo` and run two at a time (the `experiment_grid` fixture), then each test applies its own.
+EXPERIMENTS: dict[str, list[str]] = {
+    # Other criteria: the sweeps and what reads them rerun, on the same models.
+    "criteria": ["prune.criteria=[l1_norm,random]"],
+    # Another layer, shipping the single-layer model: statistics, sweeps and fine-tuning follow the layer.
+    "conv2": ["prune.layer=conv2", "prune.criteria=[l1_norm,taylor,random]", "export.budget=none"],
+    # Budgets in milliseconds, against the latency table the tiny study measured.
+    "latency": ["budget.target=latency"],
+}
+
+
+def wait_for_queue(repo: Path, timeout: float = 540) -> str:
+    """Poll `dvc queue status` until no task is queued or running; return the last status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = dvc(repo, "queue", "status").stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the queue did not finish in {timeout:.0f} s:\n{status}")
+        time.sleep(2)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """`EXPERIMENTS`, run through `dvc queue start -j 2` in `repo`: the queue's last status and each
+    experiment's log."""
+
+    repo: Path
+    status: str
+    logs: dict[str, str]
+
+    def applied(self, name: str, dest: Path) -> Path:
+        """A private copy of the grid's repo with experiment `name` applied to its workspace (`dvc exp apply`)."""
+        repo = copy_repo(self.repo, dest)
+        dvc(repo, "exp", "apply", name)
+        return repo
+
+
+def run_grid(repo: Path) -> Grid:
+    """Commit `repo`'s workspace, queue every experiment of EXPERIMENTS, run the queue two at a time."""
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny run"], repo)
+    try:
+        for name, settings in EXPERIMENTS.items():
+            dvc(repo, "exp", "run", "--queue", *(arg for s in settings for arg in ("-S", s)), "-n", name)
+        dvc(repo, "queue", "start", "-j", "2")
+        status = wait_for_queue(repo)
+        logs = {name: dvc(repo, "queue", "logs", name).stdout for name in EXPERIMENTS}
+    finally:
+        dvc(repo, "queue", "stop", "--kill", check=False)
+    return Grid(repo, status, logs)

@@ -10,13 +10,21 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import copy_repo, dvc, experiments, run, running_stages, set_params, start_until
+from tests.helpers import (
+    EXPERIMENTS,
+    Grid,
+    copy_repo,
+    dvc,
+    experiments,
+    running_stages,
+    set_params,
+    start_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +47,8 @@ def repo(tiny_repo: Path, tmp_path: Path) -> Path:
     [
         # plot.* is a param of plot alone.
         ({"plot.dpi": 41}, ["plot"]),
-        # prune.k_step (only the sweeps and what reads them) and a new seed (only its own replicate) are
-        # checked through the experiment queue below, which runs exactly those two variants.
+        # A prune.* change (only the sweeps and what reads them) is checked through the experiment queue
+        # below, and a new seed (only its own replicate) by the interrupted study.
         # A change upstream reruns everything after it, but not what comes before (prepare_data stays cached).
         ({"train.epochs": 2}, [*per_seed(*PER_SEED[1:]), *STUDY]),
         # The ranking does not change with the decision's calibration data: fine-tuning stays cached.
@@ -68,65 +76,48 @@ def test_a_change_reruns_exactly_the_stages_it_invalidates(
 
 
 def test_an_interrupted_study_resumes_where_it_stopped(repo: Path) -> None:
-    """Kill `dvc repro` while seed 3 trains: every stage that had finished (all of seeds 0–2
-    that ran, prepare_data@3) is kept, and the next `dvc repro` runs only what is left."""
-    set_params(repo / "params.yaml", {"seeds": [0, 1, 2, 3]})
-    proc = start_until([str(Path(sys.executable).parent / "dvc"), "repro"], repo, "Running stage 'train@3'")
+    """Add a seed, and kill `dvc repro` while it trains: the new seed's stages alone start (seeds 0 and 1 stay
+    cached), every stage that had finished (prepare_data@2) is kept, and the next `dvc repro` runs only what
+    is left of seed 2, then what reads every replicate."""
+    set_params(repo / "params.yaml", {"seeds": [0, 1, 2]})
+    proc = start_until([str(Path(sys.executable).parent / "dvc"), "repro"], repo, "Running stage 'train@2'")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=120)
+    assert running_stages(proc.seen) == ["prepare_data@2", "train@2"], proc.seen
     result = dvc(repo, "repro")
-    ran = running_stages(result.stdout)
-    rest = per_seed("collect_activations", "sweep_prune", "finetune", "sensitivity", "budget", seeds=[2, 3])
-    assert ran == ["train@3", *rest, *STUDY]
+    assert running_stages(result.stdout) == [*per_seed(*PER_SEED[1:], seeds=[2]), *STUDY], result.stdout
     assert "up to date" in dvc(repo, "status").stdout
+    assert json.loads((repo / "metrics/metrics.json").read_text())["n_seeds"] == 3
 
 
 # --------------------------------------------------------------------------- the experiment queue
-GRID = {"k2": "prune.k_step=2", "s012": "seeds=[0,1,2]"}
+def test_a_grid_runs_in_parallel_through_the_experiment_queue(experiment_grid: Grid) -> None:
+    """`dvc exp run --queue -S ...` per variant, then `dvc queue start -j 2`: every experiment is listed by
+    `dvc exp show` with its params and metrics. Upstream stages come from the committed dvc.lock and the
+    cache: a variant reruns only what it invalidates."""
+    for name in EXPERIMENTS:
+        assert name in experiment_grid.status and "Failed" not in experiment_grid.status, experiment_grid.status
+    expected = {
+        # Other criteria: the sweeps, the fine-tuning and the sensitivity stage, which all read the headline
+        # criterion (prune.criteria's first); the budgets stay cached (their inputs come out the same).
+        "criteria": [*per_seed("sweep_prune", "finetune", "sensitivity"), *STUDY],
+        # Another layer (and other criteria): its statistics, sweeps and fine-tuning; the models stay cached.
+        "conv2": [*per_seed("collect_activations", "sweep_prune", "finetune", "sensitivity"), *STUDY],
+        # A latency target: the budgets, against the latency table already measured.
+        "latency": [*per_seed("budget"), *STUDY],
+    }
+    ran = {name: running_stages(log) for name, log in experiment_grid.logs.items()}
+    assert ran == expected, experiment_grid.logs
 
-
-def wait_for_queue(repo: Path, timeout: float = 540) -> str:
-    """Poll `dvc queue status` until no task is queued or running; return the last status."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = dvc(repo, "queue", "status").stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the queue did not finish in {timeout:.0f} s:\n{status}")
-        time.sleep(3)
-
-
-def test_a_grid_runs_in_parallel_through_the_experiment_queue(repo: Path) -> None:
-    """`dvc exp run --queue -S ...` per variant, then `dvc queue start -j 2`: both experiments
-    are listed by `dvc exp show` with their params and metrics. Upstream stages come from the
-    committed dvc.lock and the cache: a variant reruns only what it invalidates."""
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny run"], repo)
-    try:
-        for name, setting in GRID.items():
-            dvc(repo, "exp", "run", "--queue", "-S", setting, "-n", name)
-        dvc(repo, "queue", "start", "-j", "2")
-        status = wait_for_queue(repo)
-        for name in GRID:
-            assert name in status and "Failed" not in status, status
-        expected = {
-            "k2": [*per_seed("sweep_prune"), *STUDY],
-            "s012": [*per_seed(*PER_SEED, seeds=[2]), *STUDY],
-        }
-        for name in GRID:
-            logs = dvc(repo, "queue", "logs", name).stdout
-            assert running_stages(logs) == expected[name], logs
-    finally:
-        dvc(repo, "queue", "stop", "--kill", check=False)
-
-    found = experiments(json.loads(dvc(repo, "exp", "show", "--json").stdout))
-    assert set(GRID) <= set(found)
-    k_step = found["k2"]["params"]["params.yaml"]["data"]["prune"]["k_step"]
-    assert k_step == 2
-    assert found["s012"]["params"]["params.yaml"]["data"]["seeds"] == [0, 1, 2]
-    n_seeds = {name: found[name]["metrics"]["metrics/headline.json"]["data"]["n_seeds"] for name in GRID}
-    assert n_seeds == {"k2": 2, "s012": 3}
+    found = experiments(json.loads(dvc(experiment_grid.repo, "exp", "show", "--json").stdout))
+    assert set(EXPERIMENTS) <= set(found)
+    params = {name: found[name]["params"]["params.yaml"]["data"] for name in EXPERIMENTS}
+    assert params["criteria"]["prune"]["criteria"] == ["l1_norm", "random"]
+    assert params["conv2"]["prune"]["layer"] == "conv2" and params["conv2"]["export"]["budget"] == "none"
+    assert params["latency"]["budget"]["target"] == "latency"
+    headlines = {name: found[name]["metrics"]["metrics/headline.json"]["data"] for name in EXPERIMENTS}
+    assert set(headlines["criteria"]["vs_random"]) == {"l1_norm", "l1_norm_zero_weights"}
+    assert "k" in headlines["conv2"]["shipped"] and "budget" in headlines["latency"]["shipped"]
 
 
 # --------------------------------------------------------------------------- code changes

@@ -1,7 +1,8 @@
-"""`budget.target: latency` end to end: `dvc exp run -S budget.target=latency` on the tiny study reruns
-the budget stages against the latency table the first repro measured, every budget model within its
-share of the predicted latency; the export, report and latency report say so. And under the default
-FLOPs target, a re-measured latency table reruns the export only, never a budget stage."""
+"""`budget.target: latency` end to end: `dvc exp run -S budget.target=latency` on the tiny study (the
+experiment queue's `latency` experiment) reruns the budget stages against the latency table the first
+repro measured, every budget model within its share of the predicted latency; the export, report and
+latency report say so. And under the default FLOPs target, a re-measured latency table reruns the export
+only, never a budget stage."""
 
 from __future__ import annotations
 
@@ -17,20 +18,17 @@ from prunelab.models.groups import example_input, find_groups
 from prunelab.models.nets import build_model
 from prunelab.network.budget import flops_model
 from prunelab.network.latency import latency_model
-from tests.helpers import copy_repo, dvc, run, running_stages
+from tests.helpers import Grid, copy_repo, dvc
 
 pytestmark = pytest.mark.integration
 
 TABLE = "metrics/cost/latency/table.csv"
 
 
-def test_a_latency_budget_study_runs_through_dvc_exp_run(tiny_repo: Path, tmp_path: Path) -> None:
-    repo = copy_repo(tiny_repo, tmp_path / "repo")
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny run"], repo)
-    result = dvc(repo, "exp", "run", "-S", "budget.target=latency")
-    # The table is the one the first repro measured: only what allocates, and what reads it, reruns.
-    assert running_stages(result.stdout) == ["budget@0", "budget@1", "aggregate", "export", "plot", "headline"]
+def test_a_latency_budget_study_runs_through_dvc_exp_run(experiment_grid: Grid, tmp_path: Path) -> None:
+    """The queue's `latency` experiment (`-S budget.target=latency`), applied. Against the table the first
+    repro measured, only what allocates and what reads it reruns (tests/test_dvc_behaviour.py checks)."""
+    repo = experiment_grid.applied("latency", tmp_path / "repo")
 
     spec = InputSpec(2, 28, 2)
     model = build_model("pair_cnn", spec)

@@ -13,7 +13,7 @@ import yaml
 
 from prunelab.params import load_params
 from prunelab.study.verdicts import VERDICTS
-from tests.helpers import ROOT, declared_outputs, dvc, experiments, run, running_stages
+from tests.helpers import ROOT, Grid, declared_outputs, dvc, experiments, run
 
 pytestmark = pytest.mark.integration
 
@@ -132,11 +132,10 @@ def test_plots_show_renders_html_without_warnings(tiny_repo: Path, tmp_path: Pat
     assert "WARNING" not in result.stdout + result.stderr, result.stderr
 
 
-def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(tiny_repo, repo, symlinks=True)
-    result = dvc(repo, "exp", "run", "-S", "prune.criteria=[l1_norm,random]")
-    assert not [s for s in running_stages(result.stdout) if s.startswith(("train", "prepare", "collect"))]
+def test_experiment_with_other_criteria_runs_and_plots(experiment_grid: Grid, tmp_path: Path) -> None:
+    """`-S prune.criteria=[l1_norm,random]` (the queue's `criteria` experiment, applied): the sweeps, metrics
+    and plots hold exactly those criteria (which stages reran: tests/test_dvc_behaviour.py)."""
+    repo = experiment_grid.applied("criteria", tmp_path / "repo")
     long = pd.read_csv(repo / "metrics/seeds/1/sweep.csv")
     assert set(long["criterion"]) == {"l1_norm", "random", "l1_norm_zero_weights"}
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
@@ -147,21 +146,17 @@ def test_experiment_with_other_criteria_runs_and_plots(tiny_repo: Path, tmp_path
     assert "WARNING" not in result.stdout + result.stderr, result.stderr
 
 
-def test_an_experiment_on_another_layer_reuses_the_models_and_ships_that_layer(tiny_repo: Path, tmp_path: Path) -> None:
-    """prune.layer=conv2: statistics, sweep, fine-tuning and (export.budget: none, the
-    single-layer model) export follow the layer (P=64); data and models are reused."""
+def test_an_experiment_on_another_layer_reuses_the_models_and_ships_that_layer(
+    experiment_grid: Grid, tmp_path: Path
+) -> None:
+    """prune.layer=conv2 (the queue's `conv2` experiment, applied): statistics, sweep, fine-tuning and
+    (export.budget: none, the single-layer model) export follow the layer (P=64); data and models are
+    reused (tests/test_dvc_behaviour.py checks which stages reran)."""
     import torch
 
     from prunelab.deploy.export import load_rebuildable
 
-    repo = tmp_path / "repo"
-    shutil.copytree(tiny_repo, repo, symlinks=True)
-    result = dvc(
-        repo, "exp", "run", "-S", "prune.layer=conv2", "-S", "prune.criteria=[l1_norm,taylor,random]",
-        "-S", "export.budget=none",
-    )  # fmt: skip
-    ran = running_stages(result.stdout)
-    assert not [s for s in ran if s.startswith(("train", "prepare"))] and "collect_activations@0" in ran
+    repo = experiment_grid.applied("conv2", tmp_path / "repo")
     long = pd.read_csv(repo / "metrics/seeds/0/sweep.csv")
     assert sorted(set(long["k"])) == list(range(64))
     ranking = pd.read_csv(repo / "metrics/seeds/0/ranking.csv")
