@@ -38,6 +38,7 @@ GPU_LOG = "metrics/gpu_check.log"
 CPU_LOG = "metrics/cpu_check.log"
 BENCHMARK_LOG = "metrics/benchmark.log"
 FUZZ = "metrics/fuzz.json"
+PIPELINE_TIME = "metrics/pipeline_time.json"
 
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 
@@ -763,6 +764,54 @@ def fuzz(files: Files) -> str:
     return "\n".join(lines)
 
 
+def _minutes(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s"
+
+
+def pipeline_time(files: Files) -> str:
+    """docs/performance.md: the README's first command on a fresh clone, and `dvc repro --force` in it, stage
+    by stage (tools/time_pipeline.py)."""
+    data = files.json(PIPELINE_TIME)
+    first = at(data, "first_command", PIPELINE_TIME)
+    runs = {"first_command": first}
+    if "repro_force" in data:
+        runs["repro_force"] = at(data, "repro_force", PIPELINE_TIME)
+    command = at(first, "command", PIPELINE_TIME)
+    total, before = at(first, "seconds", PIPELINE_TIME), at(first, "before_stages", PIPELINE_TIME)
+    lines = [
+        f"`tools/time_pipeline.py`, {at(data, 'date', PIPELINE_TIME)}, revision {at(data, 'revision', PIPELINE_TIME)}, "
+        f"on {at(data, 'cpu', PIPELINE_TIME)} ({at(data, 'cores', PIPELINE_TIME)} cores; load average before: "
+        f"{at(data, 'load_before', PIPELINE_TIME)}): the README's first command (`{command}`) on a fresh clone took "
+        f"**{_minutes(total)}**, of which {_minutes(before)} before the first stage (the install) and "
+        f"{_minutes(total - before)} of stages."
+    ]
+    if "repro_force" in runs:
+        lines[0] += f" `dvc repro --force` in that clone took **{_minutes(runs['repro_force']['seconds'])}**."
+    kinds: dict[str, dict[str, list[float]]] = {}
+    for name, run in runs.items():
+        for stage, seconds in at(run, "stages", PIPELINE_TIME).items():
+            kinds.setdefault(stage.split("@")[0], {}).setdefault(name, []).append(seconds)
+    columns = [("first_command", "first command"), ("repro_force", "`dvc repro --force`")]
+    columns = [(key, title) for key, title in columns if key in runs]
+    lines += [
+        "",
+        "Seconds per stage, summed over its instances (one per seed), from DVC's start of the stage to the next "
+        "(its interpreter start-up and DVC's hashing included); a stage the first command found up to date is "
+        "not listed in its column:",
+        "",
+        "| stage | " + " | ".join(title for _, title in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+    ]
+    for kind, by_run in kinds.items():
+        cells = []
+        for key, _ in columns:
+            values = by_run.get(key)
+            cells.append(f"{num(sum(values))} ({len(values)})" if values else "—")
+        lines.append(f"| `{kind}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Callable[[Files], str]] = {
     "headline": headline,
     "export": export,
@@ -779,6 +828,7 @@ BLOCKS: dict[str, Callable[[Files], str]] = {
     "cpu-check": cpu_check,
     "benchmarks": benchmarks,
     "fuzz": fuzz,
+    "pipeline-time": pipeline_time,
 }
 
 
