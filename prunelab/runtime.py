@@ -201,7 +201,7 @@ def read_text(path: Path | str, what: str, stage: str) -> str:
 
 
 def read_json(path: Path | str, what: str, stage: str) -> Any:
-    """A JSON file a stage reads (the caller checks its content: `prunelab.checks.documents`)."""
+    """A JSON file a stage reads (the caller checks its content: one module per document in `prunelab.checks`)."""
     text = read_text(path, what, stage)
     try:
         return json.loads(text)

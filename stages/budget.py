@@ -22,7 +22,7 @@ from prunelab.models.cost import parameter_count
 from prunelab.models.groups import remove_channels
 from prunelab.models.replicate import open_replicate
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
-from prunelab.network.latency import TARGET_WORDS, budget_cost, read_latency_table
+from prunelab.network.latency import TARGET_WORDS, budget_cost, read_latency_model
 from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import budget_path, layer_rankings_path, sensitivity_path
@@ -43,8 +43,8 @@ def main() -> None:
     rankings = load_rankings(layer_rankings_path(seed), channels, params.sensitivity.criteria)
     curves = load_curves(sensitivity_path(seed), implied(params, groups))
     flops = flops_model(model, groups, example)
-    table = read_latency_table(channels, budget.round_to) if budget.target == "latency" else None
-    cost = budget_cost(budget.target, flops, table)
+    latency = read_latency_model(flops, budget.round_to) if budget.target == "latency" else None
+    cost = budget_cost(budget.target, flops, latency)
     total_params = parameter_count(model)
     train, test = replicate.split("train"), replicate.split("test")
     recal = params.recalibrate
@@ -59,7 +59,7 @@ def main() -> None:
         kept = kept_channels(removed)
         tuned, _ = finetune_pruned(
             model, groups, removed, train, test, n_classes=n_classes, device=device, seed=seed, label=label,
-            **recipe(params),
+            score=False, **recipe(params),
         )  # fmt: skip
         pruned = remove_channels(model.cpu(), groups, removed, example).to(device)
         row: dict[str, object] = {

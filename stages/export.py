@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from prunelab.checks.documents import check_study_metrics
 from prunelab.checks.implied import Implied, implied
+from prunelab.checks.study_metrics import check_study_metrics
 from prunelab.checks.tables import check_band, check_budget
 from prunelab.deploy.efficiency import compare_models, quick_speedup
 from prunelab.deploy.export import (
@@ -47,7 +47,7 @@ from prunelab.models.records import ChannelGroup, CostModel, LatencyModel, metri
 from prunelab.models.replicate import open_replicate
 from prunelab.network.budget import allocate, flops_model, recipe, sensitivity_plans
 from prunelab.network.choice import KEPT_SCORES, Choice, budget_key, candidates
-from prunelab.network.latency import TARGET_WORDS, latency_model, read_latency_table
+from prunelab.network.latency import TARGET_WORDS, budget_cost, read_latency_model
 from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import Params, load_params
 from prunelab.paths import (
@@ -207,8 +207,8 @@ def main() -> None:
     target = params.budget.target
     flops = flops_model(model, groups, replicate.example)
     # Read whatever the target: the export checks the table's predictions against its measurements.
-    table = latency_model(read_latency_table({g.name: g.channels for g in groups}, params.budget.round_to), flops)
-    cost = table if target == "latency" else flops
+    table = read_latency_model(flops, params.budget.round_to)
+    cost = budget_cost(target, flops, table)
     if export.budget == "none":
         removed, facts = _layer_choice(params, groups, expected)
         shipped = shipped_model(model, removed, calibration, n_classes)
@@ -223,7 +223,7 @@ def main() -> None:
             # Fine-tuned by the budget study's recipe, as the study scored it (same seed, same data).
             tuned, _ = finetune_pruned(
                 model, groups, removed, train, test, n_classes=n_classes, device=resolve_device(params.train.device),
-                seed=seed, label="finetune shipped", **recipe(params),
+                seed=seed, label="finetune shipped", score=False, **recipe(params),
             )  # fmt: skip
             shipped = fold_recalibrated_decision(tuned.cpu().eval(), *calibration, n_classes).eval()
             speedup = quick_speedup(reference, deployed(shipped), test[0])
@@ -282,7 +282,12 @@ def main() -> None:
         onnx_files = {"unpruned": Path(scratch) / "unpruned.onnx", "exported": EXPORTED_ONNX}
         save_onnx(unpruned, example, onnx_files["unpruned"])
         measured = compare_models(
-            models, test, info.input, example, known_bytes={"exported": shipped_bytes}, onnx_files=onnx_files,
+            models,
+            test,
+            info.input,
+            example,
+            known_bytes={"exported": shipped_bytes},
+            onnx_files=onnx_files,
             rounds=export.rounds,
         )
     ratio = measured["ratio"]

@@ -6,8 +6,9 @@ metrics/headline.json, the file `dvc exp show` and `dvc metrics diff` compare by
 
 from __future__ import annotations
 
-from prunelab.checks.documents import check_efficiency, check_study_metrics
+from prunelab.checks.efficiency import check_efficiency
 from prunelab.checks.implied import implied
+from prunelab.checks.study_metrics import check_study_metrics
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, HEADLINE, STUDY_METRICS
 from prunelab.runtime import log, read_json, stage_main, write_json

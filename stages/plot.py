@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from prunelab.checks.documents import check_efficiency, check_study_metrics
+from prunelab.checks.efficiency import check_efficiency
 from prunelab.checks.implied import implied
+from prunelab.checks.study_metrics import check_study_metrics
 from prunelab.checks.tables import check_band, check_study_finetune
 from prunelab.params import load_params
 from prunelab.paths import EFFICIENCY, PLOTS, STUDY, STUDY_METRICS, ranking_path, stats_path

@@ -441,9 +441,8 @@ def lab_view(model: torch.nn.Module, arch: str, name: str = "last"):  # -> Group
 # The experiments the `dvc exp` tests read, each a variant of the tiny study: queued on one copy of
 # `tiny_repo` and run two at a time (the `experiment_grid` fixture), then each test applies its own.
 EXPERIMENTS: dict[str, list[str]] = {
-    # Other criteria: the sweeps and what reads them rerun, on the same models.
-    "criteria": ["prune.criteria=[l1_norm,random]"],
-    # Another layer, shipping the single-layer model: statistics, sweeps and fine-tuning follow the layer.
+    # Another layer and other criteria, shipping the single-layer model: statistics, sweeps and fine-tuning
+    # follow the layer, the models stay.
     "conv2": ["prune.layer=conv2", "prune.criteria=[l1_norm,taylor,random]", "export.budget=none"],
     # Budgets in milliseconds, against the latency table the tiny study measured.
     "latency": ["budget.target=latency"],

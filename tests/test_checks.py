@@ -17,10 +17,16 @@ import torch
 import yaml
 
 import prunelab.checks.arrays
-import prunelab.checks.documents
+import prunelab.checks.efficiency
+import prunelab.checks.info
+import prunelab.checks.study_metrics
+import prunelab.checks.summary
 import prunelab.checks.tables
-from prunelab.checks.documents import check_efficiency, check_info, check_study_metrics, check_summary
+from prunelab.checks.efficiency import check_efficiency
 from prunelab.checks.implied import Implied, implied
+from prunelab.checks.info import check_info
+from prunelab.checks.study_metrics import check_study_metrics
+from prunelab.checks.summary import check_summary
 from prunelab.checks.tables import check_band, check_ranking, check_sweep, check_train_curve
 from prunelab.data.prepared import DatasetInfo, load_split_arrays, save_prepared
 from prunelab.data.spec import InputSpec
@@ -429,7 +435,14 @@ def test_every_check_only_raises_or_returns_none() -> None:
     for a stage to compute with."""
     checks = [
         (name, fn)
-        for module in (prunelab.checks.tables, prunelab.checks.documents, prunelab.checks.arrays)
+        for module in (
+            prunelab.checks.tables,
+            prunelab.checks.arrays,
+            prunelab.checks.summary,
+            prunelab.checks.study_metrics,
+            prunelab.checks.efficiency,
+            prunelab.checks.info,
+        )
         for name, fn in inspect.getmembers(module, inspect.isfunction)
         if name.startswith("check_") and fn.__module__ == module.__name__
     ]

@@ -98,10 +98,9 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(experiment_grid: G
     for name in EXPERIMENTS:
         assert name in experiment_grid.status and "Failed" not in experiment_grid.status, experiment_grid.status
     expected = {
-        # Other criteria: the sweeps, the fine-tuning and the sensitivity stage, which all read the headline
-        # criterion (prune.criteria's first); the budgets stay cached (their inputs come out the same).
-        "criteria": [*per_seed("sweep_prune", "finetune", "sensitivity"), *STUDY],
-        # Another layer (and other criteria): its statistics, sweeps and fine-tuning; the models stay cached.
+        # Another layer and other criteria: the layer's statistics, sweeps and fine-tuning, and the sensitivity
+        # stage, which reads the headline criterion (prune.criteria's first); the models stay cached, and so do
+        # the budgets (their inputs come out the same).
         "conv2": [*per_seed("collect_activations", "sweep_prune", "finetune", "sensitivity"), *STUDY],
         # A latency target: the budgets, against the latency table already measured.
         "latency": [*per_seed("budget"), *STUDY],
@@ -112,11 +111,11 @@ def test_a_grid_runs_in_parallel_through_the_experiment_queue(experiment_grid: G
     found = experiments(json.loads(dvc(experiment_grid.repo, "exp", "show", "--json").stdout))
     assert set(EXPERIMENTS) <= set(found)
     params = {name: found[name]["params"]["params.yaml"]["data"] for name in EXPERIMENTS}
-    assert params["criteria"]["prune"]["criteria"] == ["l1_norm", "random"]
     assert params["conv2"]["prune"]["layer"] == "conv2" and params["conv2"]["export"]["budget"] == "none"
+    assert params["conv2"]["prune"]["criteria"] == ["l1_norm", "taylor", "random"]
     assert params["latency"]["budget"]["target"] == "latency"
     headlines = {name: found[name]["metrics"]["metrics/headline.json"]["data"] for name in EXPERIMENTS}
-    assert set(headlines["criteria"]["vs_random"]) == {"l1_norm", "l1_norm_zero_weights"}
+    assert set(headlines["conv2"]["vs_random"]) == {"l1_norm", "taylor", "l1_norm_zero_weights"}
     assert "k" in headlines["conv2"]["shipped"] and "budget" in headlines["latency"]["shipped"]
 
 

@@ -122,6 +122,24 @@ def test_finetuning_learns_from_the_train_split_alone() -> None:
     assert not all(torch.equal(v, other.state_dict()[k]) for k, v in tuned.state_dict().items())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the input model is untouched
     assert set(scores) == {"acc", "bacc", "roc_auc"} and 0 <= scores["roc_auc"] <= 100
+    # Unscored (the budget stage and the export score their models themselves): the same weights, no scores.
+    unscored, none = finetune_pruned(model, groups, removed, train, test, score=False, **kwargs)
+    assert none == {} and all(torch.equal(v, unscored.state_dict()[k]) for k, v in tuned.state_dict().items())
+
+
+def test_training_without_a_test_split_learns_the_same_weights() -> None:
+    """`test=None` skips the evaluation after each epoch (its scores are NaN), and nothing else."""
+    from prunelab.models.training import train_model
+
+    train, test = data(96, 5), data(40, 6)
+    kwargs = dict(n_classes=2, epochs=2, lr=1e-3, batch_size=16, class_weight="none", device=CPU, seed=0)
+    evaluated, unevaluated = tiny_model("pair_cnn"), tiny_model("pair_cnn")
+    history = train_model(evaluated, train, test, **kwargs)
+    quiet = train_model(unevaluated, train, None, **kwargs)
+    assert all(torch.equal(v, unevaluated.state_dict()[k]) for k, v in evaluated.state_dict().items())
+    assert [e.train_loss for e in quiet] == [e.train_loss for e in history]
+    assert all(np.isnan(e.test_acc) and np.isnan(e.test_bacc) for e in quiet)
+    assert all(0 <= e.test_acc <= 100 for e in history)
 
 
 def test_a_fraction_of_an_epoch_trains_that_many_batches() -> None:

@@ -167,7 +167,7 @@ def test_onnx_runtime_logits_equal_torchs(arch: str, tmp_path: Path) -> None:
     """The second deploy target: the shipped model (odd channel counts: pruned for real) exported with
     BatchNorm folded, run by ONNX Runtime's CPU provider at every graph optimisation, gives torch's
     logits to ONNX_TOLERANCE, at another batch size than it was exported with (the batch is dynamic)."""
-    from prunelab.checks.documents import ONNX_TOLERANCE
+    from prunelab.checks.efficiency import ONNX_TOLERANCE
     from prunelab.deploy.onnx import run_session, save_onnx, session
 
     spec = InputSpec(2, 28, 2) if arch == "pair_cnn" else InputSpec(3, 32, 10)

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 import torch
 
-from prunelab.checks.documents import _check_latency_prediction, _Reader
+from prunelab.checks.efficiency import check_latency_prediction
+from prunelab.checks.reader import DocumentReader
 from prunelab.checks.tables import check_latency_table
 from prunelab.deploy.latency import configuration_shares, latency_report, latency_table
 from prunelab.errors import UserError
@@ -106,7 +107,7 @@ def test_strategies_allocate_against_latency_as_against_flops_where_the_table_is
     strategy: str, round_to: int
 ) -> None:
     plans = _plans(ONE_CONV.layers, ONE_CONV.channels, 1)
-    latency = budget_cost("latency", ONE_CONV, proportional_table(ONE_CONV, round_to))
+    latency = budget_cost("latency", ONE_CONV, latency_model(proportional_table(ONE_CONV, round_to), ONE_CONV))
     assert budget_cost("flops", ONE_CONV, None) is ONE_CONV
     for budget in (0.75, 0.5, 0.25, 0.1):
         by_latency = allocate(strategy, plans, latency, budget, round_to)
@@ -218,22 +219,22 @@ def _prediction() -> dict:
 
 
 def test_the_latency_prediction_in_efficiency_json_is_checked_against_its_own_numbers() -> None:
-    reader = _Reader("metrics/efficiency.json", "export")
-    _check_latency_prediction(reader, _prediction())
+    reader = DocumentReader("metrics/efficiency.json", "export")
+    check_latency_prediction(reader, _prediction())
     wrong = _prediction()
     wrong["flops_50"]["uniform"]["random"]["table_error_pct"] = 4.0
     with pytest.raises(UserError, match="table_error_pct is not table_share over measured_share, less 1"):
-        _check_latency_prediction(reader, wrong)
+        check_latency_prediction(reader, wrong)
     wrong = _prediction() | {"table_max_abs_error_pct": 5.0}
     with pytest.raises(UserError, match="table_max_abs_error_pct is not its models' max absolute error"):
-        _check_latency_prediction(reader, wrong)
+        check_latency_prediction(reader, wrong)
     wrong = _prediction() | {"configurations": 3}  # the same model twice is one
     with pytest.raises(UserError, match="configurations=3, but it holds 2 distinct models"):
-        _check_latency_prediction(reader, wrong)
+        check_latency_prediction(reader, wrong)
     wrong = _prediction()
     wrong["flops_50"]["global"]["l1_norm"] = _entry("24/48/96", 0.7, 5.0)  # one model, two measurements
     with pytest.raises(UserError, match="differs from another model's with its channels"):
-        _check_latency_prediction(reader, wrong)
+        check_latency_prediction(reader, wrong)
 
 
 def test_the_latency_report_lists_every_model_with_both_errors() -> None:

@@ -23,7 +23,8 @@ from tests.imports import PACKAGE, VALIDATION_ONLY, cycles, graph, module_file, 
 TORCH_FREE = ["models.archs", "scoring.curves", "scoring.scores", "pruning.criteria", "pruning.activations",
               "pruning.ranking", "pruning.finetune", "errors", "prepare.tasks", "prepare.sources", "params",
               "study.figures", "study.report", "study.aggregate", "data.prepared", "data.spec", "runtime", "paths",
-              "_speed", "checks.tables", "checks.documents", "checks.arrays", "data.records", "pruning.records",
+              "_speed", "checks.tables", "checks.reader", "checks.summary", "checks.study_metrics", "checks.efficiency",
+              "checks.info", "checks.arrays", "data.records", "pruning.records",
               "pruning.names", "scoring.names", "scoring.milestones", "study.names"]  # fmt: skip
 
 # The bottom of the layout: plain records and the registries' names (and tiny pure helpers over them),

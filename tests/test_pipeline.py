@@ -133,13 +133,14 @@ def test_plots_show_renders_html_without_warnings(tiny_repo: Path, tmp_path: Pat
 
 
 def test_experiment_with_other_criteria_runs_and_plots(experiment_grid: Grid, tmp_path: Path) -> None:
-    """`-S prune.criteria=[l1_norm,random]` (the queue's `criteria` experiment, applied): the sweeps, metrics
-    and plots hold exactly those criteria (which stages reran: tests/test_dvc_behaviour.py)."""
-    repo = experiment_grid.applied("criteria", tmp_path / "repo")
+    """`-S prune.criteria=[l1_norm,taylor,random]` (with another layer: the queue's `conv2` experiment, applied):
+    the sweeps, metrics and plots hold exactly those criteria (which stages reran: tests/test_dvc_behaviour.py)."""
+    repo = experiment_grid.applied("conv2", tmp_path / "repo")
+    swept = {"l1_norm", "taylor", "random", "l1_norm_zero_weights"}
     long = pd.read_csv(repo / "metrics/seeds/1/sweep.csv")
-    assert set(long["criterion"]) == {"l1_norm", "random", "l1_norm_zero_weights"}
+    assert set(long["criterion"]) == swept
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
-    assert set(metrics["criteria"]) == {"l1_norm", "random", "l1_norm_zero_weights"}
+    assert set(metrics["criteria"]) == swept
     result = dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
     html = (tmp_path / "plots" / "index.html").read_text()
     assert '"criterion": "l1_norm"' in html

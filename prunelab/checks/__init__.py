@@ -7,8 +7,10 @@ and never a silently wrong result.
 * `implied`: what params.yaml implies about those files (K values, criteria, rows, P);
 * `tables`: the declared CSV formats (sweep, ranking, fine-tuning, training curve, the study's
   band and fine-tuning tables) and the checks across their rows;
-* `documents`: the JSON files (a replicate's summary against its sweep, the study's
-  metrics.json, efficiency.json, a prepared folder's info.json);
+* the JSON documents, one module each, on one typed `reader` (`DocumentReader`: every problem a one-line
+  refusal naming the key): `summary` (a replicate's summary.json against its sweep), `study_metrics`
+  (the study's metrics.json), `efficiency` (efficiency.json, its latency prediction included) and `info`
+  (a prepared folder's info.json);
 * `arrays`: the .npz arrays (prepared splits, activation statistics).
 
 The readers (`prunelab.study.replicates`, `prunelab.pruning.ranking`, `prunelab.data.prepared`,

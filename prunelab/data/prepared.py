@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from prunelab.checks.arrays import check_split
-from prunelab.checks.documents import check_info
+from prunelab.checks.info import check_info
 from prunelab.data.records import DatasetInfo, Split
 from prunelab.errors import UserError
 

@@ -48,7 +48,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> t
 def train_model(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor] | None,
     *,
     n_classes: int,
     epochs: int,
@@ -61,7 +61,8 @@ def train_model(
     label: str = "train",
     max_batches: int | None = None,
 ) -> list[EpochLog]:
-    """Adam on cross-entropy; evaluates the test split after every epoch. `label` names the
+    """Adam on cross-entropy; evaluates the test split after every epoch (`test` None: no evaluation, the
+    log's test scores are NaN; fine-tuning scores its model once, at the end). `label` names the
     progress bar (the stages say which seed is training). `max_batches` ends the last epoch
     early after that many batches in all (fine-tuning for a fraction of an epoch).
 
@@ -72,7 +73,7 @@ def train_model(
     """
     layout = training_layout(device, train[0])
     x_train, y_train = train[0].to(device).contiguous(memory_format=layout), train[1].to(device)
-    x_test = test[0].contiguous(memory_format=layout) if test[0].dim() == 4 else test[0]
+    x_test = None if test is None else test[0].contiguous(memory_format=layout) if test[0].dim() == 4 else test[0]
     model.to(device).train()
     if layout == torch.channels_last:
         model.to(memory_format=layout)
@@ -96,7 +97,9 @@ def train_model(
                 loss.backward()
                 optimizer.step()
                 total_loss += loss.detach() * len(idx)
-            acc, bacc = scores_from_predictions(test[1], predict(model, x_test), n_classes)
+            acc = bacc = math.nan
+            if test is not None:
+                acc, bacc = scores_from_predictions(test[1], predict(model, x_test), n_classes)
             entry = EpochLog(epoch, float(total_loss) / max(1, len(order)), acc, bacc)
             history.append(entry)
             if on_epoch:

@@ -3,7 +3,8 @@
 `latency_model` reads the table (`prunelab.deploy.latency.latency_table`: each group pruned alone
 to each count it may keep, timed against the unpruned model) into a `LatencyModel`: the product of
 each group's measured share of the unpruned model's time (what it measured against is in its docstring).
-`budget_cost` picks the cost a budget is a share of, for the budget stage and the export alike.
+`read_latency_model` reads and checks the table into that model, and `budget_cost` picks the cost a
+budget is a share of, for the budget stage and the export alike.
 """
 
 from __future__ import annotations
@@ -51,11 +52,17 @@ def latency_model(table: pd.DataFrame, flops: CostModel) -> LatencyModel:
     return LatencyModel(flops.layers, flops.channels, statistics.median(unpruned), tuple(shares))
 
 
-def budget_cost(target: str, flops: CostModel, table: pd.DataFrame | None) -> CostModel | LatencyModel:
+def read_latency_model(flops: CostModel, round_to: int) -> LatencyModel:
+    """The latency table of the model whose FLOPs model is `flops` (its groups, forward order), checked
+    against them and budget.round_to (`read_latency_table`), as a `LatencyModel`."""
+    return latency_model(read_latency_table(dict(zip(flops.layers, flops.channels, strict=True)), round_to), flops)
+
+
+def budget_cost(target: str, flops: CostModel, latency: LatencyModel | None) -> CostModel | LatencyModel:
     """What `budget.flops` shares are shares of: FLOPs (`flops`), or with target `latency` the
-    latency `table` predicts (`latency_model`)."""
+    latency the table predicts (`latency`, from `read_latency_model`)."""
     if target == "flops":
         return flops
-    if table is None:
+    if latency is None:
         raise ValueError("budget.target latency needs the latency table")
-    return latency_model(table, flops)
+    return latency

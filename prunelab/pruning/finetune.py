@@ -38,19 +38,22 @@ def finetune_pruned(
     device: torch.device,
     seed: int,
     label: str = "finetune",
+    score: bool = True,
 ) -> tuple[nn.Module, dict[str, float]]:
     """Remove `removed` (channels per group name) for real,
     fine-tune the smaller model on the train split for `epochs` passes (fractions allowed),
     and score it on the test split, which only scores: the weights depend on the train split
-    alone (tested). `model` is left unchanged."""
+    alone (tested). `model` is left unchanged. `score=False`: no test scores (an empty dict), for
+    callers that score the model their own way (the budget stage, the export)."""
     from prunelab.models.groups import remove_channels
     from prunelab.models.training import finetune_batches, train_model
     from prunelab.scoring.evaluate import model_scores
 
     pruned = remove_channels(model.cpu(), groups, removed, train[0][:1].cpu())
     whole, batches = finetune_batches(epochs, len(train[1]), batch_size)
+    # No evaluation after each epoch: a fine-tuned model is scored once, at the end.
     train_model(
-        pruned, train, test, n_classes=n_classes, epochs=whole, batch_size=batch_size, lr=lr,
+        pruned, train, None, n_classes=n_classes, epochs=whole, batch_size=batch_size, lr=lr,
         class_weight=class_weight, device=device, seed=seed, label=label, max_batches=batches,
     )  # fmt: skip
-    return pruned, model_scores(pruned, test[0], test[1], n_classes)
+    return pruned, model_scores(pruned, test[0], test[1], n_classes) if score else {}

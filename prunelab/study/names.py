@@ -1,7 +1,7 @@
 """The study's vocabulary, with no project import: which scores metrics.json pairs with random
 and reports over seeds, and the verdicts a comparison gets. `prunelab.study.aggregate`,
 `prunelab.study.network` and `prunelab.study.verdicts` write them (and re-export these);
-`prunelab.checks.documents` checks metrics.json against them without importing pandas or scipy."""
+`prunelab.checks.study_metrics` checks metrics.json against them without importing pandas or scipy."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A missing, unreadable, foreign or damaged file is a one-line UserError naming the stage that
 writes it. Every table is checked against its declared format before pandas reads it
 (`prunelab.checks.tables`); given `params`, also against the rows params.yaml implies, and a
-summary against its own sweep (`prunelab.checks.documents`): a cut-short table is refused, not
+summary against its own sweep (`prunelab.checks.summary`): a cut-short table is refused, not
 averaged over fewer seeds.
 """
 
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from prunelab.checks.documents import check_summaries_agree, check_summary
 from prunelab.checks.implied import Implied, implied
+from prunelab.checks.summary import check_summaries_agree, check_summary
 from prunelab.checks.tables import (
     check_budget,
     check_finetune,
