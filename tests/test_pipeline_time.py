@@ -59,5 +59,7 @@ def test_the_pipeline_time_block_sums_each_stage_over_its_seeds() -> None:
     assert "`dvc repro --force` in that clone took **3 min 20 s**" in text
     assert "| `train` | 120.0 (2) | 81.0 (2) |" in text
     assert "| `prepare_data` | — | 1.0 (1) |" in text
+    rows = [line.split("`")[1] for line in text.splitlines() if line.startswith("| `")]
+    assert rows == ["prepare_data", "train", "export"]  # the --force run's order: every stage, as dvc.yaml has them
     with pytest.raises(tool.RenderError, match="no key first_command"):
         tool.render("pipeline-time", tool.Files.from_mapping({tool.PIPELINE_TIME: {"date": "x"}}))

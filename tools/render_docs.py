@@ -789,7 +789,8 @@ def pipeline_time(files: Files) -> str:
     if "repro_force" in runs:
         lines[0] += f" `dvc repro --force` in that clone took **{_minutes(runs['repro_force']['seconds'])}**."
     kinds: dict[str, dict[str, list[float]]] = {}
-    for name, run in runs.items():
+    # The --force run first when there is one: it runs every stage, so the rows follow dvc.yaml's order.
+    for name, run in sorted(runs.items(), key=lambda item: item[0] != "repro_force"):
         for stage, seconds in at(run, "stages", PIPELINE_TIME).items():
             kinds.setdefault(stage.split("@")[0], {}).setdefault(name, []).append(seconds)
     columns = [("first_command", "first command"), ("repro_force", "`dvc repro --force`")]
