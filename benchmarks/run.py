@@ -89,6 +89,7 @@ from prunelab.pruning.views import GroupView  # noqa: E402
 from prunelab.runtime import resolve_device  # noqa: E402
 from prunelab.scoring.curves import resolve_ks  # noqa: E402
 from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders  # noqa: E402
+from tools.machine import cpu_model  # noqa: E402
 
 T = TypeVar("T")
 
@@ -724,16 +725,6 @@ def collector_memory(device: torch.device) -> tuple[list[Row], dict[str, float]]
 
 
 # --------------------------------------------------------------------------- main
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
@@ -782,7 +773,8 @@ def main() -> None:
         rows += new_rows
         ratios.update(new_ratios)
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPU cores, {cpu_model()}"
+    cpu = f"{os.cpu_count()} CPU cores, {cpu_model() or 'unknown CPU'}"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     lines = [
         f"{time.strftime('%Y-%m-%d %H:%M')}  device: {device} ({name}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",

@@ -27,6 +27,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python tools/time_pipeline.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from tools.machine import cpu_model  # noqa: E402 - after the project root is on the path
+
 OUT = ROOT / "metrics" / "pipeline_time.json"
 RUNNING = re.compile(r"Running stage '([^']+)'")
 
@@ -65,16 +70,6 @@ def timed(command: str, cwd: Path) -> dict:
     }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="also time `dvc repro --force` in the clone")
@@ -95,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "revision": revision,
-        "cpu": cpu_name(),
+        "cpu": cpu_model() or platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "load_before": round(load_before, 2),
         **runs,
