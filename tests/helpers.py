@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import pickle
@@ -16,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -84,6 +87,15 @@ def tiny_model(arch: str = "pair_cnn", spec: InputSpec | None = None, seed: int 
     torch.manual_seed(seed)
     spec = spec or (InputSpec(2, 28, 2) if arch == "pair_cnn" else InputSpec(3, 32, 10))
     return randomized(build_model(arch, spec), seed)
+
+
+@functools.cache
+def tool_module(name: str) -> ModuleType:
+    """tools/<name>.py, imported once from its path (the tools are scripts, run as `python tools/<name>.py`)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def set_params(params_file: Path, overrides: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import importlib.util
 import json
 import re
 import shutil
@@ -22,7 +21,7 @@ import pytest
 import yaml
 from dvc_render.html import PAGE_HTML
 
-from tests.helpers import ROOT, dvc
+from tests.helpers import ROOT, dvc, tool_module
 
 BROWSER_FLAGS = [
     "--headless",
@@ -181,10 +180,7 @@ def test_plots_diff_uses_the_offline_template(tiny_repo: Path, tmp_path: Path) -
 
 
 def vendor_tool():
-    spec = importlib.util.spec_from_file_location("vendor_plots", ROOT / "tools" / "vendor_plots.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module("vendor_plots")
 
 
 def test_the_offline_template_is_built_from_the_vendored_files() -> None:

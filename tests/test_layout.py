@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-import functools
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -16,7 +14,7 @@ import yaml
 
 import prunelab
 from prunelab.params import replicate_seed
-from tests.helpers import ROOT, dvc, expanded_stages, project_copy, run, study_order
+from tests.helpers import ROOT, dvc, expanded_stages, project_copy, run, study_order, tool_module
 from tests.imports import PACKAGE, VALIDATION_ONLY, cycles, graph, module_file, stage_code_deps
 
 # Modules that stages without tensor math (and params validation in every stage) import.
@@ -277,13 +275,9 @@ def test_a_replicate_stage_takes_its_seed_from_the_command_line() -> None:
             replicate_seed(params, argv)
 
 
-@functools.cache
 def render_docs_tool() -> ModuleType:
-    """tools/render_docs.py, imported from its path (tools/ is no package)."""
-    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "tools" / "render_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/render_docs.py (`tool_module`)."""
+    return tool_module("render_docs")
 
 
 def readme_and_docs() -> list[Path]:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, tool_module
 from tests.test_layout import render_docs_tool
 
 
 def time_pipeline_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("time_pipeline", ROOT / "tools" / "time_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module("time_pipeline")
 
 
 def test_the_timed_command_is_the_readmes_first() -> None:
