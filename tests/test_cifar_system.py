@@ -210,6 +210,7 @@ def cifar_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("cifar")  # one worker builds `cifar_run` (module-scoped) for all three
 def test_cifar10_run_uses_the_handouts_system(cifar_run: tuple[Path, str]) -> None:
     repo, output = cifar_run
     assert load_params(repo / "params.yaml").prune.criteria == tuple(CRITERIA)  # -S parsed the list
@@ -224,6 +225,7 @@ def test_cifar10_run_uses_the_handouts_system(cifar_run: tuple[Path, str]) -> No
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("cifar")  # one worker builds `cifar_run` (module-scoped) for all three
 def test_cifar10_metrics_have_the_pairs_keys_and_a_10_percent_floor(cifar_run: tuple[Path, str]) -> None:
     repo, _ = cifar_run
     metrics = json.loads((repo / "metrics/metrics.json").read_text())
@@ -238,6 +240,7 @@ def test_cifar10_metrics_have_the_pairs_keys_and_a_10_percent_floor(cifar_run: t
 
 
 @pytest.mark.integration
+@pytest.mark.xdist_group("cifar")  # one worker builds `cifar_run` (module-scoped) for all three
 def test_cifar10_sweep_covers_every_k_and_the_plots_exist(cifar_run: tuple[Path, str]) -> None:
     repo, _ = cifar_run
     table = pd.read_csv(repo / "metrics/seeds/0/sweep.csv")

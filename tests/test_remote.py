@@ -35,7 +35,8 @@ from tests.helpers import (
     running_stages,
 )
 
-pytestmark = pytest.mark.integration
+# One worker runs the module: its `spread` fixture (two workers and an aggregator) is built once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("remote")]
 
 WORKERS = {"seeds-0": [0], "seeds-1": [1]}  # branch: its seeds (tiny_repo's two seeds, one per worker)
 # The export's measured CPU latencies (and the speed-ups computed from them) differ from run to run.
