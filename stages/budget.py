@@ -27,8 +27,9 @@ from prunelab.network.sensitivity import load_curves, load_rankings
 from prunelab.params import load_params, replicate_seed
 from prunelab.paths import budget_path, layer_rankings_path, sensitivity_path
 from prunelab.pruning.finetune import finetune_pruned
-from prunelab.runtime import log, progress, resolve_device, stage_main, write_table
+from prunelab.runtime import log, resolve_device, stage_main, write_table
 from prunelab.scoring.evaluate import every_score
+from prunelab.workers import map_jobs
 
 
 def main() -> None:
@@ -96,13 +97,16 @@ def main() -> None:
                         + ", or a smaller budget.round_to" * rounded
                     )
                 jobs.append((share, strategy, criterion, removed))
-    rows = [{"budget": 1.0, "strategy": "unpruned", "criterion": "none"} | scored({}, f"budget seed {seed} unpruned")]
-    for share, strategy, criterion, removed in progress(jobs, desc=f"budget seed {seed}"):
-        rows.append(
-            {"budget": share, "strategy": strategy, "criterion": criterion}
-            | scored(removed, f"finetune {strategy} {criterion}")
+    jobs.insert(0, (1.0, "unpruned", "none", {}))  # the dearest fine-tune first: jobs are handed out in order
+
+    def row(job: tuple[float, str, str, dict[str, list[int]]]) -> dict[str, object]:
+        share, strategy, criterion, removed = job
+        return {"budget": share, "strategy": strategy, "criterion": criterion} | scored(
+            removed, f"budget seed {seed} {strategy} {criterion}"
         )
-    table = pd.DataFrame(rows)
+
+    # The fine-tunes are independent: one per core, each at one torch thread (prunelab.workers).
+    table = pd.DataFrame(map_jobs(row, jobs, device, desc=f"budget seed {seed}"))
     write_table(budget_path(seed), table, "%.6f")
     base = table.iloc[0]
     for share in budget.flops:

@@ -32,6 +32,7 @@ def main() -> None:
         from prunelab.models.replicate import open_replicate
         from prunelab.pruning.finetune import finetune_pruned
         from prunelab.runtime import resolve_device
+        from prunelab.workers import map_jobs
 
         replicate = open_replicate(params, seed)
         model, groups, info = replicate.model, replicate.groups, replicate.info
@@ -44,20 +45,26 @@ def main() -> None:
         orders = {c: ranked_order(ranking_path(seed), c, layer.channels, expected) for c in chosen}
         splits = {name: replicate.split(name) for name in ("train", "test")}
         device = resolve_device(train.device)
-        for criterion, order in orders.items():
-            for spec in finetune.ks:
-                k = named_k(spec, layer.channels)
-                _, scores = finetune_pruned(
-                    model, groups, {layer.name: order[:k]}, splits["train"], splits["test"],
-                    n_classes=info.input.n_classes,
-                    epochs=finetune.epochs, lr=finetune.lr, batch_size=train.batch_size,
-                    class_weight=train.class_weight, device=device, seed=seed,
-                    label=f"finetune seed {seed} {criterion} K={k}",
-                )  # fmt: skip
-                point = spec if isinstance(spec, str) else f"k{spec}"
-                rows.append({"criterion": criterion, "point": point, "k": k, **scores})
-                log(f"seed {seed}: {criterion} K={k} fine-tuned: bacc {scores['bacc']:.2f}%, "
-                    f"ROC AUC {scores['roc_auc']:.2f}%")  # fmt: skip
+        jobs = [(criterion, spec, named_k(spec, layer.channels)) for criterion in orders for spec in finetune.ks]
+
+        def scored(job: tuple[str, int | str, int]) -> dict[str, float]:
+            criterion, _, k = job
+            _, scores = finetune_pruned(
+                model, groups, {layer.name: orders[criterion][:k]}, splits["train"], splits["test"],
+                n_classes=info.input.n_classes,
+                epochs=finetune.epochs, lr=finetune.lr, batch_size=train.batch_size,
+                class_weight=train.class_weight, device=device, seed=seed,
+                label=f"finetune seed {seed} {criterion} K={k}",
+            )  # fmt: skip
+            return scores
+
+        # The fine-tunes are independent: one per core, each at one torch thread (prunelab.workers).
+        results = map_jobs(scored, jobs, device, desc=f"finetune seed {seed}")
+        for (criterion, spec, k), scores in zip(jobs, results, strict=True):
+            point = spec if isinstance(spec, str) else f"k{spec}"
+            rows.append({"criterion": criterion, "point": point, "k": k, **scores})
+            log(f"seed {seed}: {criterion} K={k} fine-tuned: bacc {scores['bacc']:.2f}%, "
+                f"ROC AUC {scores['roc_auc']:.2f}%")  # fmt: skip
     write_table(finetune_path(seed), pd.DataFrame(rows, columns=COLUMNS), "%.4f")
 
 

@@ -22,6 +22,19 @@ def test_the_timed_command_is_the_readmes_first() -> None:
     assert command in (ROOT / "README.md").read_text()
 
 
+def test_the_timed_tests_are_the_readmes_second_command() -> None:
+    """`--tests` runs the README's two commands in order in one clone: the test command is the second."""
+    tool = time_pipeline_tool()
+    commands = tool.readme_commands()
+    assert tool.readme_test_command() == commands[1] and commands[1].endswith("python -m pytest")
+
+
+def test_pytests_closing_line_is_kept(tmp_path: Path) -> None:
+    script = "echo '=== 3 passed, 1 skipped, 2 warnings in 12.34s ==='"
+    assert time_pipeline_tool().timed(script, tmp_path)["pytest"] == "3 passed, 1 skipped, 2 warnings"
+    assert "pytest" not in time_pipeline_tool().timed("echo no tests here", tmp_path)
+
+
 def test_each_stage_is_timed_from_its_running_line_to_the_next(tmp_path: Path) -> None:
     """A command that prints DVC's lines with pauses between them: each stage gets its own pause."""
     script = (
@@ -55,6 +68,10 @@ def test_the_pipeline_time_block_sums_each_stage_over_its_seeds() -> None:
     assert "`dvc repro --force` in that clone took **3 min 20 s**" in text
     assert "| `train` | 120.0 (2) | 81.0 (2) |" in text
     assert "| `prepare_data` | — | 1.0 (1) |" in text
+    assert "test command" not in text
+    tested = {**timings, "tests": {"command": "pytest", "seconds": 540.0, "pytest": "9 passed, 1 skipped"}}
+    text = tool.render("pipeline-time", tool.Files.from_mapping({tool.PIPELINE_TIME: tested}))
+    assert "Then the README's test command (`pytest`), in that clone, took **9 min 0 s**: 9 passed, 1 skipped." in text
     rows = [line.split("`")[1] for line in text.splitlines() if line.startswith("| `")]
     assert rows == ["prepare_data", "train", "export"]  # the --force run's order: every stage, as dvc.yaml has them
     with pytest.raises(tool.RenderError, match="no key first_command"):

@@ -37,6 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from prunelab.pruning.criteria import CRITERIA  # noqa: E402 - after the project root is on the path
+from tools.machine import cpu_model  # noqa: E402
 
 SINGLE_LAYER = ["prepare_data", "train", "collect_activations", "sweep_prune", "finetune"]
 NETWORK = ["sensitivity", "budget"]
@@ -134,13 +135,11 @@ def synthetic_cifar() -> None:
 
 
 def cpu_name() -> str:
-    """The processor's model name and core count, as /proc/cpuinfo gives them (Linux); else "CPU"."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "CPU"
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return f"{names[0]} ({len(names)} cores)" if names else "CPU"
+    """The processor's model name (tools/machine.py) and the cores this process may use; else "CPU"."""
+    from prunelab.workers import cpu_cores
+
+    name = cpu_model()
+    return f"{name} ({cpu_cores()} cores)" if name else "CPU"
 
 
 def main() -> None:

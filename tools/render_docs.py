@@ -770,8 +770,8 @@ def _minutes(seconds: float) -> str:
 
 
 def pipeline_time(files: Files) -> str:
-    """docs/performance.md: the README's first command on a fresh clone, and `dvc repro --force` in it, stage
-    by stage (tools/time_pipeline.py)."""
+    """docs/performance.md: the README's first command on a fresh clone, then its test command and `dvc repro
+    --force` in that clone, stage by stage (tools/time_pipeline.py)."""
     data = files.json(PIPELINE_TIME)
     first = at(data, "first_command", PIPELINE_TIME)
     runs = {"first_command": first}
@@ -786,6 +786,12 @@ def pipeline_time(files: Files) -> str:
         f"**{_minutes(total)}**, of which {_minutes(before)} before the first stage (the install) and "
         f"{_minutes(total - before)} of stages."
     ]
+    if "tests" in data:
+        tests = at(data, "tests", PIPELINE_TIME)
+        lines[0] += (
+            f" Then the README's test command (`{at(tests, 'command', PIPELINE_TIME)}`), in that clone, took "
+            f"**{_minutes(at(tests, 'seconds', PIPELINE_TIME))}**: {at(tests, 'pytest', PIPELINE_TIME)}."
+        )
     if "repro_force" in runs:
         lines[0] += f" `dvc repro --force` in that clone took **{_minutes(runs['repro_force']['seconds'])}**."
     kinds: dict[str, dict[str, list[float]]] = {}

@@ -9,6 +9,7 @@ there, all orders and K at once, by `prunelab.scoring.batched` (whose reference 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,11 +69,14 @@ def evaluate_orders(
 # Scoring one model, on the CPU: image batches of 256 in channels-last layout, whatever the model's own
 # layout (a channels-last input is enough for oneDNN's convolutions to take their channels-last kernels).
 # Measured on 2 cores, the pair CNN over 2,600 images: 0.52 s in NCHW at batch 1000, 0.37 s channels-last at
-# batch 1000, 0.22 s channels-last at batch 256; the scores came out identical. Elsewhere the ordinary layout.
+# batch 1000, 0.22 s channels-last at batch 256, with identical scores there (over the whole study, the logits'
+# last bits moved two tied pairs of one ROC AUC: docs/performance.md). Elsewhere the ordinary layout.
 INFERENCE_BATCH = 256
 
 
-def inference_batches(images: torch.Tensor, device: torch.device, batch_size: int = INFERENCE_BATCH):
+def inference_batches(
+    images: torch.Tensor, device: torch.device, batch_size: int = INFERENCE_BATCH
+) -> Iterator[torch.Tensor]:
     """`images` in batches on `device`, laid out for a fast forward pass (channels-last on the CPU)."""
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
