@@ -55,6 +55,24 @@ def _worker_start() -> None:
     os.environ["TQDM_DISABLE"] = "1"  # the stage's own bar counts the jobs; a bar per worker would interleave
 
 
+def _backward_runs() -> bool:
+    x = torch.ones(2, requires_grad=True)
+    try:
+        (x * x).sum().backward()
+    except RuntimeError:  # "Unable to handle autograd's threading in combination with fork-based multiprocessing"
+        return False
+    return True
+
+
+def fork_keeps_autograd() -> bool:
+    """Whether a process forked from this one can still run a backward pass. PyTorch refuses it in a child
+    forked after the parent's autograd engine started its device threads
+    (https://github.com/pytorch/pytorch/wiki/Autograd-and-Fork): seen in a pytest worker that had run other
+    tests first, never in a stage process. Asked of one forked child each time, since it can change."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        return pool.submit(_backward_runs).result()
+
+
 def _run(index: int) -> object:
     assert _JOB is not None  # set by `map_jobs` before the fork
     return _JOB(index)
@@ -64,12 +82,14 @@ def map_jobs(
     job: Callable[[T], R], items: Sequence[T], device: torch.device, desc: str, workers: int | None = None
 ) -> list[R]:
     """[job(item) for item in items], in order. On the CPU each job runs at one torch thread, in up to
-    `workers` (default: the cores) forked processes; on a GPU, one after the other in this process.
-    Put the dearest jobs first: they are handed out in order."""
+    `workers` (default: the cores) forked processes, or in this process where a fork could not run a
+    backward pass (`fork_keeps_autograd`); on a GPU, one after the other in this process. Put the dearest
+    jobs first: they are handed out in order."""
     workers = min(cpu_cores() if workers is None else workers, len(items))
     if device.type != "cpu":
         return [job(item) for item in progress(items, desc)]
-    if workers <= 1:
+    # Where a forked worker could not train, the jobs run here, at the same one thread: the same bits.
+    if workers <= 1 or not fork_keeps_autograd():
         with one_thread():
             return [job(item) for item in progress(items, desc)]
     global _JOB
