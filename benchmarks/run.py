@@ -89,6 +89,7 @@ from prunelab.pruning.views import GroupView  # noqa: E402
 from prunelab.runtime import resolve_device  # noqa: E402
 from prunelab.scoring.curves import resolve_ks  # noqa: E402
 from prunelab.scoring.evaluate import SplitOutputs, evaluate_orders  # noqa: E402
+from prunelab.workers import map_jobs  # noqa: E402
 from tools.machine import cpu_model  # noqa: E402
 
 T = TypeVar("T")
@@ -559,18 +560,22 @@ def network_benchmark(device: torch.device) -> tuple[list[Row], dict[str, float]
 
     def budgets(rankings: dict, curves: pd.DataFrame) -> int:
         groups = find_groups(model.cpu(), example)  # the budget stage finds them again
-        flops, done = flops_model(model, groups, example), 0
+        flops = flops_model(model, groups, example)
         plans = {criterion: sensitivity_plans(rankings, curves, criterion) for criterion in budget.criteria}
         jobs = [({}, None)] + [(b, s, c) for b in budget.flops for s in budget.strategies for c in budget.criteria]
-        for job in jobs:
-            removed = {} if job[0] == {} else allocate(job[1], plans[job[2]], flops, job[0], budget.round_to)
+        removals = [{} if job[0] == {} else allocate(job[1], plans[job[2]], flops, job[0], budget.round_to)
+                    for job in jobs]  # fmt: skip
+
+        def one(removed: dict) -> int:
             tuned, _ = finetune_pruned(model, groups, removed, splits["train"], splits["test"], n_classes=2,
                                        device=device, seed=0, **recipe(params))  # fmt: skip
             pruned = remove_channels(model.cpu(), groups, removed, example).to(device)
             every_score(pruned, splits["test"], splits["calibration"], 2)
             every_score(tuned, splits["test"], splits["calibration"], 2)
-            done += 1
-        return done
+            return 1
+
+        # As the budget stage runs them: one fine-tune per core, each at one torch thread (prunelab.workers).
+        return sum(map_jobs(one, removals, device, desc="budgets"))
 
     t_sens, (groups, rankings, curves) = timed_once(sensitivity, device)
     t_budget, models = timed_once(lambda: budgets(rankings, curves), device)
