@@ -19,9 +19,9 @@ Every pair of methods runs in this one process, on the same model and the same d
   warm-up call. The seed loops run once each: each is already 32 or 128 full passes. The
   two training epochs (10,000 images by default) alternate, `--train-repeats` times each,
   and each side's fastest counts.
-* Ratios use wall-clock time. The table also shows this process's CPU seconds (both
-  threads together): when other work shares the machine, wall time stretches, CPU time
-  much less.
+* Ratios use wall-clock time. The table also shows the CPU seconds of this process and of
+  the workers it forked (both threads together): when other work shares the machine, wall
+  time stretches, CPU time much less.
 * Speedup = baseline time / our time. For the `*_vs_one_forward_*` ratios the "baseline"
   is one forward pass over the test set. Ours is the sweep alone for the pairs ratios (the
   block outputs are already computed), so ≥ 0.5 means the sweep costs at most two forward
@@ -137,7 +137,7 @@ def synchronize(device: torch.device) -> None:
 
 
 class Seconds(float):
-    """Wall-clock seconds (what the ratios use), carrying this process's CPU seconds along:
+    """Wall-clock seconds (what the ratios use), carrying the CPU seconds along (`cpu_seconds`):
     other work on the machine stretches wall time far more than CPU time, so the two
     together show whether a run was disturbed."""
 
@@ -149,12 +149,19 @@ class Seconds(float):
         return value
 
 
+def cpu_seconds() -> float:
+    """This process's CPU seconds, and those of its children that have ended: the budgets' fine-tunes run
+    in forked workers (`map_jobs`), which their pool joins before it returns."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def timed_once(fn: Callable[[], T], device: torch.device) -> tuple[Seconds, T]:
     synchronize(device)
-    start, start_cpu = time.perf_counter(), time.process_time()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     out = fn()
     synchronize(device)
-    return Seconds(time.perf_counter() - start, time.process_time() - start_cpu), out
+    return Seconds(time.perf_counter() - start, cpu_seconds() - start_cpu), out
 
 
 def timed(fn: Callable[[], T], device: torch.device, repeats: int) -> tuple[Seconds, T]:
@@ -566,16 +573,16 @@ def network_benchmark(device: torch.device) -> tuple[list[Row], dict[str, float]
         removals = [{} if job[0] == {} else allocate(job[1], plans[job[2]], flops, job[0], budget.round_to)
                     for job in jobs]  # fmt: skip
 
-        def one(removed: dict) -> int:
+        def one(removed: dict) -> None:
             tuned, _ = finetune_pruned(model, groups, removed, splits["train"], splits["test"], n_classes=2,
                                        device=device, seed=0, **recipe(params))  # fmt: skip
             pruned = remove_channels(model.cpu(), groups, removed, example).to(device)
             every_score(pruned, splits["test"], splits["calibration"], 2)
             every_score(tuned, splits["test"], splits["calibration"], 2)
-            return 1
 
         # As the budget stage runs them: one fine-tune per core, each at one torch thread (prunelab.workers).
-        return sum(map_jobs(one, removals, device, desc="budgets"))
+        map_jobs(one, removals, device, desc="budgets")
+        return len(removals)
 
     t_sens, (groups, rankings, curves) = timed_once(sensitivity, device)
     t_budget, models = timed_once(lambda: budgets(rankings, curves), device)

@@ -11,6 +11,7 @@ import torch
 from filelock import FileLock
 
 from prunelab import _speed
+from prunelab.workers import cpu_cores
 from tests.helpers import Grid, copy_repo, dvc, project_copy, run_grid
 
 
@@ -21,7 +22,7 @@ def pytest_configure(config: pytest.Config) -> None:
     at one thread each (one process at two threads: 69 s)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        threads = max(1, cpu_cores() // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
 
