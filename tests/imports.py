@@ -103,11 +103,11 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 # Modules that only validate and report: params validation (which reads the registries' names in
 # every stage), the checks of the files the stages read (prunelab.checks: they return nothing the
-# stages use), and the UserError type. They can refuse a run but never change its outputs, so no
-# stage depends on them, and a new criterion, source or architecture does not rerun the stages
-# that merely validate params against the registries (the stages that use the registry import it
-# themselves). Edges into these modules are not followed.
-VALIDATION_ONLY = ("prunelab.params", "prunelab.checks", "prunelab.errors")
+# stages use), the UserError type and its one-line messages (prunelab.messages). They can refuse a
+# run but never change its outputs, so no stage depends on them, and a new criterion, source or
+# architecture does not rerun the stages that merely validate params against the registries (the
+# stages that use the registry import it themselves). Edges into these modules are not followed.
+VALIDATION_ONLY = ("prunelab.params", "prunelab.checks", "prunelab.messages", "prunelab.errors")
 
 
 def validation_only(module: str) -> bool:

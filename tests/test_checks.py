@@ -165,7 +165,7 @@ def test_a_summary_of_its_sweep_passes_and_one_of_another_is_refused() -> None:
     del bad["criteria"]["mean_activation"]["acc_at_half"]
     with pytest.raises(UserError) as err:
         check_summary(Path("summary.json"), bad, sweep, facts())
-    one_line(err, "criteria.mean_activation is not a summary entry (missing acc_at_half)")
+    one_line(err, "criteria.mean_activation.acc_at_half is missing; allowed: a value for each of")
     assert max_k_within(np.array(KS), sweep["acc"].to_numpy()[: len(KS)], 90.0) >= 0
     assert set(milestone_ks(P).values()) <= set(KS)
 
@@ -326,8 +326,8 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
         ({"strategy_global": 1, "strategy_uniform": 1}, "it does not name one strategy"),
         ({"score_loss_points": 1.0}, "score_loss_points is not study_finetuned_recal_bacc_unpruned"),
         (
-            {"study_loss": {"finetuned_roc_auc": {"mean": 1.0, "ci_low": 2.0, "ci_high": 3.0}}},
-            "study_loss is not as export writes it (missing finetuned_recal_bacc)",
+            {"study_loss": {"finetuned_roc_auc": {"mean": 1.0, "ci_low": 0.0, "ci_high": 3.0}}},
+            "study_loss.finetuned_recal_bacc is missing",
         ),
         ({"shipped_unpruned": 2}, "shipped_unpruned=2"),
     ):
@@ -383,7 +383,12 @@ def test_share_intervals_in_metrics_json_stay_in_0_to_1() -> None:
     plain["criteria"]["mean_activation"]["beats_random_frac"] = interval_entry(SHARES_NEAR_0)
     with pytest.raises(UserError) as err:
         check_study_metrics(Path("metrics.json"), plain)
-    one_line(err, "criteria.mean_activation.beats_random_frac.ci_low=", "is outside [0, 1]", "rerun aggregate")
+    one_line(
+        err,
+        "criteria.mean_activation.beats_random_frac.ci_low=",
+        "is invalid; allowed: a share, in [0, 1]",
+        "rerun aggregate",
+    )
 
 
 @pytest.mark.parametrize(
@@ -456,8 +461,8 @@ def test_json_numbers_are_checked_as_numbers() -> None:
     bad["majority_floor"] = "90"
     with pytest.raises(UserError) as err:
         check_summary(Path("summary.json"), bad)
-    one_line(err, "majority_floor='90' is not a number")
+    one_line(err, "majority_floor='90' is invalid; allowed: a score in percent, in [0, 100]")
     bad["majority_floor"] = float("nan")
     with pytest.raises(UserError) as err:
         check_summary(Path("summary.json"), bad)
-    one_line(err, "majority_floor=nan is not a finite number")
+    one_line(err, "majority_floor=nan is invalid; allowed: a score in percent")

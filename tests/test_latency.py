@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from prunelab.checks.efficiency import check_latency_prediction
-from prunelab.checks.reader import DocumentReader
 from prunelab.checks.tables import check_latency_table
 from prunelab.deploy.latency import configuration_shares, latency_report, latency_table
 from prunelab.errors import UserError
@@ -219,7 +218,7 @@ def _prediction() -> dict:
 
 
 def test_the_latency_prediction_in_efficiency_json_is_checked_against_its_own_numbers() -> None:
-    reader = DocumentReader("metrics/efficiency.json", "export")
+    reader = "metrics/efficiency.json"
     check_latency_prediction(reader, _prediction())
     wrong = _prediction()
     wrong["flops_50"]["uniform"]["random"]["table_error_pct"] = 4.0

@@ -31,11 +31,11 @@ TORCH_FREE = ["models.archs", "scoring.curves", "scoring.scores", "pruning.crite
 # read them, so they must never reach back up.
 LEAVES = ["data.spec", "data.records", "models.records", "models.archs", "pruning.records", "pruning.names",
           "scoring.names", "scoring.milestones", "study.names", "network"]  # fmt: skip
-# What the checks may import besides each other and the leaves: validation, paths, the errors, the
-# checked reads of `runtime`, the sources' registered facts and the budget's metrics.json key
+# What the checks may import besides each other and the leaves: validation, paths, the errors and their
+# one-line messages, the checked reads of `runtime`, the sources' registered facts and the budget's metrics.json key
 # (`network.choice.budget_key`, pure). Never a stage's logic (the study's aggregation, the sweep, the
 # criteria): a check reads a format, and loading a split must not import pandas or scipy.
-CHECKS_MAY_IMPORT = ["errors", "paths", "runtime", "params", "prepare.sources", "network.choice"]
+CHECKS_MAY_IMPORT = ["errors", "messages", "paths", "runtime", "params", "prepare.sources", "network.choice"]
 
 
 def dvc_stages() -> dict[str, dict]:
@@ -137,7 +137,7 @@ def test_code_deps_are_subpackage_folders_and_top_level_modules() -> None:
             if dep.startswith(f"{PACKAGE}/"):
                 parts = dep.split("/")
                 assert len(parts) == 2, f"{name}: {dep} is a file inside a subpackage"
-                validation = ("params", "checks", "errors.py", "__init__.py")
+                validation = ("params", "checks", "messages.py", "errors.py", "__init__.py")
                 assert parts[1] not in validation, f"{name}: {dep} is validation-only"
 
 
@@ -145,8 +145,8 @@ def test_the_readme_states_the_rerun_scope_the_deps_test_checks() -> None:
     text = " ".join((ROOT / "README.md").read_text().split())
     assert (
         "Each stage's deps are its script, its input files, and the `prunelab` subpackages and top-level modules it "
-        "imports, directly or through another module (tested against the real imports); `prunelab/params/` and "
-        "`prunelab/errors.py` only validate and report, so they are no stage's dep" in text
+        "imports, directly or through another module (tested against the real imports); `prunelab/params/`, "
+        "`prunelab/messages.py` and `prunelab/errors.py` only validate and report, so they are no stage's dep" in text
     )
     for module in VALIDATION_ONLY:
         assert module.replace(".", "/") in text

@@ -7,10 +7,12 @@ and never a silently wrong result.
 * `implied`: what params.yaml implies about those files (K values, criteria, rows, P);
 * `tables`: the declared CSV formats (sweep, ranking, fine-tuning, training curve, the study's
   band and fine-tuning tables) and the checks across their rows;
-* the JSON documents, one module each, on one typed `reader` (`DocumentReader`: every problem a one-line
-  refusal naming the key): `summary` (a replicate's summary.json against its sweep), `study_metrics`
+* the JSON documents, one module each, each read through a pydantic model on `reader`'s `Document`
+  (strict JSON types, no unknown key, finite numbers, each field's "allowed" text), with the cross-field
+  checks as model validators: `summary` (a replicate's summary.json against its sweep), `study_metrics`
   (the study's metrics.json), `efficiency` (efficiency.json, its latency prediction included) and `info`
-  (a prepared folder's info.json);
+  (a prepared folder's info.json). The first problem is one line naming the file, the dotted key, the
+  value and what is allowed, as params.yaml's (`prunelab.messages`), and the stage to rerun;
 * `arrays`: the .npz arrays (prepared splits, activation statistics).
 
 The readers (`prunelab.study.replicates`, `prunelab.pruning.ranking`, `prunelab.data.prepared`,

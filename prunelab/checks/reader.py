@@ -1,62 +1,86 @@
-"""Reading one JSON document the stages wrote: typed access where every problem is a one-line refusal
-naming the file, the key and the stage that writes it (`prunelab.checks.text.refusal`). The checks of each
-document (summary.json, metrics.json, efficiency.json, info.json) sit in their own modules beside it."""
+"""Reading one JSON document the stages wrote through a pydantic model: `Document` (strict types, no
+unknown key, finite numbers), the number types every document's fields are made of (each with its
+"allowed" text), and `check_document`, which turns pydantic's first error into the one-line refusal
+naming the file, the key and the stage that writes it (`prunelab.messages.first_problem`, the same
+line params.yaml gets, then `prunelab.checks.text.refusal`).
+
+The models of each document (info.json, summary.json, metrics.json, efficiency.json) sit in their own
+modules beside it; their cross-field checks are model validators that read what the document must
+agree with (params' implied facts, a sweep table, the study's metrics) from the validation context.
+"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from prunelab.checks.text import refusal, shown
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-
-class DocumentReader:
-    """Typed access to one JSON document; every problem is a one-line refusal naming the key."""
-
-    def __init__(self, path: Path | str, stage: str) -> None:
-        self.path, self.stage = path, stage
-
-    def refuse(self, problem: str) -> Exception:
-        return refusal(self.path, problem, self.stage)
-
-    def mapping(self, value: Any, where: str) -> dict:
-        if not isinstance(value, dict):
-            raise self.refuse(f"{where or 'the file'} is not a JSON object")
-        return value
-
-    def get(self, data: dict, key: str, where: str = "") -> Any:
-        if key not in data:
-            raise self.refuse(f"key {where}{key} is missing")
-        return data[key]
-
-    def number(
-        self,
-        data: dict,
-        key: str,
-        where: str = "",
-        low: float | None = None,
-        high: float | None = None,
-        integer: bool = False,
-        low_open: bool = False,
-        infinite: bool = False,
-    ) -> float:
-        value = self.get(data, key, where)
-        name = f"{where}{key}"
-        if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
-            raise self.refuse(f"{name}={shown(value)} is not {'an integer' if integer else 'a number'}")
-        if math.isnan(value) or (math.isinf(value) and not infinite):
-            raise self.refuse(f"{name}={value} is not a finite number")
-        too_low = low is not None and (value <= low if low_open else value < low)
-        if too_low or (high is not None and value > high):
-            raise self.refuse(f"{name}={value} is outside {value_range(low, high, low_open)}")
-        return value
+from prunelab.checks.text import refusal
+from prunelab.messages import detail, first_problem
 
 
-def value_range(low: float | None, high: float | None, low_open: bool) -> str:
-    if high is None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    return f"{'(' if low_open else '['}{low:g}, {high:g}]"
+class Document(BaseModel):
+    """A mapping in a JSON document as its stage writes it: JSON's types as they are (strict: an
+    integer key refuses 1.0, a number refuses true and "90"), no key the stage does not write, no
+    NaN or infinity unless a field says so."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+# The numbers documents are made of. Strict: an integer is a JSON integer; a number may be either.
+Number = Annotated[float, Field(description="a finite number")]
+Whole = Annotated[int, Field(ge=0, description="an integer >= 0")]
+Count = Annotated[int, Field(ge=1, description="an integer >= 1")]
+Flag = Annotated[int, Field(ge=0, le=1, description="0 or 1")]
+One = Annotated[int, Field(ge=1, le=1, description="1 (a name set in its key)")]
+Positive = Annotated[float, Field(gt=0, description="a number > 0")]
+NonNegative = Annotated[float, Field(ge=0, description="a number >= 0")]
+Score = Annotated[float, Field(ge=0, le=100, description="a score in percent, in [0, 100]")]
+Share = Annotated[float, Field(ge=0, le=1, description="a share, in [0, 1]")]
+Points = Annotated[float, Field(ge=-100, le=100, description="a difference of scores in points, in [-100, 100]")]
+
+
+class Interval(Document):
+    """An interval over seeds (`prunelab.study.intervals.interval_entry`, `bounded_entry`): a mean and (two
+    seeds or more) the interval's ends, which hold it; `clipped: 1` only where an end was cut to a bound of
+    the quantity's range (`bounds`; None: a quantity with no range, never clipped)."""
+
+    bounds: ClassVar[tuple[float, float] | None] = None
+    mean: Number
+    ci_low: Number | None = None
+    ci_high: Number | None = None
+    clipped: Literal[1] | None = Field(None, description="1, where an end of the interval is a bound of its range")
+
+    @model_validator(mode="after")
+    def _holds_its_mean(self) -> Interval:
+        low, high = self.ci_low, self.ci_high
+        if (low is None) != (high is None):
+            raise detail("has one end of its interval only")
+        if low is not None and high is not None and not low <= self.mean <= high:
+            raise detail(f"has the interval [{low}, {high}], which does not hold its mean {self.mean}")
+        if self.clipped is not None and (
+            self.bounds is None or low is None or (low != self.bounds[0] and high != self.bounds[1])
+        ):
+            raise detail("says clipped, but no end of its interval is a bound of its range")
+        return self
+
+
+def context(info: ValidationInfo) -> dict[str, Any]:
+    """What the document is checked against (`check_document`'s `against`): empty when alone."""
+    return info.context or {}
+
+
+def check_document(
+    path: Path | str, raw: Any, model: type[BaseModel], stage: str, against: dict[str, Any] | None = None
+) -> None:
+    """`raw` (a parsed JSON document) read through `model`; the first problem is one line naming the file,
+    the key and `stage`, the stage that rewrites it. `against`: what the model's validators compare the
+    document with (None or absent: the document is checked on its own)."""
+    try:
+        model.model_validate(raw, context={k: v for k, v in (against or {}).items() if v is not None})
+    except ValidationError as error:
+        raise refusal(path, first_problem(error, raw, model), stage) from None
 
 
 def close(a: float, b: float, tol: float) -> bool:
@@ -67,13 +91,3 @@ def whole_samples(value: float, n: int) -> bool:
     """Whether a percentage of `n` samples is a whole number of them (accuracy, majority share)."""
     count = value * n / 100.0
     return abs(count - round(count)) <= 1e-6
-
-
-def exact_keys(
-    doc: DocumentReader, data: dict, expected: set[str], where: str, optional: set[str] = frozenset()
-) -> None:
-    """`data` has exactly the keys `expected` (and perhaps some of `optional`)."""
-    missing, extra = sorted(expected - set(data)), sorted(set(data) - expected - optional)
-    if missing or extra:
-        detail = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(map(shown, extra))}"
-        raise doc.refuse(f"{where or 'the file'} is not as {doc.stage} writes it ({detail})")

@@ -2,10 +2,9 @@
 
 Every stage calls `load_params()` before doing any work and reads `params.prune.criteria`,
 `params.seeds`, ... A mistake in params.yaml is one `UserError` line naming the dotted key,
-the value and what is allowed.
+the value and what is allowed (`prunelab.messages`: pydantic's first error → that one line).
 
 * `schema`: one pydantic model per params.yaml section, and the cross-key relations;
-* `messages`: pydantic's first error → that one line;
 * `loader`: the YAML (numbers as DVC reads them, duplicate keys) → `validate`;
 * `cli`: `--seed N`, the replicate a per-seed stage runs.
 

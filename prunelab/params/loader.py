@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from prunelab.errors import UserError
-from prunelab.params.messages import user_error
+from prunelab.messages import first_problem
 from prunelab.params.schema import Params
 
 PARAMS_FILE = Path("params.yaml")
@@ -26,7 +26,7 @@ def validate(raw: Any) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise user_error(err, raw, Params) from None
+        raise UserError(f"params.yaml: {first_problem(err, raw, Params)}") from None
 
 
 class _ParamsLoader(yaml.SafeLoader):

@@ -5,7 +5,7 @@ coerced value would run a different study than the one asked for. So a bool is n
 300.5 is not an int, `.inf` is not a step size, text is not a number; an int is a float
 (`lr: 1`). Lists become tuples, so a section is immutable all the way down.
 
-Every value field's `description` is its "allowed" text: `messages.user_error` quotes it when
+Every value field's `description` is its "allowed" text: `prunelab.messages.first_problem` quotes it when
 the value is refused, so the schema and the error line cannot drift apart (tested).
 
 No torch at import (tested): what names are checked against is torch-free (the `ARCHS` and
@@ -22,10 +22,10 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from prunelab.messages import detail, rule
 from prunelab.models.archs import ARCH_CHOICES, Arch, arch_of, builder_file, user_builder
 from prunelab.models.records import ChannelGroup
 from prunelab.network import STRATEGY_NAMES
-from prunelab.params.messages import detail, rule
 from prunelab.prepare.sources import SOURCES
 from prunelab.pruning.names import CRITERION_NAMES, NAMED_KS, named_k
 
