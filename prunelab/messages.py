@@ -248,6 +248,8 @@ def _message(schema: type[BaseModel], issue: dict[str, Any], raw: Any) -> str:
         return f"the file holds {shown(raw)}; allowed: a mapping of the keys {_keys_of(schema, '')}"
     if not place.known:
         return _unknown_key(schema, place, issue["input"])
+    if kind == "extra_forbidden":  # a field's older name, beside the field under its own name
+        return f"{key} is an older name of a key the mapping has already; allowed: one of the two names"
     if kind == "missing":
         prefix = "".join(f"{part}." for part in place.keys[:-1])
         every = _keys_of(place.parent, prefix, required=True) if place.parent is not None else key

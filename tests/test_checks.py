@@ -38,7 +38,7 @@ from prunelab.runtime import load_torch
 from prunelab.scoring.curves import EXTRA_SCORES, Curve, long_table, max_k_within, milestone_ks, summary_metrics
 from prunelab.study.aggregate import study_metrics
 from prunelab.study.intervals import interval_entry, t_interval
-from prunelab.study.network import BUDGET_SCORES, budget_metrics
+from prunelab.study.network import BUDGET_SCORES, budget_metrics, sensitivity_metrics
 from tests.helpers import ROOT, TINY_OVERRIDES
 
 P = 8  # a small "architecture": the implied facts are built by hand around it
@@ -264,7 +264,8 @@ def test_a_flipped_byte_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
     one_line(err, "model.pt: damaged model checkpoint (CRC mismatch in", "delete it and rerun")
 
 
-def test_efficiency_ratios_are_its_own_measurements() -> None:
+def efficiency_document() -> dict:
+    """efficiency.json of the single-layer export, as export writes it (a small made-up model)."""
     side = {"params": 100, "flops_per_sample": 1000, "program_bytes": 5000, "test_acc": 90.0, "test_bacc": 80.0,
             "test_roc_auc": 85.0, "latency_ms_batch1": 0.5, "latency_ms_batch256": 40.0,
             "latency_ms_batch256_eager": 80.0, "latency_ms_batch256_onnxruntime": 20.0}  # fmt: skip
@@ -285,6 +286,11 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
                                       "channels_conv1": 8, "measured_share": 0.5, "table_share": 0.5,
                                       "flops_share": 0.5, "table_error_pct": 0.0,
                                       "flops_error_pct": 0.0}}}}}  # fmt: skip
+    return eff
+
+
+def test_efficiency_ratios_are_its_own_measurements() -> None:
+    eff = efficiency_document()
     check_efficiency(Path("e.json"), eff, facts())
     other_target = {key: value for key, value in eff.items() if key != "target_flops"} | {"target_latency": 1}
     with pytest.raises(UserError) as err:
@@ -364,8 +370,15 @@ def study_document() -> dict:
             costs = {"flops_kept": 0.9, "params_kept": 0.96 if seed == 0 else 1.0}  # near 1: its t interval passes 1
             cell = {"budget": 0.9, "strategy": "uniform", "criterion": criterion, **costs}
             rows.append({"seed": seed, **cell} | dict.fromkeys(BUDGET_SCORES, 79.0 + seed))
+    layer_rows = [
+        {"seed": seed, "layer": "conv1", "criterion": criterion, "fraction": fraction, "k": 0}
+        | dict.fromkeys(("roc_auc", "recal_bacc", "bacc"), 80.0 - 10 * fraction + seed - (criterion == "random"))
+        for seed in range(len(SHARES_NEAR_0))
+        for criterion in ("l1_norm", "random")
+        for fraction in (0.0, 0.5)
+    ]
     return study_metrics(summaries, MARGINS) | {
-        "sensitivity": {},
+        "sensitivity": sensitivity_metrics(pd.DataFrame(layer_rows), MARGINS),
         "budget": budget_metrics(pd.DataFrame(rows), MARGINS),
     }
 
@@ -466,3 +479,127 @@ def test_json_numbers_are_checked_as_numbers() -> None:
     with pytest.raises(UserError) as err:
         check_summary(Path("summary.json"), bad)
     one_line(err, "majority_floor=nan is invalid; allowed: a score in percent")
+
+
+# --------------------------------------------------------------------------- every key of every document, damaged
+DAMAGES: dict[str, object] = {"dropped": None, "text": "x", "null": None, "nan": float("nan"), "negative": -1,
+                              "true": True, "list": [], "mapping": {}}  # fmt: skip
+
+
+def key_paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    """Every key path of a JSON document (mappings, and the entries of lists)."""
+    if isinstance(node, dict):
+        return [p for key, value in node.items() for p in [(*prefix, key), *key_paths(value, (*prefix, key))]]
+    if isinstance(node, list):
+        return [p for i, value in enumerate(node) for p in [(*prefix, i), *key_paths(value, (*prefix, i))]]
+    return []
+
+
+def damaged(document: object, path: tuple, damage: str) -> object:
+    copy = json.loads(json.dumps(document))
+    node = copy
+    for part in path[:-1]:
+        node = node[part]
+    if damage == "dropped":
+        del node[path[-1]]
+    else:
+        node[path[-1]] = DAMAGES[damage]
+    return copy
+
+
+def info_document() -> dict:
+    return {"source": "mnist_5k", "task": "pairs", "channels": 2, "size": 28, "n_classes": 2,
+            "mean": [0.1307, 0.1307], "std": [0.3081, 0.3081]}  # fmt: skip
+
+
+@pytest.mark.parametrize("document", ["info", "summary", "metrics", "efficiency"])
+def test_every_key_of_a_document_damaged_is_refused_in_one_line_or_passes(document: str) -> None:
+    """Each key of each document dropped or replaced by a wrong type, NaN, a negative number, true, a list or
+    a mapping: the model refuses it in one line naming the file, the key's path and the stage, or it is a
+    value the document may hold; never another exception (a validator reading what the model did not type).
+    Dropping a key of summary.json or info.json is always refused: every key is one the stage writes."""
+    sweep = pd.read_csv(__import__("io").StringIO(sweep_text()))
+    raw, check, stage = {
+        "info": (info_document(), lambda d: check_info(Path("d.json"), d), "prepare_data"),
+        "summary": (summary(), lambda d: check_summary(Path("d.json"), d, sweep, facts()), "sweep_prune"),
+        "metrics": (study_document(), lambda d: check_study_metrics(Path("d.json"), d), "aggregate"),
+        "efficiency": (efficiency_document(), lambda d: check_efficiency(Path("d.json"), d, facts()), "export"),
+    }[document]
+    check(raw)
+    paths = key_paths(raw)
+    refused = {damage: 0 for damage in DAMAGES}
+    for path in paths:
+        for damage in DAMAGES if document != "metrics" else ("dropped", "text", "nan", "negative"):
+            try:
+                check(damaged(raw, path, damage))
+            except UserError as err:
+                message = str(err)
+                assert "\n" not in message and message.startswith("d.json: "), message
+                assert message.endswith(f"; rerun {stage}"), message
+                refused[damage] += 1
+    if document in ("info", "summary"):
+        assert refused["dropped"] == sum(isinstance(p[-1], str) for p in paths) + sum(
+            isinstance(p[-1], int) for p in paths
+        ), refused
+    assert refused["text"] == len(paths), refused  # no key of any document may hold the text 'x'
+
+
+def _misspelt(document: dict) -> None:
+    document["criteria"]["random"]["acc_over_kk"] = document["criteria"]["random"].pop("acc_over_k")
+
+
+def _deep(document: dict) -> None:
+    document["budget"]["uniform"]["l1_norm"]["flops_90"]["flops_kept"]["mean"] = 2
+
+
+def _stray(document: dict) -> None:
+    document["criteria"]["random"]["nonsense"] = {"k": 1}
+
+
+def _late(document: dict) -> None:
+    document["sensitivity"]["conv1"]["l1_norm"]["mean_bacc_over_shares_vs_random"]["verdict"] = "maybe"
+
+
+def _upside_down(document: dict) -> None:
+    document["ratio"]["speedup_batch256_low"] = 1.5
+
+
+@pytest.mark.parametrize(
+    ("document", "damage", "expected"),
+    [
+        ("summary", _misspelt, "unknown key criteria.random.acc_over_kk; did you mean criteria.random.acc_over_k? "
+         "allowed: criteria.random.acc_over_k, "),
+        ("metrics", _deep, "budget.uniform.l1_norm.flops_90.flops_kept.mean=2 is invalid; allowed: a share, in [0, 1]"),
+        ("metrics", _stray, "criteria.random.nonsense is an unknown key; allowed: acc_over_k, "),
+        ("metrics", _late, "sensitivity.conv1.l1_norm.mean_bacc_over_shares_vs_random.verdict='maybe' is invalid; "
+         "allowed: better, worse, equivalent, inconclusive"),
+        ("efficiency", _upside_down, "ratio.speedup_batch256_high=1.4 is below speedup_batch256_low=1.5"),
+    ],
+    ids=["misspelt-in-a-mapping-of-names", "deep-in-names", "unknown-extra-key", "sensitivity-verdict", "nested-rule"],
+)  # fmt: skip
+def test_a_document_refusal_names_the_dotted_key_and_what_is_allowed(
+    document: str, damage: typing.Callable[[dict], None], expected: str
+) -> None:
+    """The one line params.yaml gets (prunelab.messages), for keys inside mappings of names (criteria,
+    strategies, budgets), typed extra keys and a nested mapping's own checks."""
+    raw, check, stage = {
+        "summary": (summary(), check_summary, "sweep_prune"),
+        "metrics": (study_document(), check_study_metrics, "aggregate"),
+        "efficiency": (efficiency_document(), check_efficiency, "export"),
+    }[document]
+    damage(raw)
+    with pytest.raises(UserError) as err:
+        check(Path("d.json"), raw)
+    one_line(err, f"d.json: {expected}", f"; rerun {stage}")
+
+
+def test_older_summaries_name_two_means_over_k_otherwise() -> None:
+    """Summaries written before the score vocabulary: `auc` for acc_over_k, `bacc_auc` for bacc_over_k."""
+    older = summary()
+    for criterion in older["criteria"].values():
+        criterion["auc"], criterion["bacc_auc"] = criterion.pop("acc_over_k"), criterion.pop("bacc_over_k")
+    check_summary(Path("s.json"), older)
+    criterion["acc_over_k"] = criterion["auc"]  # one mean under both names
+    with pytest.raises(UserError) as err:
+        check_summary(Path("s.json"), older)
+    one_line(err, "criteria.random.auc is an older name of a key the mapping has already")

@@ -55,9 +55,15 @@ class Side(Document):
 
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, Number] = Field(init=False)
+    extra_prefixes = ("test_", "latency_")
     params: Count
     flops_per_sample: Count
     program_bytes: Count
+    # The latencies its ratios are made of (more, per part, are extra keys).
+    latency_ms_batch1: Positive
+    latency_ms_batch256: Positive
+    latency_ms_batch256_eager: Positive
+    latency_ms_batch256_onnxruntime: Positive
 
     @model_validator(mode="after")
     def _scores_and_latencies(self) -> Side:
@@ -65,16 +71,9 @@ class Side(Document):
             if key.startswith("test_"):
                 if not 0 <= value <= 100:
                     raise at(f"{key}={value} is outside [0, 100] (a score in percent)")
-            elif key.startswith("latency_"):
-                if value <= 0:
-                    raise at(f"{key}={value} is not a latency > 0")
-            else:
-                raise at(f"{shown(key)[1:-1]} is not a key export writes (params, flops_per_sample, program_bytes, "
-                         "test_<score>, latency_<...>)")  # fmt: skip
+            elif value <= 0:
+                raise at(f"{key}={value} is not a latency > 0")
         return self
-
-    def figure(self, key: str) -> float:
-        return getattr(self, key) if key in type(self).model_fields else (self.model_extra or {})[key]
 
 
 class _RatioBase(Document):
@@ -108,7 +107,8 @@ class PredictionEntry(Document):
     prediction of it, and each prediction's error (`channels_<group>`: its kept counts)."""
 
     model_config = ConfigDict(extra="allow")
-    __pydantic_extra__: dict[str, int] = Field(init=False)
+    __pydantic_extra__: dict[str, Count] = Field(init=False)
+    extra_prefixes = ("channels_",)
     measured_share: Positive
     table_share: NonNegative
     flops_share: NonNegative
@@ -118,8 +118,8 @@ class PredictionEntry(Document):
     @model_validator(mode="after")
     def _own_errors(self) -> PredictionEntry:
         counts = self.model_extra or {}
-        if not counts or any(not key.startswith("channels_") or value < 1 for key, value in counts.items()):
-            raise at("channels_<group> are not its kept counts (positive integers)")
+        if not counts:
+            raise at("channels_<group> are missing: its kept counts")
         for source in ("table", "flops"):
             share, error = getattr(self, f"{source}_share"), getattr(self, f"{source}_error_pct")
             if not close(error, 100 * (share - self.measured_share) / self.measured_share, 1e-6):
@@ -187,7 +187,8 @@ class Efficiency(Document):
     and each layer's kept channels in `channels_<layer>`."""
 
     model_config = ConfigDict(extra="allow")
-    __pydantic_extra__: dict[str, int] = Field(init=False)
+    __pydantic_extra__: dict[str, Count] = Field(init=False)
+    extra_prefixes = (*FLAGS, "channels_")
     seed: Whole
     score_loss_points: Points
     # The single-layer export (export.budget: none).
@@ -226,18 +227,15 @@ class Efficiency(Document):
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Efficiency:
         for key, value in (self.model_extra or {}).items():
-            if (key.startswith(FLAGS) and value != 1) or (key.startswith("channels_") and value < 1):
-                raise rule(f"{key}={value} is invalid; allowed: 1 (a name set in its key), or channels_<layer> >= 1")
-            if not key.startswith((*FLAGS, "channels_")):
-                raise rule(f"unknown key {shown(key)[1:-1]}; allowed: the keys export writes, "
-                           f"{', '.join(f + '<name>' for f in FLAGS)} and channels_<layer>")  # fmt: skip
+            if key.startswith(FLAGS) and value != 1:
+                raise rule(f"{key}={value} is invalid; allowed: 1 (the name set in its key)")
         if len(self.named("criterion_")) != 1:
             raise rule("it does not name one criterion (one criterion_<name> key set to 1)")
         targets = self.named("target_")
         if len(targets) != 1 or targets[0] not in ("flops", "latency"):
             raise rule("it does not name one budget target (one target_flops or target_latency key set to 1)")
         for key, top in RATIOS.items():
-            expected = self.unpruned.figure(top) / self.exported.figure(top)
+            expected = getattr(self.unpruned, top) / getattr(self.exported, top)
             value = getattr(self.ratio, key)
             if not math.isclose(value, expected, rel_tol=1e-12):
                 raise rule(f"ratio.{key}={value} is not its own measurements' ratio {expected}")

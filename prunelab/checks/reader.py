@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from prunelab.checks.text import refusal
-from prunelab.messages import detail, first_problem
+from prunelab.messages import at, detail, first_problem, shown
 
 
 class Document(BaseModel):
@@ -26,6 +26,22 @@ class Document(BaseModel):
     NaN or infinity unless a field says so."""
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+    # A mapping that takes extra keys (extra="allow") whose names follow a pattern: their prefixes. An
+    # extra key without one is refused before its value is read (the value's type says nothing useful then).
+    extra_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extra_keys_named_as_written(cls, data: Any) -> Any:
+        if cls.extra_prefixes and isinstance(data, dict):
+            names = set(cls.model_fields)
+            for info in cls.model_fields.values():
+                names.update(c for c in getattr(info.validation_alias, "choices", ()) if isinstance(c, str))
+            for key in data:
+                if key not in names and not (isinstance(key, str) and key.startswith(cls.extra_prefixes)):
+                    allowed = [*cls.model_fields, *(f"{prefix}<name>" for prefix in cls.extra_prefixes)]
+                    raise at(f"{shown(key)[1:-1]} is an unknown key; allowed: {', '.join(allowed)}")
+        return data
 
 
 # The numbers documents are made of. Strict: an integer is a JSON integer; a number may be either.

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model,
 from prunelab.checks.implied import Implied
 from prunelab.checks.reader import Count, Document, Flag, Interval, Score, Share, Whole, check_document, context
 from prunelab.checks.summary import MILESTONES, score_field
-from prunelab.messages import at, detail, rule, shown
+from prunelab.messages import detail, rule, shown
 from prunelab.models.records import metric_key
 from prunelab.network.choice import KEPT_SCORES, budget_key
 from prunelab.scoring.names import EXTRA_SCORES, SCORES, over_k
@@ -90,14 +90,7 @@ class _CriterionBase(Document):
 
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, FinetunePoint] = Field(init=False)
-
-    @model_validator(mode="after")
-    def _points_only(self) -> _CriterionBase:
-        unknown = [key for key in self.model_extra or {} if not key.startswith("finetune_")]
-        if unknown:
-            raise at(f"{shown(unknown[0])[1:-1]} is not a key aggregate writes (its scalars, their _vs_random "
-                     "comparisons and finetune_<point> entries)")  # fmt: skip
-        return self
+    extra_prefixes = ("finetune_",)
 
     def points(self) -> dict[str, FinetunePoint]:
         return dict(self.model_extra or {})

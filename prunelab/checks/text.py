@@ -23,14 +23,9 @@ from typing import Any, Literal
 import numpy as np
 
 from prunelab.errors import UserError
+from prunelab.messages import shown
 
 Kind = Literal["int", "float", "text", "counts"]  # counts: integers joined by "/", e.g. 16/32/64
-
-
-def shown(value: Any, limit: int = 40) -> str:
-    """A value from a file as it may appear in a one-line message: repr, cut to `limit` characters."""
-    text = ascii(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def refusal(path: Path | str, problem: str, stage: str) -> UserError:
