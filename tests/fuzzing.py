@@ -270,8 +270,12 @@ class Change:
 
 DROP = "<dropped>"
 
+# Keys that name a file or folder: any text is valid to the schema, and the stage that reads the path
+# checks it exists (train: model.source and model.weights; prepare_data: an image folder's data.path).
+PATH_KEYS = ("data.path", "model.source", "model.weights")
 # Valid alternatives to the tiny config's values, key by key.
 VALID: dict[str, list[Any]] = {
+    **{key: ["nope"] for key in PATH_KEYS},
     "seeds": [[1, 0], [0], [0, 1, 2], [5]],
     "data.source": ["mnist", "fashion_mnist", "cifar10"],
     "data.task": ["classification"],
@@ -352,7 +356,8 @@ def invalid_values(key: str, base: Any) -> list[Any]:
     elif isinstance(base, float):
         typed = [-1.0, math.nan, math.inf, "x", True, [base]]
     elif isinstance(base, str):
-        typed = ["nope", [base], True] + ([] if key == "export.k" else [3])
+        # A path that does not exist is no schema error: the stage that reads the file refuses it (VALID).
+        typed = ([] if key in PATH_KEYS else ["nope"]) + [[base], True] + ([] if key == "export.k" else [3])
     else:
         typed = [3, "x"]
     return common + typed + SPECIFIC_INVALID.get(key, [])
