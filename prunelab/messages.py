@@ -10,8 +10,9 @@ naming the dotted key, the value as written in the file and what is allowed: the
 
 Schemas raise three kinds of their own errors, built here:
 
-* `detail`: a better phrase than "<key>=<value> is invalid" about the key it is raised at
-  (a field, or a mapping: `criteria.random is not a summary entry (...)`);
+* `detail`: a better phrase than "<key>=<value> is invalid" about the key it is raised at (a field:
+  `prune.criteria lists random more than once`, or a mapping: `criteria.random.acc_at_half says
+  clipped, but no end of its interval is a bound of its range`);
 * `rule`: a whole line, for checks that involve several keys of the whole file;
 * `at`: a line about the mapping it is raised in, naming keys from there (a cross-field check of a
   nested mapping, which does not know where in the file it sits): `ratio` raising
@@ -34,9 +35,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-RULE = "params_rule"
-DETAIL = "params_detail"
-AT = "document_at"
+RULE = "one_line_rule"
+DETAIL = "one_line_detail"
+AT = "one_line_at"
 SHOWN_LIMIT = 80  # a value longer than this (a whole section of a document) is cut in the line
 
 

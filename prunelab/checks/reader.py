@@ -12,7 +12,7 @@ agree with (params' implied facts, a sweep table, the study's metrics) from the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
@@ -49,7 +49,7 @@ Number = Annotated[float, Field(description="a finite number")]
 Whole = Annotated[int, Field(ge=0, description="an integer >= 0")]
 Count = Annotated[int, Field(ge=1, description="an integer >= 1")]
 Flag = Annotated[int, Field(ge=0, le=1, description="0 or 1")]
-One = Annotated[int, Field(ge=1, le=1, description="1 (a name set in its key)")]
+One = Annotated[int, Field(ge=1, le=1, description="1")]
 Positive = Annotated[float, Field(gt=0, description="a number > 0")]
 NonNegative = Annotated[float, Field(ge=0, description="a number >= 0")]
 Score = Annotated[float, Field(ge=0, le=100, description="a score in percent, in [0, 100]")]
@@ -66,7 +66,7 @@ class Interval(Document):
     mean: Number
     ci_low: Number | None = None
     ci_high: Number | None = None
-    clipped: Literal[1] | None = Field(None, description="1, where an end of the interval is a bound of its range")
+    clipped: One | None = None  # where an end of the interval was cut to a bound of the range
 
     @model_validator(mode="after")
     def _holds_its_mean(self) -> Interval:
