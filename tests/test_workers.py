@@ -1,7 +1,9 @@
 """prunelab.workers: independent jobs on every core, each at one torch thread, with the bits of one thread.
 
 The forked path is tested in a fresh interpreter: a pytest worker that ran other tests first may hold an
-autograd engine whose forks cannot train (`fork_keeps_autograd`), and then `map_jobs` rightly stays home."""
+autograd engine whose forks cannot train (`fork_keeps_autograd`: one that used fake tensors, as
+`torch.export` does, before its first backward), and then `map_jobs` rightly stays home (tested on that
+real cause in a second fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -82,6 +84,40 @@ print("forked jobs ok")
 @pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
 def test_forked_jobs_run_in_order_at_one_thread_with_one_threads_bits() -> None:
     assert run([sys.executable, "-c", FORKED], cwd=ROOT).stdout.strip().endswith("forked jobs ok")
+
+
+FAKE_FIRST = r"""
+import os
+
+import torch
+
+from prunelab.workers import fork_keeps_autograd, map_jobs, one_thread
+
+net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+x = torch.randn(3, 2, 8, 8)
+torch.export.export(net, (x,))  # fake tensors before this process's first backward
+net(x).sum().backward()  # ... so this one starts the autograd engine's device threads
+assert not fork_keeps_autograd()
+
+def trains(seed):
+    torch.manual_seed(seed)
+    net.zero_grad()
+    net(torch.randn(3, 2, 8, 8)).sum().backward()
+    return os.getpid(), torch.get_num_threads(), net[0].weight.grad.sum().item()
+
+found = map_jobs(trains, [0, 1, 2], torch.device("cpu"), "t", workers=2)
+assert [(pid, threads) for pid, threads, _ in found] == [(os.getpid(), 1)] * 3, found
+with one_thread():  # the same gradients as the jobs trained alone at one thread
+    assert [grad for _, _, grad in found] == [trains(seed)[2] for seed in (0, 1, 2)]
+print("stayed home")
+"""
+
+
+@pytest.mark.integration  # a fresh interpreter (imports torch): the whole suite's tier
+def test_after_fake_tensors_the_jobs_stay_in_the_stages_process() -> None:
+    """The real cause, not a monkeypatch: torch.export before the first backward leaves forks unable to
+    train; the jobs then run in the stage's process, at one thread, and still train."""
+    assert run([sys.executable, "-c", FAKE_FIRST], cwd=ROOT).stdout.strip().endswith("stayed home")
 
 
 def test_one_core_runs_the_jobs_here_at_one_thread() -> None:
