@@ -69,8 +69,8 @@ def fork_keeps_autograd() -> bool:
     forked after the parent's autograd engine started its device threads
     (https://github.com/pytorch/pytorch/wiki/Autograd-and-Fork). On a CPU-only machine the engine starts
     them at the process's first backward if fake tensors were used before it (`torch.export`, which the
-    deploy format and the cost model use, or any `FakeTensorMode`), and never otherwise (measured, torch
-    2.14; tests/test_workers.py): seen in a pytest worker that had exported a model before it first
+    export stage uses for the deploy format, or any `FakeTensorMode`), and never otherwise (measured,
+    torch 2.14; tests/test_workers.py): seen in a pytest worker that had exported a model before it first
     trained, never in a stage process. Asked of one forked child each time, since it can change."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
         return pool.submit(_backward_runs).result()
