@@ -336,6 +336,10 @@ def test_efficiency_ratios_are_its_own_measurements() -> None:
             "study_loss.finetuned_recal_bacc is missing",
         ),
         ({"shipped_unpruned": 2}, "shipped_unpruned=2"),
+        (
+            {"study_loss": {s: {"mean": 1.0, "ci_low": 2.0, "ci_high": 3.0} for s in network["study_loss"]}},
+            "study_loss.finetuned_roc_auc has the interval [2.0, 3.0], which does not hold its mean 1.0",
+        ),
     ):
         with pytest.raises(UserError) as err:
             check_efficiency(Path("e.json"), {**network, **change}, allowed)
