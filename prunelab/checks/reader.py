@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from prunelab.checks.text import refusal
-from prunelab.messages import at, detail, first_problem, shown
+from prunelab.messages import at, detail, first_problem, rule, shown
 
 
 class Document(BaseModel):
@@ -53,6 +53,8 @@ One = Annotated[int, Field(ge=1, le=1, description="1")]
 Positive = Annotated[float, Field(gt=0, description="a number > 0")]
 NonNegative = Annotated[float, Field(ge=0, description="a number >= 0")]
 Score = Annotated[float, Field(ge=0, le=100, description="a score in percent, in [0, 100]")]
+Floor = Annotated[float, Field(gt=0, le=100, description="a score in percent, in (0, 100]")]  # chance level
+Margin = Annotated[float, Field(gt=0, le=100, description="a margin in points, in (0, 100]")]
 Share = Annotated[float, Field(ge=0, le=1, description="a share, in [0, 1]")]
 Points = Annotated[float, Field(ge=-100, le=100, description="a difference of scores in points, in [-100, 100]")]
 
@@ -80,6 +82,15 @@ class Interval(Document):
         ):
             raise detail("says clipped, but no end of its interval is a bound of its range")
         return self
+
+
+def present_if(expected: bool, value: Any, where: str) -> None:
+    """A key the study writes where a criterion is compared with random (every criterion but random, when
+    random is swept), and only there: `rule` naming the key otherwise."""
+    if expected and value is None:
+        raise rule(f"{where} is missing: every criterion but random is compared with random")
+    if not expected and value is not None:
+        raise rule(f"{where} is unexpected: only a criterion beside random is compared with it")
 
 
 def context(info: ValidationInfo) -> dict[str, Any]:

@@ -13,8 +13,19 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator
 
 from prunelab.checks.implied import Implied
-from prunelab.checks.reader import Count, Document, Flag, Interval, Score, Share, Whole, check_document, context
-from prunelab.checks.summary import MILESTONES, score_field
+from prunelab.checks.reader import (
+    Count,
+    Document,
+    Interval,
+    Margin,
+    Score,
+    Share,
+    Whole,
+    check_document,
+    context,
+    present_if,
+)
+from prunelab.checks.summary import MILESTONES, RunFacts, score_field
 from prunelab.messages import detail, rule, shown
 from prunelab.models.records import metric_key
 from prunelab.network.choice import KEPT_SCORES, budget_key
@@ -47,7 +58,7 @@ class Comparison(Interval):
     wins: Whole
     verdict: Literal[VERDICTS] = Field(description=", ".join(VERDICTS))
     tost_p: Share
-    margin: float = Field(gt=0, le=100, description="a margin in points, in (0, 100]")
+    margin: Margin
     mde: float | None = Field(None, ge=0, allow_inf_nan=True, description="a number >= 0, or Infinity")
     seeds_needed: int | None = Field(None, ge=2, description="an integer >= 2")
 
@@ -154,20 +165,15 @@ class BudgetMetrics(Document):
 Margins = create_model(
     "Margins",
     __base__=Document,
-    **{score: (float, Field(gt=0, le=100, description="a margin in points, in (0, 100]")) for score in SCORES},
+    **{score: (Margin, ...) for score in SCORES},
 )
 
 
-class _StudyBase(Document):
-    """metrics/metrics.json as aggregate writes it."""
+class _StudyBase(RunFacts):
+    """metrics/metrics.json as aggregate writes it: the replicates' facts (`RunFacts`), then the study's."""
 
     n_seeds: Count
     confidence: float = Field(gt=0, le=1, description="a share, in (0, 1]")
-    channels: Count
-    n_test: Count
-    majority_floor: Score
-    balanced_floor: float = Field(gt=0, le=100, description="a score in percent, in (0, 100]")
-    ranking_split_is_test: Flag
     margins: Margins
     criteria: dict[str, CriterionMetrics] = Field(description="a mapping of each swept criterion to its scalars")
     sensitivity: dict[str, LayerSensitivity] = Field(description="a mapping of each layer to its sensitivity")
@@ -182,20 +188,20 @@ class _StudyBase(Document):
         for name, entry in self.criteria.items():
             beside = with_random and name != "random"
             for key in ("beats_random_frac", *(f"{over_k(s)}_vs_random" for s in PAIRED_SCORES)):
-                _present_if(beside, getattr(entry, key), f"criteria.{name}.{key}")
+                present_if(beside, getattr(entry, key), f"criteria.{name}.{key}")
         for layer, entry in self.sensitivity.items():
             beside_layer = "random" in entry.criteria()
             for name, scores in entry.criteria().items():
                 for score in SENSITIVITY_SCORES:
                     key = f"mean_{score}_over_shares_vs_random"
-                    _present_if(
+                    present_if(
                         beside_layer and name != "random", getattr(scores, key), f"sensitivity.{layer}.{name}.{key}"
                     )
         for strategy, criteria in self.budget.strategies().items():
             for criterion, budgets in criteria.items():
                 for key, cell in budgets.items():
                     where = f"budget.{strategy}.{criterion}.{key}.finetuned_recal_bacc_vs_random"
-                    _present_if(
+                    present_if(
                         "random" in criteria and criterion != "random", cell.finetuned_recal_bacc_vs_random, where
                     )
         implied: Implied | None = context(info).get("implied")
@@ -243,14 +249,6 @@ StudyMetrics = create_model(
 
 def _as_pruned(point: FinetunePoint) -> list[Any]:
     return [getattr(point, key) for key in FinetunePoint.AS_PRUNED]
-
-
-def _present_if(expected: bool, value: Any, where: str) -> None:
-    """A key aggregate writes where random is compared (criteria other than random), and only there."""
-    if expected and value is None:
-        raise rule(f"{where} is missing: every criterion but random is compared with random")
-    if not expected and value is not None:
-        raise rule(f"{where} is unexpected: only a criterion beside random is compared with it")
 
 
 def _same_keys(found: dict, expected: dict, where: str, what: str) -> None:

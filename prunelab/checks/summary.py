@@ -15,12 +15,14 @@ from prunelab.checks.reader import (
     Count,
     Document,
     Flag,
+    Floor,
     Score,
     Share,
     Whole,
     check_document,
     close,
     context,
+    present_if,
     whole_samples,
 )
 from prunelab.checks.text import refusal
@@ -54,16 +56,23 @@ SummaryEntry = create_model(
 )
 
 
-class _SummaryBase(Document):
-    """summary.json as `prunelab.scoring.curves.summary_metrics` writes it (and sweep_prune completes it)."""
+class RunFacts(Document):
+    """What a replicate's summary.json states about its model and test split, and the study's metrics.json
+    repeats (as `prunelab.study.aggregate` copies it): P, the test samples, the majority and balanced floors,
+    and whether the ranking split is the test split."""
 
     channels: Count
     n_test: Count
+    majority_floor: Score
+    balanced_floor: Floor
+    ranking_split_is_test: Flag
+
+
+class _SummaryBase(RunFacts):
+    """summary.json as `prunelab.scoring.curves.summary_metrics` writes it (and sweep_prune completes it)."""
+
     baseline_accuracy: Score
     baseline_balanced_accuracy: Score
-    majority_floor: Score
-    balanced_floor: float = Field(gt=0, le=100, description="a score in percent, in (0, 100]")
-    ranking_split_is_test: Flag
     n_calibration: Count
     criteria: dict[str, SummaryEntry] = Field(description="a mapping of each swept criterion to its scalars")
 
@@ -76,9 +85,7 @@ class _SummaryBase(Document):
     def _consistent(self, info: ValidationInfo) -> _SummaryBase:
         for name, entry in self.criteria.items():
             beside_random = "random" in self.criteria and name != "random"
-            if beside_random != (entry.beats_random_frac is not None):
-                raise rule(f"criteria.{name}.beats_random_frac is {'missing' if beside_random else 'unexpected'}: "
-                           "every criterion but random has it, when random is swept")  # fmt: skip
+            present_if(beside_random, entry.beats_random_frac, f"criteria.{name}.beats_random_frac")
             if entry.max_k_within_1pt > self.channels - 1:
                 raise rule(
                     f"criteria.{name}.max_k_within_1pt={entry.max_k_within_1pt} is outside [0, P-1={self.channels - 1}]"
